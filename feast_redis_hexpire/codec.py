@@ -1,0 +1,318 @@
+"""Value codec: Feast ValueProto <-> readable bytes in a hash field, driven by the declared dtype.
+
+Encoding (what `redis-cli HGET` shows):
+
+| declared type                               | stored as                                         |
+|---------------------------------------------|---------------------------------------------------|
+| INT32, INT64                                | decimal digits: `14`                              |
+| UNIX_TIMESTAMP                              | integer seconds since the epoch: `1764091200`     |
+| DOUBLE                                      | shortest round-trip text: `0.1`, `nan`, `-inf`    |
+| FLOAT                                       | shortest text that round-trips as float32: `0.1`  |
+| BOOL                                        | `true` / `false`                                  |
+| STRING, JSON, UUID, TIME_UUID, DECIMAL      | the UTF-8 text                                    |
+| BYTES                                       | the raw bytes                                     |
+| *_LIST and *_SET of the above               | a JSON array: `[1,2,3]`, `["a","b"]`, `[0.5,NaN]`; |
+|                                             | bytes elements as base64 strings                  |
+| MAP, STRUCT, *_MAP_LIST, VALUE_LIST/SET,    | protobuf JSON of the value (`json_format`)        |
+| SCALAR_MAP, ZONED_TIMESTAMP                 |                                                   |
+| null (no value, or null_val)                | no field: the write deletes it                    |
+
+The event timestamp of each view (`_ts:<view>`) is fixed-width ISO-8601 UTC with
+microseconds, `2026-11-25T17:34:00.123456Z`, so the write script can compare two of
+them as text.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
+
+import numpy as np
+from google.protobuf import json_format
+
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.value_type import ValueType
+
+from .errors import InvalidFeatureValue
+
+Encoder = Callable[[Any], bytes]
+Decoder = Callable[[bytes], ValueProto]
+
+_UTC = timezone.utc
+
+
+# ---------------------------------------------------------------- scalars
+
+
+def _encode_int(value: int) -> bytes:
+    return b"%d" % value
+
+
+def _encode_double(value: float) -> bytes:
+    return repr(value).encode()
+
+
+def _float32_text(value: float) -> str:
+    # numpy prints the shortest decimal that reads back to the same float32 bits.
+    return str(np.float32(value))
+
+
+def _encode_float(value: float) -> bytes:
+    return _float32_text(value).encode()
+
+
+def _encode_bool(value: bool) -> bytes:
+    return b"true" if value else b"false"
+
+
+def _decode_bool_text(raw: bytes) -> bool:
+    if raw == b"true":
+        return True
+    if raw == b"false":
+        return False
+    raise ValueError(f"not a bool: {raw!r}")
+
+
+def _encode_text(value: str) -> bytes:
+    return value.encode()
+
+
+def _encode_bytes(value: bytes) -> bytes:
+    return value
+
+
+# ---------------------------------------------------------------- lists and sets
+
+
+def _json_number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
+def _json_float32(value: float) -> str:
+    if math.isnan(value) or math.isinf(value):
+        return _json_number(value)
+    return _float32_text(value)
+
+
+def _encode_int_list(msg: Any) -> bytes:
+    return ("[" + ",".join(map(str, msg.val)) + "]").encode()
+
+
+def _encode_double_list(msg: Any) -> bytes:
+    return ("[" + ",".join(map(_json_number, msg.val)) + "]").encode()
+
+
+def _encode_float_list(msg: Any) -> bytes:
+    return ("[" + ",".join(map(_json_float32, msg.val)) + "]").encode()
+
+
+def _encode_bool_list(msg: Any) -> bytes:
+    return ("[" + ",".join("true" if v else "false" for v in msg.val) + "]").encode()
+
+
+def _encode_str_list(msg: Any) -> bytes:
+    return json.dumps(list(msg.val), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _encode_bytes_list(msg: Any) -> bytes:
+    return json.dumps([base64.b64encode(v).decode() for v in msg.val], separators=(",", ":")).encode()
+
+
+def _decode_json_array(raw: bytes) -> list:
+    items = json.loads(raw)
+    if not isinstance(items, list):
+        raise ValueError(f"expected a JSON array, got {raw[:40]!r}")
+    return items
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class TypeCodec:
+    """How one declared Feast type is written and read back."""
+
+    value_type: ValueType
+    proto_field: str  # the ValueProto oneof member this type must arrive in
+    encode: Encoder  # takes getattr(value, proto_field)
+    decode: Decoder
+
+
+def _scalar(value_type: ValueType, field: str, encode: Encoder, parse: Callable[[bytes], Any]) -> TypeCodec:
+    def decode(raw: bytes) -> ValueProto:
+        return ValueProto(**{field: parse(raw)})
+
+    return TypeCodec(value_type, field, encode, decode)
+
+
+def _repeated(value_type: ValueType, field: str, encode: Encoder, parse_item: Callable[[Any], Any]) -> TypeCodec:
+    def decode(raw: bytes) -> ValueProto:
+        proto = ValueProto()
+        container = getattr(proto, field)
+        container.SetInParent()
+        container.val.extend(parse_item(item) for item in _decode_json_array(raw))
+        return proto
+
+    return TypeCodec(value_type, field, encode, decode)
+
+
+def _message(value_type: ValueType, field: str) -> TypeCodec:
+    """Composite types: protobuf JSON of the sub-message, exact and still readable."""
+
+    def encode(msg: Any) -> bytes:
+        return json.dumps(
+            json_format.MessageToDict(msg, preserving_proto_field_name=True),
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+
+    def decode(raw: bytes) -> ValueProto:
+        proto = ValueProto()
+        container = getattr(proto, field)
+        container.SetInParent()
+        json_format.Parse(raw, container)
+        return proto
+
+    return TypeCodec(value_type, field, encode, decode)
+
+
+def _float_item(item: Any) -> float:
+    if isinstance(item, bool) or not isinstance(item, (int, float)):
+        raise ValueError(f"not a number: {item!r}")
+    return float(item)
+
+
+def _int_item(item: Any) -> int:
+    if isinstance(item, bool) or not isinstance(item, int):
+        raise ValueError(f"not an integer: {item!r}")
+    return item
+
+
+def _bool_item(item: Any) -> bool:
+    if not isinstance(item, bool):
+        raise ValueError(f"not a bool: {item!r}")
+    return item
+
+
+def _str_item(item: Any) -> str:
+    if not isinstance(item, str):
+        raise ValueError(f"not a string: {item!r}")
+    return item
+
+
+def _bytes_item(item: Any) -> bytes:
+    return base64.b64decode(_str_item(item), validate=True)
+
+
+def _build_codecs() -> dict[ValueType, TypeCodec]:
+    VT = ValueType
+    codecs = [
+        _scalar(VT.INT32, "int32_val", _encode_int, int),
+        _scalar(VT.INT64, "int64_val", _encode_int, int),
+        _scalar(VT.UNIX_TIMESTAMP, "unix_timestamp_val", _encode_int, int),
+        _scalar(VT.DOUBLE, "double_val", _encode_double, float),
+        _scalar(VT.FLOAT, "float_val", _encode_float, float),
+        _scalar(VT.BOOL, "bool_val", _encode_bool, _decode_bool_text),
+        _scalar(VT.STRING, "string_val", _encode_text, bytes.decode),
+        _scalar(VT.JSON, "json_val", _encode_text, bytes.decode),
+        _scalar(VT.UUID, "uuid_val", _encode_text, bytes.decode),
+        _scalar(VT.TIME_UUID, "time_uuid_val", _encode_text, bytes.decode),
+        _scalar(VT.DECIMAL, "decimal_val", _encode_text, bytes.decode),
+        _scalar(VT.BYTES, "bytes_val", _encode_bytes, bytes),
+    ]
+    for suffix in ("LIST", "SET"):
+        low = suffix.lower()
+        codecs += [
+            _repeated(VT[f"INT32_{suffix}"], f"int32_{low}_val", _encode_int_list, _int_item),
+            _repeated(VT[f"INT64_{suffix}"], f"int64_{low}_val", _encode_int_list, _int_item),
+            _repeated(VT[f"UNIX_TIMESTAMP_{suffix}"], f"unix_timestamp_{low}_val", _encode_int_list, _int_item),
+            _repeated(VT[f"DOUBLE_{suffix}"], f"double_{low}_val", _encode_double_list, _float_item),
+            _repeated(VT[f"FLOAT_{suffix}"], f"float_{low}_val", _encode_float_list, _float_item),
+            _repeated(VT[f"BOOL_{suffix}"], f"bool_{low}_val", _encode_bool_list, _bool_item),
+            _repeated(VT[f"STRING_{suffix}"], f"string_{low}_val", _encode_str_list, _str_item),
+            _repeated(VT[f"BYTES_{suffix}"], f"bytes_{low}_val", _encode_bytes_list, _bytes_item),
+            _repeated(VT[f"UUID_{suffix}"], f"uuid_{low}_val", _encode_str_list, _str_item),
+            _repeated(VT[f"TIME_UUID_{suffix}"], f"time_uuid_{low}_val", _encode_str_list, _str_item),
+            _repeated(VT[f"DECIMAL_{suffix}"], f"decimal_{low}_val", _encode_str_list, _str_item),
+        ]
+    codecs.append(_repeated(VT.JSON_LIST, "json_list_val", _encode_str_list, _str_item))
+    codecs += [
+        _message(VT.MAP, "map_val"),
+        _message(VT.MAP_LIST, "map_list_val"),
+        _message(VT.STRUCT, "struct_val"),
+        _message(VT.STRUCT_LIST, "struct_list_val"),
+        _message(VT.VALUE_LIST, "list_val"),
+        _message(VT.VALUE_SET, "set_val"),
+        _message(VT.SCALAR_MAP, "scalar_map_val"),
+        _message(VT.ZONED_TIMESTAMP, "zoned_timestamp_val"),
+    ]
+    return {codec.value_type: codec for codec in codecs}
+
+
+CODECS: dict[ValueType, TypeCodec] = _build_codecs()
+
+
+def codec_for(value_type: ValueType, *, view: str, feature: str) -> TypeCodec:
+    try:
+        return CODECS[value_type]
+    except KeyError:
+        raise InvalidFeatureValue(
+            f"view {view!r}, feature {feature!r}: declared type {value_type.name} has no online encoding"
+        ) from None
+
+
+def encode_value(codec: TypeCodec, value: ValueProto, *, view: str, feature: str) -> Optional[bytes]:
+    """Bytes for the hash field, or None for a null (the write deletes the field)."""
+    kind = value.WhichOneof("val")
+    if kind == codec.proto_field:
+        return codec.encode(getattr(value, kind))
+    if kind is None or kind == "null_val":
+        return None
+    raise InvalidFeatureValue(
+        f"view {view!r}, feature {feature!r}: declared {codec.value_type.name} "
+        f"but got {kind} = {_short(getattr(value, kind))}"
+    )
+
+
+def decode_value(codec: TypeCodec, raw: bytes, *, view: str, feature: str) -> ValueProto:
+    try:
+        return codec.decode(raw)
+    except Exception as exc:
+        raise InvalidFeatureValue(
+            f"view {view!r}, feature {feature!r}: stored value {raw[:60]!r} "
+            f"is not a valid {codec.value_type.name}: {exc}"
+        ) from exc
+
+
+def _short(value: Any) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ---------------------------------------------------------------- event timestamps
+
+
+def encode_event_ts(ts: datetime) -> bytes:
+    """Fixed-width UTC text; naive datetimes are UTC, as everywhere in Feast."""
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(_UTC).replace(tzinfo=None)
+    return (ts.isoformat(timespec="microseconds") + "Z").encode()
+
+
+def event_ts_millis(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=_UTC)
+    return int(ts.timestamp() * 1000)
+
+
+def decode_event_ts(raw: bytes) -> datetime:
+    # Always written by encode_event_ts: drop the "Z" (3.10's fromisoformat rejects it).
+    return datetime.fromisoformat(raw[:-1].decode()).replace(tzinfo=_UTC)

@@ -1,0 +1,82 @@
+"""The `online_store:` block of feature_store.yaml."""
+
+from enum import Enum
+from typing import Literal, Optional
+
+from pydantic import StrictStr, field_validator
+
+from feast.repo_config import FeastConfigBaseModel
+
+STORE_TYPE = "feast_redis_hexpire.RedisHexpireOnlineStore"
+
+
+class FieldNaming(str, Enum):
+    """How feature names become hash fields."""
+
+    plain = "plain"  # field = feature name; `feast apply` rejects two views sharing one
+    qualified = "qualified"  # field = "<view>:<feature>"; always unique
+
+
+class RedisType(str, Enum):
+    """The deployment shape; names match Feast's own Redis store."""
+
+    redis = "redis"
+    redis_cluster = "redis_cluster"
+    redis_sentinel = "redis_sentinel"
+
+
+class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
+    """Online store config. Feast finds it by the `<StoreClass>Config` naming convention,
+    and finds the store class in this class's `__module__`: point that at the package,
+    which exports both."""
+
+    __module__ = "feast_redis_hexpire"
+
+    type: Literal[
+        "feast_redis_hexpire.RedisHexpireOnlineStore",
+        "feast_redis_hexpire.store.RedisHexpireOnlineStore",
+    ] = STORE_TYPE
+
+    connection_string: StrictStr = "localhost:6379"
+    """Feast's format `host:port[,host:port][,param=value...]`, or a redis:// / rediss:// URL.
+    Params are passed to redis-py: password, username, db, ssl, ssl_ca_certs, socket_timeout..."""
+
+    redis_type: RedisType = RedisType.redis
+    sentinel_master: StrictStr = "mymaster"
+
+    key_prefix: StrictStr = "fs"
+    """First component of every entity key: `<key_prefix>:<project>:<join_key>=<value>`."""
+
+    batch_ttl_seconds: Optional[int] = 172800
+    """Key-level EXPIRE set by every batch-view write. 0 or null: keys never expire."""
+
+    stream_ttl_seconds: Optional[int] = 300
+    """Per-field expiry for push/stream views, anchored at event time. 0 or null: none."""
+
+    field_naming: FieldNaming = FieldNaming.plain
+
+    write_chunk_size: int = 500
+    """Entities per pipelined round trip on writes (also the progress-bar step)."""
+
+    @field_validator("batch_ttl_seconds", "stream_ttl_seconds")
+    @classmethod
+    def _non_negative_ttl(cls, value: Optional[int]) -> Optional[int]:
+        if value is not None and value < 0:
+            raise ValueError(f"TTL must be >= 0 seconds (0 or null disables it), got {value}")
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix_has_no_separator(cls, value: str) -> str:
+        if not value or any(c in value for c in ":{}*?[]\\ "):
+            raise ValueError(
+                f"key_prefix {value!r} must be non-empty and free of ':', braces, glob characters and spaces"
+            )
+        return value
+
+    @field_validator("write_chunk_size")
+    @classmethod
+    def _positive_chunk(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"write_chunk_size must be >= 1, got {value}")
+        return value

@@ -1,0 +1,104 @@
+"""Key layout: one readable, injective Redis key per entity per project.
+
+    <prefix>:<project>:<join_key>=<value>[:<join_key>=<value>...]
+
+Join keys are sorted by name. Characters that would make two entities share a key
+(`:`, `=`, `%`), Redis Cluster hash-tag braces and non-printables are percent-escaped,
+so `user_id=a:b` becomes `user_id=a%3Ab`. Int values are written as digits; a join
+key has one declared type, so `42` and `"42"` never meet in one repo.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+from .errors import InvalidFeatureValue
+
+_ESCAPED = {ord(c): f"%{ord(c):02X}" for c in "%:={}"}
+_ESCAPED.update({c: f"%{c:02X}" for c in range(0x21)})
+_ESCAPED[0x7F] = "%7F"
+_GLOB_SPECIAL = {ord(c): "\\" + c for c in "*?[]\\"}
+
+
+def escape_component(text: str) -> str:
+    return text.translate(_ESCAPED)
+
+
+def _unescape_component(text: str) -> str:
+    if "%" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "%":
+            out.append(chr(int(text[i + 1 : i + 3], 16)))
+            i += 3
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _value_text(join_key: str, value: ValueProto) -> str:
+    kind = value.WhichOneof("val")
+    if kind == "string_val":
+        return escape_component(value.string_val)
+    if kind in ("int64_val", "int32_val", "unix_timestamp_val"):
+        return str(getattr(value, kind))
+    if kind == "bytes_val":
+        return "".join(f"%{b:02X}" for b in value.bytes_val)
+    raise InvalidFeatureValue(
+        f"join key {join_key!r}: unsupported entity value type {kind or 'null'}; "
+        "use a string, int32, int64 or bytes join key"
+    )
+
+
+def project_prefix(key_prefix: str, project: str) -> str:
+    return f"{key_prefix}:{escape_component(project)}:"
+
+
+def entity_suffix(entity_key: EntityKeyProto) -> str:
+    """`user_id=u0001` part of the key; join keys sorted so column order never matters."""
+    pairs = zip(entity_key.join_keys, entity_key.entity_values)
+    if len(entity_key.join_keys) == 1:
+        name, value = next(iter(pairs))
+        return f"{escape_component(name)}={_value_text(name, value)}"
+    return ":".join(
+        f"{escape_component(name)}={_value_text(name, value)}"
+        for name, value in sorted(pairs, key=lambda pair: pair[0])
+    )
+
+
+def entity_redis_key(prefix: str, entity_key: EntityKeyProto) -> bytes:
+    """`prefix` is `project_prefix(...)`, computed once per batch."""
+    return (prefix + entity_suffix(entity_key)).encode()
+
+
+def project_scan_pattern(key_prefix: str, project: str, join_keys: Optional[Sequence[str]] = None) -> str:
+    """SCAN MATCH pattern for a project's keys, optionally narrowed to one join-key set."""
+    base = project_prefix(key_prefix, project).translate(_GLOB_SPECIAL)
+    if not join_keys:
+        return base + "*"
+    return base + ":".join(f"{escape_component(k).translate(_GLOB_SPECIAL)}=*" for k in sorted(join_keys))
+
+
+def join_key_names(key: bytes | str, key_prefix: str, project: str) -> tuple[str, ...]:
+    """Join-key names in a stored key; filters SCAN hits whose `*` swallowed extra components."""
+    text = key.decode() if isinstance(key, bytes) else key
+    rest = text[len(project_prefix(key_prefix, project)) :]
+    return tuple(_unescape_component(part.split("=", 1)[0]) for part in rest.split(":"))
+
+
+def parse_entity_suffix(suffix: str) -> dict[str, str]:
+    """Inverse of entity_suffix for display (values come back as text)."""
+    out: dict[str, str] = {}
+    for part in suffix.split(":"):
+        name, _, value = part.partition("=")
+        out[_unescape_component(name)] = _unescape_component(value)
+    return out
+
+
+def same_join_keys(a: Iterable[str], b: Iterable[str]) -> bool:
+    return sorted(a) == sorted(b)
