@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
+from redis.exceptions import NoScriptError
+
 SCRIPT_SOURCE: str = resources.files(__package__).joinpath("write_entity.lua").read_text()
 SCRIPT_SHA: str = hashlib.sha1(SCRIPT_SOURCE.encode()).hexdigest()
 
@@ -22,4 +24,4 @@ STREAM_MODE = b"s"
 
 
 def is_noscript(reply: object) -> bool:
-    return isinstance(reply, Exception) and "NOSCRIPT" in str(reply)
+    return isinstance(reply, NoScriptError)
