@@ -6,6 +6,11 @@ Join keys are sorted by name. Characters that would make two entities share a ke
 (`:`, `=`, `%`), Redis Cluster hash-tag braces and non-printables are percent-escaped,
 so `user_id=a:b` becomes `user_id=a%3Ab`. Int values are written as digits; a join
 key has one declared type, so `42` and `"42"` never meet in one repo.
+
+With `hash_tag: project` the project component is wrapped in braces,
+`<prefix>:{<project>}:<join_key>=<value>`, so Redis Cluster hashes only the project name
+and the whole project lands in one slot. Escaping keeps every other brace out of keys,
+so that tag is the only one and the layout stays injective.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def _unescape_component(text: str) -> str:
     return "".join(out)
 
 
-def _value_text(join_key: str, value: ValueProto) -> str:
+def entity_value_text(join_key: str, value: ValueProto) -> str:
     kind = value.WhichOneof("val")
     if kind == "string_val":
         return escape_component(value.string_val)
@@ -55,8 +60,20 @@ def _value_text(join_key: str, value: ValueProto) -> str:
     )
 
 
-def project_prefix(key_prefix: str, project: str) -> str:
+PROJECT_HASH_TAG = "project"
+
+
+def project_prefix(key_prefix: str, project: str, hash_tag: str = "none") -> str:
+    """`fs:proj:`, or `fs:{proj}:` with `hash_tag` "project" (a HashTag or its value)."""
+    if hash_tag == PROJECT_HASH_TAG:
+        return f"{key_prefix}:{{{escape_component(project)}}}:"
     return f"{key_prefix}:{escape_component(project)}:"
+
+
+def project_prefixes(key_prefix: str, project: str) -> tuple[str, str]:
+    """The project's prefix in both layouts (untagged, tagged): maintenance covers both, so
+    keys written before a change of `hash_tag` are still found."""
+    return project_prefix(key_prefix, project), project_prefix(key_prefix, project, PROJECT_HASH_TAG)
 
 
 def entity_suffix(entity_key: EntityKeyProto) -> str:
@@ -64,9 +81,9 @@ def entity_suffix(entity_key: EntityKeyProto) -> str:
     pairs = zip(entity_key.join_keys, entity_key.entity_values)
     if len(entity_key.join_keys) == 1:
         name, value = next(iter(pairs))
-        return f"{escape_component(name)}={_value_text(name, value)}"
+        return f"{escape_component(name)}={entity_value_text(name, value)}"
     return ":".join(
-        f"{escape_component(name)}={_value_text(name, value)}"
+        f"{escape_component(name)}={entity_value_text(name, value)}"
         for name, value in sorted(pairs, key=lambda pair: pair[0])
     )
 
@@ -76,9 +93,11 @@ def entity_redis_key(prefix: str, entity_key: EntityKeyProto) -> bytes:
     return (prefix + entity_suffix(entity_key)).encode()
 
 
-def project_scan_pattern(key_prefix: str, project: str, join_keys: Optional[Sequence[str]] = None) -> str:
+def project_scan_pattern(
+    key_prefix: str, project: str, join_keys: Optional[Sequence[str]] = None, hash_tag: str = "none"
+) -> str:
     """SCAN MATCH pattern for a project's keys, optionally narrowed to one join-key set."""
-    base = project_prefix(key_prefix, project).translate(_GLOB_SPECIAL)
+    base = project_prefix(key_prefix, project, hash_tag).translate(_GLOB_SPECIAL)
     if not join_keys:
         return base + "*"
     return base + ":".join(f"{escape_component(k).translate(_GLOB_SPECIAL)}=*" for k in sorted(join_keys))
@@ -87,7 +106,8 @@ def project_scan_pattern(key_prefix: str, project: str, join_keys: Optional[Sequ
 def join_key_names(key: bytes | str, key_prefix: str, project: str) -> tuple[str, ...]:
     """Join-key names in a stored key; filters SCAN hits whose `*` swallowed extra components."""
     text = key.decode() if isinstance(key, bytes) else key
-    rest = text[len(project_prefix(key_prefix, project)) :]
+    untagged, tagged = project_prefixes(key_prefix, project)
+    rest = text[len(tagged if text.startswith(tagged) else untagged) :]
     return tuple(_unescape_component(part.split("=", 1)[0]) for part in rest.split(":"))
 
 

@@ -7,13 +7,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from feast import FeatureView, RepoConfig, utils
+from feast import FeatureView, RepoConfig
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from google.protobuf.timestamp_pb2 import Timestamp
+
+try:  # Feast's optional feature-status metrics; absent in some builds
+    from feast.metrics import track_feature_statuses as _track_feature_statuses
+except Exception:  # pragma: no cover
+    _track_feature_statuses = None
 
 from .codec import decode_event_ts, decode_value, encode_event_ts, encode_value, event_ts_millis
 from .errors import FieldExpiryError, HexpireStoreError, InvalidFeatureValue
-from .keys import entity_redis_key, project_prefix
+from .keys import entity_redis_key, entity_value_text, escape_component, project_prefix
 from .views import ViewKind, ViewLayout, view_layout
 from .write_script import BATCH_MODE, EXPIRED, STALE, STREAM_MODE, WRITTEN
 
@@ -147,14 +154,14 @@ class ViewRead:
 
 
 @dataclass
-class ReadGroup:
-    """Views that share one entity set: one HMGET per entity covers all of them."""
+class EntityGroup:
+    """Unique entities of one join-key set: one HMGET per entity covers every view keyed on it."""
 
     keys: List[bytes]
+    indexes: List[List[int]] = field(default_factory=list)  # response rows each entity fills
+    output_len: int = 0
     fields: List[bytes] = field(default_factory=list)
     views: List[ViewRead] = field(default_factory=list)
-    indexes: Any = None  # Feast's mapping from unique entity to response rows
-    output_len: int = 0
 
     def add_view(self, table: FeatureView, layout: ViewLayout, requested: Optional[Sequence[str]]) -> ViewRead:
         names = list(requested) if requested else list(layout.features)
@@ -178,18 +185,67 @@ def entity_keys_for(config: RepoConfig, entity_keys: Sequence[EntityKeyProto]) -
 
 def plan_view_read(
     config: RepoConfig, table: FeatureView, entity_keys: Sequence[EntityKeyProto], requested: Optional[Sequence[str]]
-) -> Tuple[ReadGroup, ViewRead]:
-    group = ReadGroup(keys=entity_keys_for(config, entity_keys))
+) -> Tuple[EntityGroup, ViewRead]:
+    group = EntityGroup(keys=entity_keys_for(config, entity_keys))
     read = group.add_view(table, view_layout(table, config.online_store), requested)
     return group, read
+
+
+def _unique_entity_keys(
+    prefix: str, columns: List[Tuple[str, List[ValueProto]]]
+) -> Tuple[List[bytes], List[List[int]], int]:
+    """Redis key per distinct entity and the request rows it answers, in first-seen order."""
+    columns = sorted(columns, key=lambda column: column[0])
+    if len(columns) == 1:
+        name, values = columns[0]
+        head = prefix + escape_component(name) + "="
+        texts = [head + entity_value_text(name, v) for v in values]
+    else:
+        heads = [escape_component(name) + "=" for name, _ in columns]
+        texts = [
+            prefix + ":".join(h + entity_value_text(name, v) for h, (name, _), v in zip(heads, columns, row))
+            for row in zip(*(values for _, values in columns))
+        ]
+    position: Dict[str, int] = {}
+    keys: List[bytes] = []
+    indexes: List[List[int]] = []
+    for row_index, text in enumerate(texts):
+        unique = position.get(text)
+        if unique is None:
+            position[text] = len(keys)
+            keys.append(text.encode())
+            indexes.append([row_index])
+        else:
+            indexes[unique].append(row_index)
+    return keys, indexes, len(texts)
+
+
+def _table_columns(
+    table: FeatureView, join_key_values: Dict[str, List[ValueProto]], entity_name_to_join_key_map: Dict[str, str]
+) -> List[Tuple[str, List[ValueProto]]]:
+    """The request columns a view is keyed on, under the view's own join-key names
+    (mirrors feast.utils._get_table_entity_values, including projection aliases)."""
+    wanted = {entity_name_to_join_key_map[name] for name in table.entities}
+    alias_to_join_key = {alias: key for key, alias in table.projection.join_key_map.items()}
+    columns = [
+        (alias_to_join_key.get(name, name), values)
+        for name, values in join_key_values.items()
+        if alias_to_join_key.get(name, name) in wanted
+    ]
+    if not columns and wanted - {"__dummy_id"}:
+        raise KeyError(
+            f"Missing join key values for view {table.name!r}: expected {sorted(wanted)}, "
+            f"got {sorted(join_key_values)}"
+        )
+    return columns
 
 
 @dataclass
 class GroupedReadPlan:
     """All views of one get_online_features call, grouped so each entity costs one HMGET."""
 
-    groups: List[ReadGroup]
-    order: List[Tuple[ReadGroup, ViewRead]]  # in Feast's grouped_refs order
+    groups: List[EntityGroup]
+    order: List[Tuple[EntityGroup, ViewRead]]  # in Feast's grouped_refs order
 
     def commands(self) -> List[Tuple[bytes, List[bytes]]]:
         return [(key, group.fields) for group in self.groups for key in group.keys]
@@ -201,23 +257,92 @@ class GroupedReadPlan:
         full_feature_names: bool,
         include_feature_view_version_metadata: bool,
     ) -> None:
+        """Build Feast's response vectors directly, decoding each distinct stored value once."""
         offsets, position = {}, 0
         for group in self.groups:
             offsets[id(group)] = position
             position += len(group.keys)
+        ts_cache: Dict[bytes, Timestamp] = {}
         for group, read in self.order:
             start = offsets[id(group)]
-            rows = read.decode(replies[start : start + len(group.keys)])
-            utils._populate_response_from_feature_data(
-                read.requested,
-                rows,
-                group.indexes,
-                response,
-                full_feature_names,
-                read.table,
-                group.output_len,
-                include_feature_view_version_metadata,
-            )
+            fill_response(read, group, replies[start : start + len(group.keys)], response,
+                          full_feature_names, include_feature_view_version_metadata, ts_cache)
+
+
+_EMPTY_TS = Timestamp()
+_NULL_VALUE = ValueProto()
+_PRESENT = FieldStatus.PRESENT
+_NOT_FOUND = FieldStatus.NOT_FOUND
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _timestamp_proto(raw: bytes) -> Timestamp:
+    delta = datetime.fromisoformat(raw[:-1].decode()) - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
+
+
+def fill_response(
+    read: ViewRead,
+    group: EntityGroup,
+    replies: Sequence[Sequence[Optional[bytes]]],
+    response: Any,
+    full_feature_names: bool,
+    include_feature_view_version_metadata: bool,
+    ts_cache: Dict[bytes, Timestamp],
+) -> None:
+    """Same output as feast.utils._populate_response_from_feature_data, without the
+    intermediate dicts and datetimes."""
+    table, layout = read.table, read.layout
+    table_name = table.projection.name_to_use()
+    response.metadata.feature_names.val.extend(
+        [f"{table_name}__{n}" if full_feature_names else n for n in read.requested]
+    )
+    if include_feature_view_version_metadata:
+        name = table.projection.name_alias or table.projection.name
+        if name not in [m.name for m in response.metadata.feature_view_metadata]:
+            meta = response.metadata.feature_view_metadata.add()
+            meta.name = name
+            meta.version = getattr(table, "current_version_number", 0) or 0
+
+    output_len, indexes = group.output_len, group.indexes
+    start, ts_index = read.offset, read.offset + len(read.requested)
+    timestamps = [_EMPTY_TS] * output_len
+    found_any = [False] * len(replies)
+    columns = []
+    present_total = 0
+    for column_number, name in enumerate(read.requested):
+        codec = layout.features[name].codec
+        decoded: Dict[bytes, ValueProto] = {}
+        values = [_NULL_VALUE] * output_len
+        statuses = [_NOT_FOUND] * output_len
+        at = start + column_number
+        for unique, reply in enumerate(replies):
+            raw = reply[at]
+            if raw is None:
+                continue
+            value = decoded.get(raw)
+            if value is None:
+                value = decoded[raw] = decode_value(codec, raw, view=layout.name, feature=name)
+            found_any[unique] = True
+            for row in indexes[unique]:
+                values[row] = value
+                statuses[row] = _PRESENT
+                present_total += 1
+        columns.append((values, statuses))
+    for unique, reply in enumerate(replies):
+        raw_ts = reply[ts_index]
+        if found_any[unique] and raw_ts is not None:
+            ts = ts_cache.get(raw_ts)
+            if ts is None:
+                ts = ts_cache[raw_ts] = _timestamp_proto(raw_ts)
+            for row in indexes[unique]:
+                timestamps[row] = ts
+    for values, statuses in columns:
+        response.results.append(
+            GetOnlineFeaturesResponse.FeatureVector(values=values, statuses=statuses, event_timestamps=timestamps)
+        )
+    if _track_feature_statuses is not None:
+        _track_feature_statuses(table.name, present_total, len(read.requested) * output_len - present_total)
 
 
 def plan_grouped_read(
@@ -226,23 +351,18 @@ def plan_grouped_read(
     join_key_values: Dict[str, List[ValueProto]],
     entity_name_to_join_key_map: Dict[str, str],
 ) -> GroupedReadPlan:
-    groups: Dict[tuple, ReadGroup] = {}
-    order: List[Tuple[ReadGroup, ViewRead]] = []
+    prefix = project_prefix(config.online_store.key_prefix, config.project)
+    groups: Dict[tuple, EntityGroup] = {}
+    order: List[Tuple[EntityGroup, ViewRead]] = []
     for table, requested in grouped_refs:
         entity_set = (
-            tuple(sorted(table.join_keys)),
+            tuple(sorted(entity_name_to_join_key_map[name] for name in table.entities)),
             tuple(sorted((table.projection.join_key_map or {}).items())),
         )
         group = groups.get(entity_set)
         if group is None:
-            entity_values, indexes, output_len = utils._get_unique_entities(
-                table, join_key_values, entity_name_to_join_key_map
-            )
-            group = ReadGroup(
-                keys=entity_keys_for(config, utils._get_entity_key_protos(entity_values)),
-                indexes=indexes,
-                output_len=output_len,
-            )
-            groups[entity_set] = group
+            columns = _table_columns(table, join_key_values, entity_name_to_join_key_map)
+            keys, indexes, output_len = _unique_entity_keys(prefix, columns)
+            group = groups[entity_set] = EntityGroup(keys, indexes, output_len)
         order.append((group, group.add_view(table, view_layout(table, config.online_store), requested)))
     return GroupedReadPlan(list(groups.values()), order)

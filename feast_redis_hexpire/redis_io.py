@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+import redis
+import redis.asyncio as redis_async
+
 from .connection import AsyncClient, SyncClient
 from .planning import WriteCall, WriteReport, tally_writes
 from .write_script import SCRIPT_SHA, SCRIPT_SOURCE, is_noscript
@@ -26,7 +29,9 @@ def _retry_positions(replies: Sequence[Any]) -> List[int]:
 
 
 def _run_script_calls(client: SyncClient, calls: Sequence[WriteCall]) -> List[Any]:
-    pipe = client.pipeline(transaction=False)
+    if isinstance(client, redis.Redis):
+        return _round_trip(client, [(b"EVALSHA", SCRIPT_SHA, 1, call.key, *call.args) for call in calls], retry=False)
+    pipe = client.pipeline(transaction=False)  # cluster: redis-py groups commands by node
     for call in calls:
         pipe.evalsha(SCRIPT_SHA, 1, call.key, *call.args)
     return pipe.execute(raise_on_error=False)
@@ -50,16 +55,62 @@ def write(client: SyncClient, calls: Sequence[WriteCall], chunk_size: int, progr
 def hmget(client: SyncClient, commands: Sequence[HmgetCommand]) -> List[List[Optional[bytes]]]:
     if not commands:
         return []
-    pipe = client.pipeline(transaction=False)
+    if isinstance(client, redis.Redis):
+        return _raise_first_error(_round_trip(client, [(b"HMGET", key, *fields) for key, fields in commands], retry=True))
+    pipe = client.pipeline(transaction=False)  # cluster: redis-py groups commands by node
     for key, fields in commands:
         pipe.hmget(key, fields)
     return pipe.execute()
+
+
+def _round_trip(client: redis.Redis, commands: Sequence[tuple], retry: bool) -> List[Any]:
+    """Send every command in one write and read every reply: what a redis-py pipeline
+    does, minus its per-command bookkeeping, which dominated both hot paths. Error
+    replies stay in place. Only idempotent batches (reads) are retried on a dropped
+    connection; a write batch surfaces the error, as redis-py's pipeline would."""
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        packed = connection.pack_commands(commands)
+        try:
+            return _send_and_read(connection, packed, len(commands))
+        except (redis.ConnectionError, redis.TimeoutError):
+            if not retry:
+                raise
+            connection.disconnect()
+            return _send_and_read(connection, packed, len(commands))
+    except BaseException:
+        connection.disconnect()  # never hand back a connection with unread replies
+        raise
+    finally:
+        pool.release(connection)
+
+
+def _send_and_read(connection: Any, packed: Any, count: int) -> List[Any]:
+    connection.send_packed_command(packed)
+    replies: List[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(connection.read_response())
+        except redis.ResponseError as exc:  # keep reading so the connection stays in sync
+            replies.append(exc)
+    return replies
+
+
+def _raise_first_error(replies: List[Any]) -> List[Any]:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 # ---------------------------------------------------------------- async
 
 
 async def _run_script_calls_async(client: AsyncClient, calls: Sequence[WriteCall]) -> List[Any]:
+    if isinstance(client, redis_async.Redis):
+        commands = [(b"EVALSHA", SCRIPT_SHA, 1, call.key, *call.args) for call in calls]
+        return await _round_trip_async(client, commands, retry=False)
     pipe = client.pipeline(transaction=False)
     for call in calls:
         pipe.evalsha(SCRIPT_SHA, 1, call.key, *call.args)
@@ -87,7 +138,40 @@ async def write_async(
 async def hmget_async(client: AsyncClient, commands: Sequence[HmgetCommand]) -> List[List[Optional[bytes]]]:
     if not commands:
         return []
+    if isinstance(client, redis_async.Redis):
+        commands_packed = [(b"HMGET", key, *fields) for key, fields in commands]
+        return _raise_first_error(await _round_trip_async(client, commands_packed, retry=True))
     pipe = client.pipeline(transaction=False)
     for key, fields in commands:
         pipe.hmget(key, fields)
     return await pipe.execute()
+
+
+async def _round_trip_async(client: redis_async.Redis, commands: Sequence[tuple], retry: bool) -> List[Any]:
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        packed = connection.pack_commands(commands)
+        try:
+            return await _send_and_read_async(connection, packed, len(commands))
+        except (redis.ConnectionError, redis.TimeoutError):
+            if not retry:
+                raise
+            await connection.disconnect()
+            return await _send_and_read_async(connection, packed, len(commands))
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+
+
+async def _send_and_read_async(connection: Any, packed: Any, count: int) -> List[Any]:
+    await connection.send_packed_command(packed)
+    replies: List[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(await connection.read_response())
+        except redis.ResponseError as exc:
+            replies.append(exc)
+    return replies
