@@ -57,13 +57,24 @@ def plan_writes(config: RepoConfig, table: FeatureView, data: Sequence[WriteRow]
     layout = view_layout(table, store_config)
     prefix = project_prefix(store_config.key_prefix, config.project)
     mode = STREAM_MODE if layout.kind is ViewKind.stream else BATCH_MODE
+    head = [mode, layout.ts_field]
     ttl_ms = layout.ttl_millis
     features = layout.features
     view = layout.name
+    single_key = layout.join_keys[0] if len(layout.join_keys) == 1 else None
+    single_key_head = prefix + escape_component(single_key) + "=" if single_key else ""
+    times: Dict[datetime, Tuple[bytes, int]] = {}  # rows of one batch often share event times
     calls: List[WriteCall] = []
     for row_number, (entity_key, values, event_ts, _created) in enumerate(data):
-        key = _write_key(layout, prefix, entity_key, row_number)
-        sets: list = []
+        join_keys = entity_key.join_keys
+        if single_key is not None and len(join_keys) == 1 and join_keys[0] == single_key:
+            try:
+                key = (single_key_head + entity_value_text(single_key, entity_key.entity_values[0])).encode()
+            except InvalidFeatureValue as exc:
+                raise InvalidFeatureValue(f"view {view!r}, row {row_number}: {exc}") from None
+        else:
+            key = _write_key(layout, prefix, entity_key, row_number)
+        args = [*head, b"", ttl_ms, 0, 0]
         deletes: list = []
         for name, value in values.items():
             feature = features.get(name)
@@ -72,21 +83,23 @@ def plan_writes(config: RepoConfig, table: FeatureView, data: Sequence[WriteRow]
                     f"view {view!r}: unknown feature {name!r} in row {row_number} "
                     f"(the view declares {', '.join(sorted(features)) or 'no features'})"
                 )
-            encoded = encode_value(feature.codec, value, view=view, feature=name)
-            if encoded is None:
+            codec = feature.codec
+            kind = value.WhichOneof("val")
+            if kind == codec.proto_field:
+                args.append(feature.field)
+                args.append(codec.encode(getattr(value, kind)))
+            elif encode_value(codec, value, view=view, feature=name) is None:  # null, or raises
                 deletes.append(feature.field)
-            else:
-                sets.append(feature.field)
-                sets.append(encoded)
         if event_ts is None:
             raise InvalidFeatureValue(f"view {view!r}: row {row_number} for {key.decode()} has no event timestamp")
-        calls.append(
-            WriteCall(
-                key,
-                [mode, layout.ts_field, encode_event_ts(event_ts), ttl_ms, event_ts_millis(event_ts),
-                 len(sets) // 2, *sets, *deletes],
-            )
-        )
+        encoded_time = times.get(event_ts)
+        if encoded_time is None:
+            encoded_time = times[event_ts] = (encode_event_ts(event_ts), event_ts_millis(event_ts))
+        args[2], args[4] = encoded_time
+        args[5] = (len(args) - 6) // 2
+        if deletes:
+            args.extend(deletes)
+        calls.append(WriteCall(key, args))
     return calls
 
 
