@@ -1,0 +1,403 @@
+"""A synthetic streaming producer for the demo repo's ``user_activity`` view.
+
+It plays the part of a stream processor: every tick it draws login and transaction
+events for a batch of users, keeps per-user rolling windows, and pushes the resulting
+``user_activity`` rows through Feast's push API, either in-process
+(``FeatureStore.push(..., to=PushMode.ONLINE)``) or over HTTP to a ``feast serve``
+``/push`` endpoint. The online store turns each push into HSET + per-field
+HPEXPIREAT, so a user the worker stops touching loses its activity features after
+``stream_ttl_seconds`` while keeping its batch features.
+
+CLI::
+
+    python -m feast_redis_hexpire.streaming --repo feature_repo \
+        [--interval 1] [--users 200] [--batch-size 20] [--seed 7] \
+        [--push-url http://127.0.0.1:6566] [--ticks N]
+
+Ctrl-C stops it cleanly (the in-flight push finishes first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Union
+
+import pandas as pd
+
+if TYPE_CHECKING:  # feast is imported lazily: the HTTP mode does not need it in-process
+    from feast import FeatureStore
+
+__all__ = ["StreamingWorker", "UserActivityState", "user_ids_for", "main"]
+
+logger = logging.getLogger(__name__)
+
+PUSH_SOURCE = "user_activity_push"
+TX_WINDOW = timedelta(minutes=5)
+FAILED_LOGIN_WINDOW = timedelta(minutes=15)
+COUNTRIES = ["US", "GB", "DE", "FR", "NL", "ES", "BR", "IN", "JP", "CA"]
+
+
+def user_ids_for(count: int) -> List[str]:
+    """Same ids as feature_repo/generate_data.py: ``u0001``.. zero-padded to >= 4 digits."""
+    width = max(4, len(str(count)))
+    return [f"u{i:0{width}d}" for i in range(1, count + 1)]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class UserActivityState:
+    """Rolling per-user state, so windowed counts rise and decay like real ones."""
+
+    home_country: str
+    devices: List[str]
+    last_login_ts: datetime
+    last_device_id: str
+    session_country: str
+    tx_times: Deque[datetime] = field(default_factory=deque)
+    failed_login_times: Deque[datetime] = field(default_factory=deque)
+
+    def prune(self, now: datetime) -> None:
+        while self.tx_times and self.tx_times[0] <= now - TX_WINDOW:
+            self.tx_times.popleft()
+        while self.failed_login_times and self.failed_login_times[0] <= now - FAILED_LOGIN_WINDOW:
+            self.failed_login_times.popleft()
+
+
+class StreamingWorker:
+    """Pushes synthetic ``user_activity`` rows, one batch of users per tick.
+
+    ``store`` is a :class:`feast.FeatureStore` or a repo path; it may be ``None`` only
+    when ``push_url`` is given (rows are then POSTed to ``<push_url>/push``).
+    A failed tick is logged and counted in :meth:`status`; the worker keeps going.
+    """
+
+    def __init__(
+        self,
+        store: Union["FeatureStore", str, Path, None],
+        user_ids: Sequence[str],
+        interval_seconds: float = 1.0,
+        batch_size: int = 20,
+        seed: int = 0,
+        push_url: Optional[str] = None,
+        *,
+        push_source_name: str = PUSH_SOURCE,
+        http_timeout: float = 10.0,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        if not user_ids:
+            raise ValueError("user_ids must not be empty")
+        if interval_seconds <= 0:
+            raise ValueError("interval_seconds must be > 0")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if store is None and push_url is None:
+            raise ValueError("give a FeatureStore / repo path, or a push_url")
+        if isinstance(store, (str, Path)):
+            from feast import FeatureStore
+
+            store = FeatureStore(repo_path=str(store))
+        self.store = store
+        self.user_ids: List[str] = list(user_ids)
+        self.interval_seconds = float(interval_seconds)
+        self.batch_size = min(int(batch_size), len(self.user_ids))
+        self.push_url = push_url.rstrip("/") if push_url else None
+        self.push_source_name = push_source_name
+        self.http_timeout = http_timeout
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._users: Dict[str, UserActivityState] = {}
+        self.last_batch: Optional[pd.DataFrame] = None
+        """The rows of the most recent tick (pushed or not): for dashboards and tests."""
+
+        # _tick_lock is held for the whole of a tick: pause()/stop() take it to wait
+        # for an in-flight tick, and the loop re-checks _paused under it.
+        self._tick_lock = threading.Lock()
+        self._status_lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._paused = False
+        self._ticks = 0
+        self._rows_pushed = 0
+        self._failed_ticks = 0
+        self._last_error: Optional[str] = None
+        self._last_tick_at: Optional[datetime] = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Run ticks every ``interval_seconds`` in a daemon thread (resumes if paused)."""
+        if self._thread is not None and self._thread.is_alive():
+            self.resume()
+            return
+        self._stop_event.clear()
+        with self._tick_lock:
+            self._paused = False
+        self._thread = threading.Thread(
+            target=self._run, name="feast-hexpire-streaming", daemon=True
+        )
+        self._thread.start()
+
+    def pause(self) -> None:
+        """Stop ticking; returns only once an in-flight tick has finished."""
+        with self._tick_lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        """Start ticking again right away."""
+        with self._tick_lock:
+            self._paused = False
+        self._wake.set()
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop the thread after any in-flight tick; safe to call twice."""
+        self._stop_event.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._thread = None
+
+    def status(self) -> Dict[str, Any]:
+        """Counters for dashboards/tests; ``state`` is running, paused or stopped."""
+        alive = self._thread is not None and self._thread.is_alive()
+        if not alive or self._stop_event.is_set():
+            state = "stopped"
+        elif self._paused:
+            state = "paused"
+        else:
+            state = "running"
+        with self._status_lock:
+            return {
+                "state": state,
+                "ticks": self._ticks,
+                "rows_pushed": self._rows_pushed,
+                "failed_ticks": self._failed_ticks,
+                "last_error": self._last_error,
+                "last_tick_at": self._last_tick_at.isoformat() if self._last_tick_at else None,
+                "users": len(self.user_ids),
+                "batch_size": self.batch_size,
+                "interval_seconds": self.interval_seconds,
+                "push_mode": "http" if self.push_url else "python",
+            }
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop_event.is_set():
+            with self._tick_lock:
+                if not self._paused and not self._stop_event.is_set():
+                    self._tick_locked()
+            next_at += self.interval_seconds
+            delay = next_at - time.monotonic()
+            if delay < 0:  # a slow push: don't try to catch up with a burst of ticks
+                next_at, delay = time.monotonic(), 0.0
+            self._wake.wait(delay)
+            if self._wake.is_set():  # resume()/stop(): tick now, reset the schedule
+                self._wake.clear()
+                next_at = time.monotonic()
+
+    # --------------------------------------------------------------------- ticks
+
+    def tick(self) -> int:
+        """Run one tick synchronously (also while paused); returns rows pushed, 0 on failure."""
+        with self._tick_lock:
+            return self._tick_locked()
+
+    def _tick_locked(self) -> int:
+        now = self._clock()
+        try:
+            df = self.next_batch(now)
+            self.last_batch = df
+            self._push(df)
+        except Exception as exc:  # keep going: a stream producer must survive a bad push
+            with self._status_lock:
+                self._ticks += 1
+                self._failed_ticks += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._last_tick_at = now
+            logger.warning("streaming tick failed: %s: %s", type(exc).__name__, exc)
+            logger.debug("streaming tick failure", exc_info=True)
+            return 0
+        with self._status_lock:
+            self._ticks += 1
+            self._rows_pushed += len(df)
+            self._last_tick_at = now
+        logger.info("pushed %d user_activity rows", len(df))
+        return len(df)
+
+    def next_batch(self, now: Optional[datetime] = None) -> pd.DataFrame:
+        """Draw events for ``batch_size`` users at ``now`` and return the rows to push."""
+        now = now or self._clock()
+        users = self._rng.sample(self.user_ids, self.batch_size)
+        rows = [self._advance(uid, now) for uid in sorted(users)]
+        df = pd.DataFrame(rows)
+        for col in ("event_timestamp", "created", "last_login_ts"):
+            df[col] = pd.to_datetime(df[col], utc=True)
+        return df
+
+    def _state(self, uid: str, now: datetime) -> UserActivityState:
+        state = self._users.get(uid)
+        if state is None:
+            rng = self._rng
+            home = rng.choice(COUNTRIES)
+            devices = [f"dev-{rng.randrange(16**6):06x}" for _ in range(rng.randint(1, 3))]
+            state = UserActivityState(
+                home_country=home,
+                devices=devices,
+                last_login_ts=(now - timedelta(seconds=rng.randint(60, 6 * 3600))).replace(
+                    microsecond=0
+                ),
+                last_device_id=devices[0],
+                session_country=home,
+            )
+            self._users[uid] = state
+        return state
+
+    def _advance(self, uid: str, now: datetime) -> Dict[str, Any]:
+        """Apply this tick's events to one user and return its feature row."""
+        rng = self._rng
+        st = self._state(uid, now)
+        # Logins: mostly successful; occasionally a credential-stuffing burst.
+        if rng.random() < 0.02:
+            st.failed_login_times.extend([now] * rng.randint(3, 6))
+        elif rng.random() < 0.3:
+            if rng.random() < 0.1:
+                st.failed_login_times.append(now)
+            else:
+                st.last_login_ts = now.replace(microsecond=0)
+                if rng.random() < 0.08:  # a new phone / browser
+                    st.devices.append(f"dev-{rng.randrange(16**6):06x}")
+                st.last_device_id = rng.choice(st.devices)
+                st.session_country = (
+                    st.home_country if rng.random() < 0.95 else rng.choice(COUNTRIES)
+                )
+        # Transactions: a few per user per minute at most.
+        st.tx_times.extend([now] * rng.choices([0, 1, 2, 3], weights=[55, 30, 10, 5])[0])
+        st.prune(now)
+        return {
+            "user_id": uid,
+            "last_login_ts": st.last_login_ts,
+            "last_device_id": st.last_device_id,
+            "tx_count_5m": len(st.tx_times),
+            "failed_logins_15m": len(st.failed_login_times),
+            "session_country": st.session_country,
+            "event_timestamp": now,
+            "created": now,
+        }
+
+    # ---------------------------------------------------------------------- push
+
+    def _push(self, df: pd.DataFrame) -> None:
+        if self.push_url:
+            self._push_http(df)
+        else:
+            from feast.data_source import PushMode
+
+            assert self.store is not None
+            self.store.push(self.push_source_name, df, to=PushMode.ONLINE)
+
+    def _push_http(self, df: pd.DataFrame) -> None:
+        """POST the rows to feast serve's /push (body: PushFeaturesRequest)."""
+        payload = {
+            "push_source_name": self.push_source_name,
+            "df": http_push_columns(df),
+            "to": "online",
+        }
+        request = urllib.request.Request(
+            f"{self.push_url}/push",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.http_timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode(errors="replace")[:300]
+            raise RuntimeError(f"POST {self.push_url}/push -> HTTP {exc.code}: {body}") from exc
+
+
+def http_push_columns(df: pd.DataFrame) -> Dict[str, List[Any]]:
+    """Column-oriented JSON for feast serve (it rebuilds the frame with ``pd.DataFrame``).
+
+    Event/created timestamps go as ISO-8601 strings (Feast parses them with
+    ``pd.to_datetime``); UnixTimestamp *features* go as integer epoch seconds, the
+    form Feast's value conversion accepts without a datetime object.
+    """
+    out: Dict[str, List[Any]] = {}
+    for col in df.columns:
+        series = df[col]
+        if col in ("event_timestamp", "created"):
+            out[col] = [ts.isoformat() for ts in pd.to_datetime(series, utc=True)]
+        elif pd.api.types.is_datetime64_any_dtype(series):
+            out[col] = [int(ts.timestamp()) for ts in pd.to_datetime(series, utc=True)]
+        else:
+            out[col] = [v.item() if hasattr(v, "item") else v for v in series.tolist()]
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m feast_redis_hexpire.streaming",
+        description="Push synthetic user_activity features through Feast's push API.",
+    )
+    parser.add_argument("--repo", default="feature_repo", help="Feast repo directory")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
+    parser.add_argument("--users", type=int, default=200, help="user ids u0001..uNNNN")
+    parser.add_argument("--batch-size", type=int, default=20, help="users per tick")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--push-url", help="feast serve base URL; default: in-process push")
+    parser.add_argument("--ticks", type=int, help="stop after N ticks (default: run until Ctrl-C)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:  # Feast logs a registry refresh per push at INFO
+        logging.getLogger("feast").setLevel(logging.WARNING)
+
+    store = None if args.push_url else args.repo
+    worker = StreamingWorker(
+        store,
+        user_ids_for(args.users),
+        interval_seconds=args.interval,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        push_url=args.push_url,
+    )
+    try:
+        if args.ticks is not None:
+            for i in range(args.ticks):
+                started = time.monotonic()
+                worker.tick()
+                if i + 1 < args.ticks:
+                    time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
+        else:
+            worker.start()
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        logger.info("interrupted, stopping")
+    finally:
+        worker.stop()
+    print(json.dumps(worker.status()))
+    return 0 if worker.status()["failed_ticks"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""Generate the synthetic parquet files every source in features.py reads.
+
+    python generate_data.py [--seed 42] [--count 200] [--days 7] [--out data/]
+
+Deterministic: the same ``--seed`` (and ``now``) gives byte-for-byte the same values.
+Each user gets its own RNG seeded from ``(seed, user_id)``, so raising ``--count``
+adds users without changing the existing ones. Timestamps are relative to ``now``
+(the current time unless passed to :func:`generate`), so a fresh run always lands
+inside ``feast materialize-incremental``'s window.
+
+Files (event_timestamp / created are timezone-aware UTC, microsecond precision):
+
+* ``user_profile.parquet``  one daily snapshot per user per day, ``days`` days back;
+* ``user_tx_stats.parquet`` one daily aggregate per user per day;
+* ``user_activity.parquet`` history of the pushed activity features: one row every
+  6 hours per user, plus a row a few seconds to two minutes old so that
+  materializing the streaming view writes fields that are still within the stream TTL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import pandas as pd
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "data"
+
+COUNTRIES = ["US", "GB", "DE", "FR", "NL", "ES", "BR", "IN", "JP", "CA"]
+RISK_SEGMENTS = ["low", "medium", "high"]
+ACTIVITY_EVERY = timedelta(hours=6)
+
+
+def user_ids_for(count: int) -> List[str]:
+    """``u0001``.. zero-padded to at least 4 digits so ids sort like numbers."""
+    width = max(4, len(str(count)))
+    return [f"u{i:0{width}d}" for i in range(1, count + 1)]
+
+
+def _created(ts: datetime, now: datetime) -> datetime:
+    # The row lands in the warehouse a moment after the event, never in the future.
+    return min(ts + timedelta(seconds=2), now)
+
+
+def _user_rows(
+    uid: str, seed: int, days: int, now: datetime
+) -> Dict[str, List[Dict[str, Any]]]:
+    rng = random.Random(f"{seed}:{uid}")
+    home = rng.choice(COUNTRIES)
+    segment = rng.choices(RISK_SEGMENTS, weights=[70, 22, 8])[0]
+    age_today = rng.randint(days, 3650)
+    tx_rate = rng.uniform(0.2, 6.0)  # transactions per day
+    avg_amount = rng.lognormvariate(3.5, 0.6)
+    chargebacks = rng.choices([0, 1, 2, 3], weights=[85, 10, 4, 1])[0]
+    devices = [f"dev-{rng.randrange(16**6):06x}" for _ in range(rng.randint(1, 3))]
+    # The daily batch job runs at a per-user offset before "now".
+    batch_offset = timedelta(seconds=rng.randint(60, 3600), microseconds=rng.randrange(10**6))
+
+    profile: List[Dict[str, Any]] = []
+    stats: List[Dict[str, Any]] = []
+    for k in range(days - 1, -1, -1):  # oldest first
+        ts = now - timedelta(days=k) - batch_offset
+        if rng.random() < 0.05:
+            segment = rng.choice(RISK_SEGMENTS)
+        profile.append(
+            {
+                "user_id": uid,
+                "country_iso": home,
+                "risk_segment": segment,
+                "account_age_days": age_today - k,
+                "event_timestamp": ts,
+                "created": _created(ts, now),
+            }
+        )
+        stats.append(
+            {
+                "user_id": uid,
+                "tx_count_7d": max(0, round(rng.gauss(tx_rate * 7, 2))),
+                # Two decimals, like a currency amount: short round-trip text in Redis.
+                "avg_amount_30d": round(avg_amount * rng.uniform(0.9, 1.1), 2),
+                "chargeback_count_180d": chargebacks,
+                "event_timestamp": ts,
+                "created": _created(ts, now),
+            }
+        )
+
+    activity: List[Dict[str, Any]] = []
+    start = now - timedelta(days=days)
+    times = []
+    t = start + timedelta(seconds=rng.randint(0, int(ACTIVITY_EVERY.total_seconds()) - 1))
+    while t < now - timedelta(minutes=10):
+        times.append(t)
+        t += ACTIVITY_EVERY
+    # The freshest row: recent enough to survive the 300 s stream TTL when materialized.
+    times.append(now - timedelta(seconds=rng.randint(5, 120), microseconds=rng.randrange(10**6)))
+    for ts in times:
+        login = ts - timedelta(seconds=rng.randint(0, 900))
+        activity.append(
+            {
+                "user_id": uid,
+                "last_login_ts": login.replace(microsecond=0),
+                "last_device_id": rng.choice(devices),
+                "tx_count_5m": rng.choices([0, 1, 2, 3, 5], weights=[50, 30, 12, 6, 2])[0],
+                "failed_logins_15m": rng.choices([0, 1, 2, 4], weights=[80, 12, 6, 2])[0],
+                "session_country": home if rng.random() < 0.93 else rng.choice(COUNTRIES),
+                "event_timestamp": ts,
+                "created": _created(ts, now),
+            }
+        )
+    return {"user_profile": profile, "user_tx_stats": stats, "user_activity": activity}
+
+
+def _frame(rows: List[Dict[str, Any]], int_cols: List[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for col in ("event_timestamp", "created", "last_login_ts"):
+        if col in df:
+            df[col] = pd.to_datetime(df[col], utc=True).astype("datetime64[us, UTC]")
+    for col in int_cols:
+        df[col] = df[col].astype("int64")
+    return df
+
+
+def generate(
+    out_dir: Union[str, Path],
+    count: int = 200,
+    days: int = 7,
+    seed: int = 42,
+    now: Optional[datetime] = None,
+) -> Dict[str, Any]:
+    """Write the three parquet files into ``out_dir`` and describe what was written.
+
+    Returns ``{"out_dir", "now", "user_ids", "files": {view: path}, "rows": {view: n}}``;
+    read the files back with pandas for the exact values.
+    """
+    if count < 1 or days < 1:
+        raise ValueError("count and days must be >= 1")
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    now = now.astimezone(timezone.utc)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    uids = user_ids_for(count)
+    rows: Dict[str, List[Dict[str, Any]]] = {
+        "user_profile": [],
+        "user_tx_stats": [],
+        "user_activity": [],
+    }
+    for uid in uids:
+        for view, view_rows in _user_rows(uid, seed, days, now).items():
+            rows[view].extend(view_rows)
+
+    int_cols = {
+        "user_profile": ["account_age_days"],
+        "user_tx_stats": ["tx_count_7d", "chargeback_count_180d"],
+        "user_activity": ["tx_count_5m", "failed_logins_15m"],
+    }
+    files: Dict[str, str] = {}
+    for view, view_rows in rows.items():
+        path = out / f"{view}.parquet"
+        _frame(view_rows, int_cols[view]).to_parquet(path, index=False)
+        files[view] = str(path)
+
+    return {
+        "out_dir": str(out),
+        "now": now,
+        "user_ids": uids,
+        "files": files,
+        "rows": {view: len(view_rows) for view, view_rows in rows.items()},
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--count", type=int, default=200, help="number of users")
+    parser.add_argument("--days", type=int, default=7, help="days of history")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    args = parser.parse_args(argv)
+    result = generate(args.out, count=args.count, days=args.days, seed=args.seed)
+    summary = {k: v for k, v in result.items() if k != "user_ids"}
+    summary["now"] = result["now"].isoformat()
+    summary["users"] = len(result["user_ids"])
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
