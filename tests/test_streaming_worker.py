@@ -1,0 +1,252 @@
+"""StreamingWorker end to end: real pushes into a real Redis through an applied copy of
+feature_repo/, in-process and through `feast serve`, plus the module's CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from e2e_helpers import (
+    FEATURES,
+    STREAM_VIEW,
+    E2ERepo,
+    FeastServe,
+    feast_cli,
+    field_ttls,
+    clear_project,
+    free_port,
+    hgetall_text,
+    make_repo,
+    online_dict,
+    project_keys,
+    subprocess_env,
+    ts_field_text,
+    wait_until,
+)
+from feast_redis_hexpire.streaming import StreamingWorker, user_ids_for
+
+pytestmark = pytest.mark.e2e
+
+STREAM_FIELDS = FEATURES[STREAM_VIEW] + [f"_ts:{STREAM_VIEW}"]
+ACTIVITY_REFS = [f"{STREAM_VIEW}:{name}" for name in FEATURES[STREAM_VIEW]]
+USERS = user_ids_for(12)
+
+
+@pytest.fixture(scope="module")
+def worker_repo(redis_server, tmp_path_factory) -> E2ERepo:
+    import uuid
+
+    repo = make_repo(
+        tmp_path_factory.mktemp("worker_repo"),
+        f"t_{uuid.uuid4().hex[:8]}_worker",
+        redis_server.connection_string,
+        count=len(USERS),
+        days=1,
+    )
+    feast_cli(repo, "apply")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def feature_store(worker_repo: E2ERepo):
+    return worker_repo.store()
+
+
+def _assert_batch_readable(repo: E2ERepo, store, redis_client, batch: pd.DataFrame) -> None:
+    """Every row of `batch` is in Redis with per-field TTLs and reads back through Feast."""
+    users = list(batch["user_id"])
+    for _, row in batch.iterrows():
+        key = repo.key(row["user_id"])
+        stored = hgetall_text(redis_client, key)
+        assert stored[f"_ts:{STREAM_VIEW}"] == ts_field_text(row["event_timestamp"])
+        assert stored["tx_count_5m"] == str(row["tx_count_5m"])
+        assert stored["last_device_id"] == row["last_device_id"]
+        ttls = field_ttls(redis_client, key, STREAM_FIELDS)
+        assert all(0 < t <= repo.stream_ttl_seconds for t in ttls.values()), ttls
+    got = online_dict(store, ACTIVITY_REFS, users)
+    assert got["tx_count_5m"] == list(batch["tx_count_5m"])
+    assert got["failed_logins_15m"] == list(batch["failed_logins_15m"])
+    assert got["last_device_id"] == list(batch["last_device_id"])
+    assert got["session_country"] == list(batch["session_country"])
+    assert got["last_login_ts"] == [ts.to_pydatetime() for ts in batch["last_login_ts"]]
+
+
+def test_tick_pushes_rows_that_become_readable(worker_repo, feature_store, redis_client):
+    worker = StreamingWorker(feature_store, USERS, interval_seconds=0.2, batch_size=5, seed=3)
+    assert worker.status()["state"] == "stopped"
+
+    assert worker.tick() == 5
+    status = worker.status()
+    assert (status["ticks"], status["rows_pushed"], status["failed_ticks"]) == (1, 5, 0)
+    assert status["last_error"] is None and status["last_tick_at"] is not None
+    batch = worker.last_batch
+    assert batch is not None and len(batch) == 5 and batch["user_id"].is_unique
+    assert set(batch["user_id"]) <= set(USERS)
+    _assert_batch_readable(worker_repo, feature_store, redis_client, batch)
+
+    # A second tick moves the same users' rolling state forward: newer event time wins.
+    assert worker.tick() == 5
+    _assert_batch_readable(worker_repo, feature_store, redis_client, worker.last_batch)
+    assert worker.status()["rows_pushed"] == 10
+
+
+def test_rolling_windows_rise_and_decay(feature_store):
+    """tx_count_5m / failed_logins_15m are real sliding-window counts per user."""
+    worker = StreamingWorker(feature_store, USERS[:2], batch_size=2, seed=11)
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    seen_tx = []
+    for minute in range(0, 8):
+        batch = worker.next_batch(t0 + timedelta(minutes=minute))
+        seen_tx.append(batch.set_index("user_id")["tx_count_5m"].to_dict())
+        assert (batch["event_timestamp"] == t0 + timedelta(minutes=minute)).all()
+        assert (batch["last_login_ts"] <= batch["event_timestamp"]).all()
+    # Counts accumulate while events stay inside 5 minutes...
+    assert max(max(d.values()) for d in seen_tx) > 0
+    # ...and after 20 quiet minutes both windows are empty again.
+    state = worker._users[USERS[0]]
+    state.prune(t0 + timedelta(minutes=30))
+    assert len(state.tx_times) == 0 and len(state.failed_login_times) == 0
+    for uid, st in worker._users.items():
+        assert all(t > t0 + timedelta(minutes=7) - timedelta(minutes=5) for t in st.tx_times), uid
+
+
+def test_background_thread_pause_resume_stop(worker_repo, feature_store, redis_client):
+    worker = StreamingWorker(feature_store, USERS, interval_seconds=0.15, batch_size=3, seed=5)
+    worker.start()
+    try:
+        wait_until(lambda: worker.status()["ticks"] >= 2, timeout=15, what="two ticks")
+        assert worker.status()["state"] == "running"
+        worker.pause()
+        paused_at = worker.status()
+        assert paused_at["state"] == "paused"
+        time.sleep(0.6)
+        assert worker.status()["ticks"] == paused_at["ticks"]  # nothing ran while paused
+        worker.resume()
+        wait_until(lambda: worker.status()["ticks"] >= paused_at["ticks"] + 2, timeout=15, what="ticks after resume")
+        assert worker.status()["state"] == "running"
+    finally:
+        worker.stop()
+    status = worker.status()
+    assert status["state"] == "stopped" and status["failed_ticks"] == 0
+    ticks = status["ticks"]
+    time.sleep(0.4)
+    assert worker.status()["ticks"] == ticks
+    assert len(project_keys(redis_client, worker_repo.key_prefix, worker_repo.project)) >= 3
+
+
+class _SlowPushWorker(StreamingWorker):
+    """Makes the in-flight window observable: the real push runs after a delay."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.push_started = threading.Event()
+        self.push_finished = threading.Event()
+
+    def _push(self, df):
+        self.push_started.set()
+        time.sleep(0.8)
+        super()._push(df)
+        self.push_finished.set()
+
+
+def test_pause_waits_for_in_flight_tick(worker_repo, feature_store, redis_client):
+    worker = _SlowPushWorker(feature_store, USERS, interval_seconds=5, batch_size=4, seed=9)
+    worker.start()
+    try:
+        assert worker.push_started.wait(15)
+        assert not worker.push_finished.is_set()
+        started = time.monotonic()
+        worker.pause()
+        # pause() returned only after the push landed in Redis and was counted.
+        assert worker.push_finished.is_set()
+        assert time.monotonic() - started > 0.3
+        status = worker.status()
+        assert status["state"] == "paused" and status["ticks"] == 1 and status["rows_pushed"] == 4
+        _assert_batch_readable(worker_repo, feature_store, redis_client, worker.last_batch)
+    finally:
+        worker.stop()
+
+
+def test_failing_ticks_are_counted_and_the_worker_keeps_going(worker_repo, feature_store, redis_client):
+    # Nothing listens on this port: every push is refused.
+    bad_url = f"http://127.0.0.1:{free_port()}"
+    worker = StreamingWorker(None, USERS, interval_seconds=0.1, batch_size=2, seed=1, push_url=bad_url)
+    assert worker.tick() == 0
+    status = worker.status()
+    assert status["failed_ticks"] == 1 and status["rows_pushed"] == 0
+    assert "refused" in status["last_error"].lower() or "urlerror" in status["last_error"].lower()
+    worker.start()
+    try:
+        wait_until(lambda: worker.status()["failed_ticks"] >= 4, timeout=15, what="failing ticks")
+        assert worker.status()["state"] == "running"
+    finally:
+        worker.stop()
+
+    # In-process: an unknown push source fails inside Feast; fixing it recovers the
+    # same worker without a restart.
+    worker = StreamingWorker(
+        feature_store, USERS, interval_seconds=0.1, batch_size=2, seed=2, push_source_name="no_such_push"
+    )
+    worker.start()
+    try:
+        wait_until(lambda: worker.status()["failed_ticks"] >= 2, timeout=15, what="failing ticks")
+        assert "no_such_push" in worker.status()["last_error"]
+        worker.push_source_name = "user_activity_push"
+        wait_until(lambda: worker.status()["rows_pushed"] >= 4, timeout=15, what="recovered ticks")
+    finally:
+        worker.stop()
+    assert worker.status()["state"] == "stopped"
+    assert len(project_keys(redis_client, worker_repo.key_prefix, worker_repo.project)) >= 2
+
+
+def test_http_push_through_feast_serve(worker_repo, feature_store, redis_client, tmp_path):
+    with FeastServe(worker_repo, tmp_path / "serve.log") as serve:
+        worker = StreamingWorker(None, USERS, interval_seconds=1, batch_size=6, seed=4, push_url=serve.url)
+        assert worker.tick() == 6, worker.status()
+        assert worker.status()["push_mode"] == "http"
+        batch = worker.last_batch
+        _assert_batch_readable(worker_repo, feature_store, redis_client, batch)
+        reply = serve.get_online_features(["user_activity:tx_count_5m"], list(batch["user_id"]))
+        assert reply["tx_count_5m"]["values"] == list(batch["tx_count_5m"])
+        assert reply["tx_count_5m"]["statuses"] == ["PRESENT"] * 6
+
+
+def test_cli_runs_until_ctrl_c(worker_repo, redis_client):
+    clear_project(redis_client, worker_repo)  # "keys appeared" must mean "the CLI pushed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "feast_redis_hexpire.streaming", "--repo", str(worker_repo.path),
+         "--users", str(len(USERS)), "--batch-size", "4", "--interval", "0.3", "--seed", "1"],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: proc.poll() is not None
+            or len(project_keys(redis_client, worker_repo.key_prefix, worker_repo.project)) >= 4,
+            timeout=60,
+            interval=0.2,
+            what="the CLI's first push",
+        )
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    status = json.loads(out.strip().splitlines()[-1])
+    assert status["state"] == "stopped"
+    assert status["ticks"] >= 1 and status["failed_ticks"] == 0
+    assert status["rows_pushed"] == 4 * status["ticks"]
+    assert "Traceback" not in err
