@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
@@ -178,10 +179,28 @@ def _message(value_type: ValueType, field: str) -> TypeCodec:
         proto = ValueProto()
         container = getattr(proto, field)
         container.SetInParent()
-        json_format.Parse(raw, container)
+        json_format.ParseDict(_exact_float32(json.loads(raw)), container)
         return proto
 
     return TypeCodec(value_type, field, encode, decode)
+
+
+# Every float32 field of Feast's Value protos: Value.float_val, FloatList/FloatSet.val
+# (under float_list_val / float_set_val) and MapKey.float_key.
+_FLOAT32_KEYS = ("float_val", "float_list_val", "float_set_val", "float_key")
+
+
+def _exact_float32(node: Any, in_float: bool = False) -> Any:
+    """protobuf writes float32 as its shortest text (3.4028235e+38 for the maximum) but
+    its parser range-checks that text as a double and rejects it; narrow such numbers
+    to the exact float32 value before parsing."""
+    if isinstance(node, dict):
+        return {k: _exact_float32(v, in_float or k in _FLOAT32_KEYS) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_exact_float32(v, in_float) for v in node]
+    if in_float and isinstance(node, float) and math.isfinite(node):
+        return struct.unpack("f", struct.pack("f", node))[0]
+    return node
 
 
 def _float_item(item: Any) -> float:
@@ -227,6 +246,8 @@ def _build_codecs() -> dict[ValueType, TypeCodec]:
         _scalar(VT.TIME_UUID, "time_uuid_val", _encode_text, bytes.decode),
         _scalar(VT.DECIMAL, "decimal_val", _encode_text, bytes.decode),
         _scalar(VT.BYTES, "bytes_val", _encode_bytes, bytes),
+        _scalar(VT.PDF_BYTES, "bytes_val", _encode_bytes, bytes),
+        _scalar(VT.IMAGE_BYTES, "bytes_val", _encode_bytes, bytes),
     ]
     for suffix in ("LIST", "SET"):
         low = suffix.lower()
@@ -307,10 +328,15 @@ def encode_event_ts(ts: datetime) -> bytes:
     return (ts.isoformat(timespec="microseconds") + "Z").encode()
 
 
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=_UTC)
+
+
 def event_ts_millis(ts: datetime) -> int:
+    """Whole milliseconds since the epoch, in integer arithmetic (timestamp() * 1000 rounds)."""
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=_UTC)
-    return int(ts.timestamp() * 1000)
+    delta = ts - _EPOCH_UTC
+    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
 def decode_event_ts(raw: bytes) -> datetime:
