@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
@@ -179,28 +178,12 @@ def _message(value_type: ValueType, field: str) -> TypeCodec:
         proto = ValueProto()
         container = getattr(proto, field)
         container.SetInParent()
-        json_format.ParseDict(_exact_float32(json.loads(raw)), container)
+        # Floats are handed over as text: protobuf range-checks JSON numbers as doubles and
+        # rejects its own float32 maximum (3.4028235e+38), but converts text exactly.
+        json_format.ParseDict(json.loads(raw, parse_float=str), container)
         return proto
 
     return TypeCodec(value_type, field, encode, decode)
-
-
-# Every float32 field of Feast's Value protos: Value.float_val, FloatList/FloatSet.val
-# (under float_list_val / float_set_val) and MapKey.float_key.
-_FLOAT32_KEYS = ("float_val", "float_list_val", "float_set_val", "float_key")
-
-
-def _exact_float32(node: Any, in_float: bool = False) -> Any:
-    """protobuf writes float32 as its shortest text (3.4028235e+38 for the maximum) but
-    its parser range-checks that text as a double and rejects it; narrow such numbers
-    to the exact float32 value before parsing."""
-    if isinstance(node, dict):
-        return {k: _exact_float32(v, in_float or k in _FLOAT32_KEYS) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_exact_float32(v, in_float) for v in node]
-    if in_float and isinstance(node, float) and math.isfinite(node):
-        return struct.unpack("f", struct.pack("f", node))[0]
-    return node
 
 
 def _float_item(item: Any) -> float:
