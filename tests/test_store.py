@@ -476,6 +476,7 @@ def test_teardown_unlinks_project_keys_with_scan_not_keys(store, make_config, re
 
 def test_connections_are_created_once_and_reused(store, make_config, redis_client):
     config = make_config()
+    connection.reset_clients()  # start from no cached client, whatever ran before
     client = connection.sync_client(config.online_store)
     for i in range(20):
         store.online_write_batch(config, batch_view(), [row("u1", now(), tx_count_7d=i)], None)

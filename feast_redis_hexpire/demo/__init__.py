@@ -1,0 +1,15 @@
+"""The demo web app: `feast-redis-hexpire demo` (``make demo``).
+
+``runtime.DemoRuntime`` does the work (working copy of feature_repo/, apply, bulk loads,
+reads, the streaming worker); ``app.create_app`` puts a page and a JSON API on it;
+``server.run_demo`` is the command. Static files live in ``static/`` (no build step).
+"""
+
+from pathlib import Path
+
+# Shared by the command line (which must not import Feast just to print --help) and the runtime.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SOURCE_REPO = PACKAGE_ROOT / "feature_repo"
+DEFAULT_USERS = 200
+MAX_USERS = 10_000
+MAX_TTL_SECONDS = 365 * 86400

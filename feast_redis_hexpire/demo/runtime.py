@@ -1,0 +1,721 @@
+"""Everything the demo does, without HTTP: a working copy of the sample repo wired to one
+Redis, `feast apply` through the FeatureStore API, bulk loads by materialization, reads
+through ``get_online_features``, the streaming worker, inspection and reset.
+
+The web app (``app.py``) is a thin layer over :class:`DemoRuntime`; tests drive either.
+Errors meant for the user are :class:`DemoError` (with an HTTP status); anything else is
+a bug and reaches the app's 500 handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import logging
+import re
+import shutil
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import yaml
+
+from ..keys import project_prefix
+from . import DEFAULT_SOURCE_REPO, DEFAULT_USERS, MAX_TTL_SECONDS, MAX_USERS  # noqa: F401 - re-exported
+from ..inspection import (
+    NO_EXPIRY,
+    NO_SUCH_FIELD,
+    RepoDefinitions,
+    entity_key,
+    field_owners,
+    hash_tag_of,
+    inspect_key,
+    load_definitions,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DAYS = 3
+DEFAULT_SEED = 42
+WORKER_SEED = 7
+
+Log = Callable[[str], None]
+
+
+class DemoError(Exception):
+    """A request the demo cannot honour; ``status`` is the HTTP status to answer with."""
+
+    status = 400
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class NotFound(DemoError):
+    status = 404
+
+
+class Conflict(DemoError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    ref: str  # "view:feature", what get_online_features takes
+    view: str
+    name: str
+    kind: str  # batch / stream
+    dtype: str
+    field: str  # hash field
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def _ms_to_seconds(ttl_ms: int) -> Optional[float]:
+    return None if ttl_ms < 0 else round(ttl_ms / 1000, 1)
+
+
+def _redacted(where: str) -> str:
+    """Connection text without its password, for logs and the page."""
+    from .. import connection
+
+    redact = getattr(connection, "redacted", None)
+    if redact is not None:
+        return redact(where)
+    return re.sub(r"^(rediss?://[^:/@]*:)[^@]*@", r"\1***@", where)
+
+
+def _load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class DemoRuntime:
+    """The sample repo, applied and loaded, plus the streaming worker.
+
+    Call :meth:`setup` once (it takes a few seconds: Feast import, apply, first load),
+    then the operations from any thread; :meth:`close` stops the worker.
+    """
+
+    def __init__(
+        self,
+        connection_string: str,
+        workdir: Path | str,
+        *,
+        source_repo: Path | str = DEFAULT_SOURCE_REPO,
+        project: Optional[str] = None,
+        users: int = DEFAULT_USERS,
+        batch_ttl_seconds: Optional[int] = None,
+        stream_ttl_seconds: Optional[int] = None,
+        reset: bool = True,
+        days: int = DEFAULT_DAYS,
+        seed: int = DEFAULT_SEED,
+        worker_interval: float = 1.0,
+        worker_batch_size: int = 20,
+        start_worker: bool = True,
+        redis_label: Optional[str] = None,
+        log: Log = print,
+    ) -> None:
+        self.connection_string = connection_string
+        self.redis_label = _redacted(redis_label or connection_string)
+        self.workdir = Path(workdir).resolve()
+        self.source_repo = Path(source_repo).resolve()
+        self.project_override = project
+        self.initial_users = self._check_count(users, "users")
+        self.initial_batch_ttl = batch_ttl_seconds
+        self.initial_stream_ttl = stream_ttl_seconds
+        self.reset_on_start = reset
+        self.days = days
+        self.seed = seed
+        self.worker_interval = worker_interval
+        self.worker_batch_size = worker_batch_size
+        self.start_worker = start_worker
+        self.log = log
+
+        self.store: Any = None  # feast.FeatureStore
+        self.online_store: Any = None
+        self.definitions = RepoDefinitions()
+        self.features: List[FeatureInfo] = []
+        self.layouts: List[Any] = []
+        self.join_key = "user_id"
+        self.redis_version = "?"
+        self._generate = None
+        self._users: List[str] = []
+        self._user_set: set = set()
+        self._last_load: Optional[Dict[str, Any]] = None
+        self._last_reset: Optional[Dict[str, Any]] = None
+        self._admin_lock = threading.Lock()
+        self._worker_lock = threading.RLock()
+        self._worker: Any = None  # StreamingWorker
+        self._worker_started = False
+        self._paused_by_user = not start_worker
+        self._retired: Counter = Counter()
+
+    # ------------------------------------------------------------------ setup
+
+    @property
+    def project(self) -> str:
+        return self.store.config.project
+
+    @property
+    def store_config(self) -> Any:
+        return self.store.config.online_store
+
+    @property
+    def client(self) -> Any:
+        from ..connection import sync_client
+
+        return sync_client(self.store_config)
+
+    def setup(self) -> "DemoRuntime":
+        started = time.monotonic()
+        self._prepare_workdir()
+        self.log(f"[demo] working copy of {self.source_repo} in {self.workdir}")
+        from feast import FeatureStore
+
+        from ..streaming import StreamingWorker  # noqa: F401 - fail early if missing
+        from ..views import check_views
+
+        self._generate = _load_module(self.workdir / "generate_data.py", f"_fhx_demo_generate_{id(self)}").generate
+        self.definitions = load_definitions(self.workdir)
+        self.store = FeatureStore(repo_path=str(self.workdir))
+        online_views = [fv for fv in self.definitions.feature_views if getattr(fv, "online", True)]
+        check_views(online_views, self.store_config)  # the same rules `feast apply` enforces
+        self.store.apply(self.definitions.objects())
+        self.online_store = self.store._get_provider().online_store
+        self._catalog(online_views)
+        info = self.client.info("server")
+        self.redis_version = str(info.get("redis_version", "?")) if isinstance(info, dict) else "?"
+        self.log(
+            f"[demo] applied project {self.project!r}: {len(online_views)} views "
+            f"({', '.join(f'{l.name} [{l.kind.value}]' for l in self.layouts)}), "
+            f"{len(self.definitions.feature_services)} feature service(s), Redis {self.redis_version} at {self.redis_label}"
+        )
+        if self.reset_on_start:
+            deleted = self._delete_project_keys()
+            self.log(
+                f"[demo] reset: deleted {deleted} existing keys of project {self.project!r} "
+                f"({self.store_config.key_prefix}:{self.project}:*); pass --no-reset to keep them"
+            )
+        else:
+            self.log(f"[demo] --no-reset: kept the {self.entity_count()} existing keys of project {self.project!r}")
+        result = self.bulk_load(self.initial_users)
+        self.log(
+            f"[demo] loaded {result['users']} users by materialization in {result['seconds']:.2f}s "
+            f"({result['rows_written']} rows written); batch key TTL {self.store_config.batch_ttl_seconds}s, "
+            f"stream field TTL {self.store_config.stream_ttl_seconds}s"
+        )
+        if self._users:  # warm Feast's read path, so the first read on the page is not a cold one
+            self.store.get_online_features(
+                features=[f.ref for f in self.features], entity_rows=[{self.join_key: self._users[0]}]
+            )
+        self.log(
+            f"[demo] streaming worker: pushes user_activity for {self.worker_batch_size} users "
+            f"every {self.worker_interval:g}s"
+            + ("" if self.start_worker else "; starts paused (--no-worker): resume it on the page")
+        )
+        self.log(f"[demo] ready in {time.monotonic() - started:.1f}s")
+        return self
+
+    def _prepare_workdir(self) -> None:
+        if not (self.source_repo / "feature_store.yaml").is_file():
+            raise FileNotFoundError(
+                f"{self.source_repo} has no feature_store.yaml: run the demo from a checkout of "
+                "feast-redis-hexpire, or pass --repo"
+            )
+        if not (self.source_repo / "generate_data.py").is_file():
+            raise FileNotFoundError(f"{self.source_repo} has no generate_data.py")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for path in self.source_repo.glob("*.py"):
+            shutil.copy(path, self.workdir / path.name)
+        feastignore = self.source_repo / ".feastignore"
+        if feastignore.is_file():
+            shutil.copy(feastignore, self.workdir / ".feastignore")
+        config = yaml.safe_load((self.source_repo / "feature_store.yaml").read_text())
+        if self.project_override:
+            config["project"] = self.project_override
+        config["registry"] = "data/registry.db"
+        online = config.setdefault("online_store", {})
+        online["connection_string"] = self.connection_string
+        if self.initial_batch_ttl is not None:
+            online["batch_ttl_seconds"] = self._check_ttl(self.initial_batch_ttl, "batch_ttl_seconds")
+        if self.initial_stream_ttl is not None:
+            online["stream_ttl_seconds"] = self._check_ttl(self.initial_stream_ttl, "stream_ttl_seconds")
+        self._yaml = config
+        self._write_yaml()
+
+    def _write_yaml(self) -> None:
+        text = (
+            "# Written by the feast-redis-hexpire demo: a working copy of feature_repo/,\n"
+            "# pointed at the demo's Redis. Edits are overwritten on the next start.\n"
+        ) + yaml.safe_dump(self._yaml, sort_keys=False)
+        (self.workdir / "feature_store.yaml").write_text(text)
+
+    def _catalog(self, views: Sequence[Any]) -> None:
+        from ..views import view_layout
+
+        self.layouts = [view_layout(fv, self.store_config) for fv in views]
+        features = []
+        for fv, layout in zip(views, self.layouts):
+            dtypes = {f.name: str(f.dtype) for f in fv.features}
+            for feature in layout.features.values():
+                features.append(
+                    FeatureInfo(
+                        ref=f"{layout.name}:{feature.name}",
+                        view=layout.name,
+                        name=feature.name,
+                        kind=layout.kind.value,
+                        dtype=dtypes.get(feature.name, "?"),
+                        field=feature.field.decode(),
+                    )
+                )
+        self.features = features
+        join_keys = self.definitions.join_keys()
+        if len(join_keys) != 1:
+            raise RuntimeError(f"the demo expects one join key, the repo has {join_keys}")
+        self.join_key = join_keys[0]
+
+    def close(self) -> None:
+        with self._worker_lock:
+            if self._worker is not None:
+                self._worker.stop(timeout=10)
+
+    # ------------------------------------------------------------------ validation
+
+    @staticmethod
+    def _check_count(value: int, what: str, maximum: int = MAX_USERS) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
+            raise DemoError(f"{what} must be a whole number between 1 and {maximum}, got {value!r}", 422)
+        return value
+
+    @staticmethod
+    def _check_ttl(value: int, what: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TTL_SECONDS:
+            raise DemoError(
+                f"{what} must be a whole number of seconds between 0 (no expiry) and {MAX_TTL_SECONDS}, got {value!r}",
+                422,
+            )
+        return value
+
+    def check_user(self, user_id: str) -> str:
+        user_id = (user_id or "").strip()
+        if not user_id:
+            raise DemoError("user_id is required", 422)
+        if not self._users:
+            raise NotFound(f"unknown user {user_id!r}: no users are loaded (after a reset); bulk-load first")
+        if user_id not in self._user_set:
+            raise NotFound(
+                f"unknown user {user_id!r}: the demo has users {self._users[0]} .. {self._users[-1]}"
+            )
+        return user_id
+
+    def check_features(self, refs: Optional[Sequence[str]]) -> List[FeatureInfo]:
+        by_ref = {f.ref: f for f in self.features}
+        if not refs:
+            return list(self.features)
+        unknown = [r for r in refs if r not in by_ref]
+        if unknown:
+            raise DemoError(
+                f"unknown feature(s) {', '.join(repr(u) for u in unknown)}; known: {', '.join(by_ref)}", 422
+            )
+        seen: Dict[str, FeatureInfo] = {}
+        for ref in refs:
+            seen.setdefault(ref, by_ref[ref])
+        return list(seen.values())
+
+    def _set_users(self, ids: List[str]) -> None:
+        self._user_set = set(ids)
+        self._users = ids
+
+    def key_of(self, user_id: str) -> str:
+        return entity_key(
+            self.store_config.key_prefix, self.project, user_id, [self.join_key], hash_tag_of(self.store_config)
+        )
+
+    # ------------------------------------------------------------------ state
+
+    def entity_count(self) -> int:
+        from ..lifecycle import count_project_keys
+
+        return count_project_keys(self.client, self.store_config.key_prefix, self.project)
+
+    def state(self) -> Dict[str, Any]:
+        return {
+            "project": self.project,
+            "redis": {"where": self.redis_label, "version": self.redis_version},
+            "repo": str(self.workdir),
+            "key_pattern": project_prefix(self.store_config.key_prefix, self.project, hash_tag_of(self.store_config)) + "*",
+            "entities": self.entity_count(),
+            "users_loaded": len(self._users),
+            "first_user": self._users[0] if self._users else None,
+            "last_user": self._users[-1] if self._users else None,
+            "ttl": {
+                "batch_seconds": self.store_config.batch_ttl_seconds,
+                "stream_seconds": self.store_config.stream_ttl_seconds,
+            },
+            "counters": self.online_store.stats.as_dict(),
+            "worker": self.worker_status(),
+            "last_bulk_load": self._last_load,
+            "last_reset": self._last_reset,
+            "limits": {"max_users": MAX_USERS, "max_ttl_seconds": MAX_TTL_SECONDS},
+            "features": [asdict(f) for f in self.features],
+            "feature_services": {
+                fs.name: [
+                    f"{proj.name_to_use()}:{feature.name}"
+                    for proj in fs.feature_view_projections
+                    for feature in proj.features
+                ]
+                for fs in self.definitions.feature_services
+            },
+        }
+
+    # ------------------------------------------------------------------ worker
+
+    def _new_worker(self, users: Sequence[str]) -> None:
+        """Replace the worker so it streams for exactly the loaded users (caller holds _worker_lock)."""
+        from ..streaming import StreamingWorker
+
+        old = self._worker
+        if old is not None:
+            old.stop(timeout=10)
+            status = old.status()
+            for name in ("ticks", "rows_pushed", "failed_ticks"):
+                self._retired[name] += int(status.get(name) or 0)
+            self._retired_last_error = status.get("last_error") or getattr(self, "_retired_last_error", None)
+        self._worker = StreamingWorker(
+            self.store, list(users), interval_seconds=self.worker_interval,
+            batch_size=self.worker_batch_size, seed=WORKER_SEED,
+        )
+        self._worker_started = False
+
+    def _worker_should_run(self) -> bool:
+        return bool(self._users) and not self._paused_by_user
+
+    def _apply_worker_state(self) -> None:
+        """Start / pause / resume the worker to match the wanted state (caller holds _worker_lock)."""
+        worker = self._worker
+        if worker is None:
+            return
+        if self._worker_should_run():
+            if not self._worker_started:
+                worker.start()
+                self._worker_started = True
+            else:
+                worker.resume()
+        elif self._worker_started:
+            worker.pause()
+
+    def worker_status(self) -> Dict[str, Any]:
+        with self._worker_lock:
+            worker = self._worker
+            if worker is None:
+                status: Dict[str, Any] = {"state": "idle", "ticks": 0, "rows_pushed": 0, "failed_ticks": 0, "last_error": None}
+            else:
+                status = dict(worker.status())
+                if not self._worker_started:
+                    status["state"] = "paused"
+            for name in ("ticks", "rows_pushed", "failed_ticks"):
+                status[name] = int(status.get(name) or 0) + self._retired[name]
+            status["last_error"] = status.get("last_error") or getattr(self, "_retired_last_error", None)
+            status["paused_by_user"] = self._paused_by_user
+            if not self._users:
+                status["state"] = "idle"
+                status["note"] = "no users loaded"
+            return _jsonable(status)
+
+    def toggle_worker(self, action: Optional[str] = None) -> Dict[str, Any]:
+        if action not in (None, "pause", "resume"):
+            raise DemoError(f"action must be 'pause' or 'resume', got {action!r}", 422)
+        with self._worker_lock:
+            if not self._users:
+                raise Conflict("no users are loaded, so there is nothing to stream: bulk-load first")
+            if action is None:
+                action = "resume" if self._paused_by_user else "pause"
+            self._paused_by_user = action == "pause"
+            self._apply_worker_state()
+        logger.info("streaming worker %s", "paused" if action == "pause" else "resumed")
+        return {"action": action, "worker": self.worker_status()}
+
+    # ------------------------------------------------------------------ bulk load
+
+    def _stats(self) -> Dict[str, int]:
+        return dict(self.online_store.stats.as_dict())
+
+    def bulk_load(
+        self,
+        users: int = DEFAULT_USERS,
+        batch_ttl_seconds: Optional[int] = None,
+        stream_ttl_seconds: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """Generate the parquet data for ``users`` users and materialize every view.
+
+        The worker is held paused during the load, so the counters it reports are the
+        load's own. TTLs given here change the store config (and the working yaml) for this
+        load and every later write, stream pushes included."""
+        users = self._check_count(users, "users")
+        if batch_ttl_seconds is not None:
+            self._check_ttl(batch_ttl_seconds, "batch_ttl_seconds")
+        if stream_ttl_seconds is not None:
+            self._check_ttl(stream_ttl_seconds, "stream_ttl_seconds")
+        if not self._admin_lock.acquire(blocking=False):
+            raise Conflict("a bulk load or reset is already running; try again when it has finished")
+        try:
+            with self._worker_lock:
+                if self._worker is not None and self._worker_started:
+                    self._worker.pause()  # waits for an in-flight tick
+            try:
+                return self._bulk_load_locked(users, batch_ttl_seconds, stream_ttl_seconds)
+            finally:
+                with self._worker_lock:
+                    loaded = self._users
+                    if loaded and (self._worker is None or list(self._worker.user_ids) != loaded):
+                        self._new_worker(loaded)
+                    self._apply_worker_state()
+        finally:
+            self._admin_lock.release()
+
+    def _bulk_load_locked(self, users: int, batch_ttl: Optional[int], stream_ttl: Optional[int]) -> Dict[str, Any]:
+        store_config = self.store_config
+        if batch_ttl is not None:
+            store_config.batch_ttl_seconds = batch_ttl
+            self._yaml["online_store"]["batch_ttl_seconds"] = batch_ttl
+        if stream_ttl is not None:
+            store_config.stream_ttl_seconds = stream_ttl
+            self._yaml["online_store"]["stream_ttl_seconds"] = stream_ttl
+        if batch_ttl is not None or stream_ttl is not None:
+            self._write_yaml()
+            self._catalog([fv for fv in self.definitions.feature_views if getattr(fv, "online", True)])
+
+        started = time.perf_counter()
+        now = _utcnow()
+        data = self._generate(self.workdir / "data", count=users, days=self.days, seed=self.seed, now=now)
+        generate_seconds = time.perf_counter() - started
+
+        start = now - timedelta(days=self.days + 1)
+        end = _utcnow() + timedelta(seconds=1)
+        views = []
+        materialize_started = time.perf_counter()
+        for layout in self.layouts:
+            before = self._stats()
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a banner per view
+                self.store.materialize(start, end, feature_views=[layout.name])
+            after = self._stats()
+            views.append(
+                {
+                    "view": layout.name,
+                    "kind": layout.kind.value,
+                    "ttl_seconds": layout.ttl_seconds,
+                    "seconds": round(time.perf_counter() - t0, 3),
+                    "written": after["rows_written"] - before["rows_written"],
+                    "skipped_stale": after["rows_skipped_stale"] - before["rows_skipped_stale"],
+                    "skipped_expired": after["rows_skipped_expired"] - before["rows_skipped_expired"],
+                }
+            )
+        materialize_seconds = time.perf_counter() - materialize_started
+        total = time.perf_counter() - started
+
+        ids = list(data["user_ids"])
+        if len(ids) > len(self._users):  # users only grow until a reset
+            self._set_users(ids)
+        result = {
+            "users": users,
+            "users_loaded": len(self._users),
+            "seconds": round(total, 3),
+            "generate_seconds": round(generate_seconds, 3),
+            "materialize_seconds": round(materialize_seconds, 3),
+            "rows_written": sum(v["written"] for v in views),
+            "rows_skipped_stale": sum(v["skipped_stale"] for v in views),
+            "rows_skipped_expired": sum(v["skipped_expired"] for v in views),
+            "source_rows": dict(data.get("rows", {})),
+            "views": views,
+            "batch_ttl_seconds": store_config.batch_ttl_seconds,
+            "stream_ttl_seconds": store_config.stream_ttl_seconds,
+            "finished_at": _utcnow().isoformat(),
+        }
+        self._last_load = result
+        logger.info(
+            "bulk load: %d users in %.2fs (%d rows written)", users, total, result["rows_written"]
+        )
+        return result
+
+    # ------------------------------------------------------------------ reset
+
+    def _delete_project_keys(self) -> int:
+        from ..lifecycle import delete_project
+
+        return delete_project(self.client, self.store_config.key_prefix, self.project)
+
+    def reset(self) -> Dict[str, Any]:
+        """Drop every entity of the demo project. The worker stops pushing (it would
+        recreate them); a bulk load brings users and the worker back."""
+        if not self._admin_lock.acquire(blocking=False):
+            raise Conflict("a bulk load or reset is already running; try again when it has finished")
+        try:
+            with self._worker_lock:
+                if self._worker is not None and self._worker_started:
+                    self._worker.pause()  # an in-flight push finishes before we delete
+                self._set_users([])
+                started = time.perf_counter()
+                deleted = self._delete_project_keys()
+                seconds = time.perf_counter() - started
+            self._last_reset = {
+                "deleted": deleted,
+                "seconds": round(seconds, 3),
+                "finished_at": _utcnow().isoformat(),
+            }
+            logger.info("reset: deleted %d keys", deleted)
+            return {**self._last_reset, "worker": self.worker_status()}
+        finally:
+            self._admin_lock.release()
+
+    # ------------------------------------------------------------------ reads
+
+    def _ttls(self, key: str, fields: Sequence[str]) -> tuple:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.pttl(key)
+        if fields:
+            pipe.hpttl(key, *fields)
+        replies = pipe.execute()
+        key_ttl = int(replies[0])
+        field_ttls = [int(t) for t in replies[1]] if fields else []
+        return key_ttl, field_ttls
+
+    def read(self, user_id: str, features: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+        from feast.type_map import feast_value_type_to_python_type
+
+        user_id = self.check_user(user_id)
+        wanted = self.check_features(features)
+        started = time.perf_counter()
+        response = self.store.get_online_features(
+            features=[f.ref for f in wanted], entity_rows=[{self.join_key: user_id}], full_feature_names=True
+        )
+        latency_ms = (time.perf_counter() - started) * 1000
+        proto = response.proto
+        columns = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
+        key = self.key_of(user_id)
+        key_ttl, field_ttls = self._ttls(key, [f.field for f in wanted])
+        rows = []
+        for info, field_ttl in zip(wanted, field_ttls):
+            result = proto.results[columns[f"{info.view}__{info.name}"]]
+            status = FieldStatus.Name(result.statuses[0])
+            value = feast_value_type_to_python_type(result.values[0]) if status == "PRESENT" else None
+            event_ts = result.event_timestamps[0] if len(result.event_timestamps) else None
+            event_time = (
+                datetime.fromtimestamp(event_ts.seconds + event_ts.nanos / 1e9, tz=timezone.utc).isoformat()
+                if event_ts is not None and (event_ts.seconds or event_ts.nanos)
+                else None
+            )
+            if field_ttl >= 0:
+                ttl_ms, ttl_source = field_ttl, "field"
+            elif field_ttl == NO_EXPIRY:
+                ttl_ms, ttl_source = key_ttl, "key"
+            else:  # NO_SUCH_FIELD: expired (stream) or never written
+                ttl_ms, ttl_source = NO_SUCH_FIELD, "missing"
+            rows.append(
+                {
+                    "ref": info.ref,
+                    "view": info.view,
+                    "feature": info.name,
+                    "kind": info.kind,
+                    "value": _jsonable(value),
+                    "status": status,
+                    "event_time": event_time,
+                    "ttl_ms": ttl_ms,
+                    "ttl_seconds": _ms_to_seconds(ttl_ms),
+                    "ttl_source": ttl_source,
+                }
+            )
+        return {
+            "user_id": user_id,
+            "key": key,
+            "latency_ms": round(latency_ms, 3),
+            "key_ttl_seconds": _ms_to_seconds(key_ttl),
+            "key_exists": key_ttl != NO_SUCH_FIELD,
+            "present": sum(1 for r in rows if r["status"] == "PRESENT"),
+            "features": rows,
+        }
+
+    def batch_read(self, count: int, features: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+        if not self._users:
+            raise NotFound("no users are loaded (after a reset); bulk-load first")
+        count = self._check_count(count, "count", len(self._users))
+        wanted = self.check_features(features)
+        ids = self._users[:count]
+        before = self._stats()
+        started = time.perf_counter()
+        response = self.store.get_online_features(
+            features=[f.ref for f in wanted], entity_rows=[{self.join_key: uid} for uid in ids], full_feature_names=True
+        )
+        latency_ms = (time.perf_counter() - started) * 1000
+        after = self._stats()
+        proto = response.proto
+        present = FieldStatus.PRESENT
+        feature_columns = [
+            i for i, name in enumerate(proto.metadata.feature_names.val) if name != self.join_key
+        ]
+        returned = [0] * len(ids)
+        for i in feature_columns:
+            for j, status in enumerate(proto.results[i].statuses):
+                if status == present:
+                    returned[j] += 1
+        histogram = Counter(returned)
+        return {
+            "count": len(ids),
+            "features_requested": len(wanted),
+            "latency_ms": round(latency_ms, 3),
+            "per_entity_ms": round(latency_ms / len(ids), 4),
+            "store_read_calls": after["read_calls"] - before["read_calls"],
+            "entities_read": after["entities_read"] - before["entities_read"],
+            "histogram": {str(k): histogram[k] for k in sorted(histogram, reverse=True)},
+            "entities": [{"user_id": uid, "returned": n} for uid, n in zip(ids, returned)],
+        }
+
+    def inspect(self, user_id: str) -> Dict[str, Any]:
+        user_id = self.check_user(user_id)
+        entity = inspect_key(self.client, self.key_of(user_id), self.layouts)
+        out = entity.as_dict()
+        for row, info in zip(out["fields"], entity.fields):
+            effective = info.effective_ttl_ms(entity.key_ttl_ms)
+            row["ttl_source"] = "field" if info.ttl_ms >= 0 else ("key" if entity.key_ttl_ms >= 0 else "none")
+            row["effective_ttl_seconds"] = _ms_to_seconds(effective)
+        present = {f.field for f in entity.fields}
+        out["missing"] = [
+            {"field": name.decode(), "view": owner.view, "kind": owner.kind, "feature": owner.feature}
+            for name, owner in field_owners(self.layouts).items()
+            if name.decode() not in present
+        ]
+        out["user_id"] = user_id
+        out["key_ttl_seconds"] = _ms_to_seconds(entity.key_ttl_ms)
+        return out

@@ -1,0 +1,367 @@
+"""The demo's JSON API through FastAPI's TestClient: a real working copy of feature_repo/
+applied with the FeatureStore API, real materialization and pushes into the test Redis.
+
+One runtime per module (setup costs a few seconds); tests run in file order and the
+ones that change the loaded users or TTLs put them back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from feast_redis_hexpire import connection
+from feast_redis_hexpire.demo.app import create_app
+from feast_redis_hexpire.demo.runtime import MAX_USERS, DemoRuntime
+from feast_redis_hexpire.streaming import StreamingWorker
+
+pytestmark = pytest.mark.e2e
+
+USERS = 30
+BATCH_TTL = 7200
+STREAM_TTL = 300
+ALL_REFS = [
+    "user_profile:country_iso", "user_profile:risk_segment", "user_profile:account_age_days",
+    "user_tx_stats:tx_count_7d", "user_tx_stats:avg_amount_30d", "user_tx_stats:chargeback_count_180d",
+    "user_activity:last_login_ts", "user_activity:last_device_id", "user_activity:tx_count_5m",
+    "user_activity:failed_logins_15m", "user_activity:session_country",
+]
+STREAM_FIELDS = {"last_login_ts", "last_device_id", "tx_count_5m", "failed_logins_15m", "session_country", "_ts:user_activity"}
+
+
+@pytest.fixture(scope="module")
+def runtime(redis_server, tmp_path_factory):
+    rt = DemoRuntime(
+        redis_server.connection_string,
+        tmp_path_factory.mktemp("demo_api"),
+        project=f"t_{uuid.uuid4().hex[:8]}_demo",
+        users=USERS,
+        batch_ttl_seconds=BATCH_TTL,
+        stream_ttl_seconds=STREAM_TTL,
+        worker_interval=0.2,
+        worker_batch_size=5,
+        start_worker=False,
+        log=lambda message: None,
+    ).setup()
+    try:
+        yield rt
+    finally:
+        rt.close()
+        # The demo used the process-wide cached client from several threads, so its pool
+        # holds several connections: later tests get fresh clients.
+        connection.reset_clients()
+
+
+@pytest.fixture(scope="module")
+def client(runtime):
+    with TestClient(create_app(runtime)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def raw(redis_server):
+    """A plain client; not the `redis_client` fixture, which would FLUSHALL the demo's data."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def _key(runtime, user_id: str) -> str:
+    return f"fs:{runtime.project}:user_id={user_id}"
+
+
+def assert_client_error(response, status: int, *words: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert "Traceback" not in response.text and 'File "' not in response.text
+    for word in words:
+        assert word in body["error"], body
+    return body
+
+
+# ---------------------------------------------------------------- page and state
+
+
+def test_index_page_is_self_contained(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    for element in ("bulk-btn", "read-btn", "batch-btn", "inspect-btn", "worker-btn", "reset-btn"):
+        assert f'id="{element}"' in html
+    # No build step and no network: nothing is loaded from elsewhere.
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+
+
+def test_state_reports_entities_ttls_counters_and_worker(client, runtime):
+    state = client.get("/state").json()
+    assert state["project"] == runtime.project
+    assert state["entities"] == USERS
+    assert state["users_loaded"] == USERS
+    assert (state["first_user"], state["last_user"]) == ("u0001", f"u{USERS:04d}")
+    assert state["ttl"] == {"batch_seconds": BATCH_TTL, "stream_seconds": STREAM_TTL}
+    assert set(state["counters"]) >= {"rows_written", "read_calls", "entities_read", "write_batches"}
+    assert state["counters"]["rows_written"] >= 2 * USERS  # both batch views, every user
+    assert state["worker"]["state"] == "paused"  # start_worker=False
+    assert state["worker"]["last_error"] is None
+    assert [f["ref"] for f in state["features"]] == ALL_REFS
+    kinds = {f["view"]: f["kind"] for f in state["features"]}
+    assert kinds == {"user_profile": "batch", "user_tx_stats": "batch", "user_activity": "stream"}
+    assert state["feature_services"]["fraud_model_v1"] == [
+        "user_profile:risk_segment", "user_tx_stats:tx_count_7d", "user_tx_stats:avg_amount_30d",
+        "user_activity:tx_count_5m", "user_activity:failed_logins_15m", "user_activity:last_device_id",
+    ]
+    load = state["last_bulk_load"]
+    assert load["users"] == USERS and load["seconds"] > 0
+    assert [v["view"] for v in load["views"]] == ["user_profile", "user_tx_stats", "user_activity"]
+
+
+def test_unknown_endpoint_is_json_404(client):
+    assert_client_error(client.get("/nope"), 404)
+
+
+# ---------------------------------------------------------------- read
+
+
+def test_read_all_features_with_kinds_ttls_and_latency(client, runtime, raw):
+    body = client.post("/read", json={"user_id": "u0003"}).json()
+    assert body["user_id"] == "u0003"
+    assert body["key"] == _key(runtime, "u0003")
+    assert body["latency_ms"] > 0
+    assert [f["ref"] for f in body["features"]] == ALL_REFS
+    stored = raw.hgetall(_key(runtime, "u0003"))
+    key_ttl = raw.ttl(_key(runtime, "u0003"))
+    for feature in body["features"]:
+        assert feature["status"] == "PRESENT", feature
+        if feature["kind"] == "batch":
+            assert feature["ttl_source"] == "key"
+            assert abs(feature["ttl_seconds"] - key_ttl) <= 2 and feature["ttl_seconds"] <= BATCH_TTL
+        else:
+            assert feature["ttl_source"] == "field"
+            assert 0 < feature["ttl_seconds"] <= STREAM_TTL
+        # The decoded value is what the hash holds (timestamps: epoch seconds in Redis).
+        if feature["feature"] == "last_login_ts":
+            assert feature["value"].startswith("20")
+        else:
+            assert str(feature["value"]) == stored[feature["feature"]] or float(feature["value"]) == float(
+                stored[feature["feature"]]
+            )
+    assert body["present"] == len(ALL_REFS)
+
+
+def test_read_a_subset(client):
+    refs = ["user_activity:tx_count_5m", "user_profile:risk_segment"]
+    body = client.post("/read", json={"user_id": "u0001", "features": refs}).json()
+    assert [f["ref"] for f in body["features"]] == refs
+    assert [f["kind"] for f in body["features"]] == ["stream", "batch"]
+
+
+@pytest.mark.parametrize(
+    "payload, status, words",
+    [
+        ({"user_id": "u0001", "features": ["user_profile:nope"]}, 422, ["unknown feature", "user_profile:nope"]),
+        ({"user_id": "u0001", "features": ["nope"]}, 422, ["unknown feature"]),
+        ({"user_id": "bob"}, 404, ["unknown user", "bob"]),
+        ({"user_id": f"u{USERS + 1:04d}"}, 404, ["unknown user"]),
+        ({"user_id": ""}, 422, ["user_id"]),
+        ({}, 422, ["user_id", "required"]),
+        ({"user_id": "u0001", "colour": "red"}, 422, ["colour"]),
+        ({"user_id": "u0001", "features": "user_profile:risk_segment"}, 422, ["features"]),
+        ({"user_id": "u0001", "features": []}, 422, ["features"]),
+    ],
+)
+def test_read_rejects_bad_input(client, payload, status, words):
+    assert_client_error(client.post("/read", json=payload), status, *words)
+
+
+def test_malformed_json_is_a_422_with_a_message(client):
+    response = client.post("/read", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert_client_error(response, 422, "JSON")
+
+
+# ---------------------------------------------------------------- batch read
+
+
+def test_batch_read_is_one_pipelined_call(client):
+    body = client.post("/batch-read", json={"count": USERS}).json()
+    assert body["count"] == USERS
+    assert body["features_requested"] == len(ALL_REFS)
+    assert body["store_read_calls"] == 1  # one get_online_features -> one grouped read
+    assert body["entities_read"] == USERS  # one HMGET per entity, pipelined
+    assert body["latency_ms"] > 0
+    assert body["histogram"] == {str(len(ALL_REFS)): USERS}
+    assert [e["user_id"] for e in body["entities"]] == [f"u{i:04d}" for i in range(1, USERS + 1)]
+    assert all(e["returned"] == len(ALL_REFS) for e in body["entities"])
+
+
+def test_batch_read_subset_counts_only_requested_features(client):
+    body = client.post("/batch-read", json={"count": 5, "features": ["user_profile:risk_segment"]}).json()
+    assert body["histogram"] == {"1": 5}
+
+
+@pytest.mark.parametrize(
+    "payload, words",
+    [
+        ({"count": 0}, ["count"]),
+        ({"count": MAX_USERS + 1}, ["count"]),
+        ({"count": USERS + 1}, ["count", str(USERS)]),  # more than are loaded
+        ({"count": "ten"}, ["count"]),
+        ({"count": 3, "features": ["user_tx_stats:bogus"]}, ["unknown feature"]),
+    ],
+)
+def test_batch_read_rejects_bad_input(client, payload, words):
+    assert_client_error(client.post("/batch-read", json=payload), 422, *words)
+
+
+# ---------------------------------------------------------------- inspect
+
+
+def test_inspect_shows_every_field_with_field_and_key_ttls(client, runtime, raw):
+    body = client.get("/inspect", params={"user_id": "u0002"}).json()
+    key = _key(runtime, "u0002")
+    assert body["key"] == key and body["exists"] is True
+    stored = raw.hgetall(key)
+    assert {f["field"]: f["value"] for f in body["fields"]} == stored
+    assert body["missing"] == []
+    assert abs(body["key_ttl_seconds"] - raw.ttl(key)) <= 2
+    assert body["memory_bytes"] > 0
+    for field in body["fields"]:
+        if field["field"] in STREAM_FIELDS:
+            assert field["kind"] == "stream" and field["view"] == "user_activity"
+            assert 0 < field["ttl_ms"] <= STREAM_TTL * 1000
+        else:
+            assert field["kind"] == "batch"
+            assert field["ttl_ms"] == -1 and field["ttl_source"] == "key"
+
+
+def test_inspect_rejects_bad_input(client):
+    assert_client_error(client.get("/inspect", params={"user_id": "eve"}), 404, "unknown user")
+    assert_client_error(client.get("/inspect"), 422, "user_id")
+
+
+def test_unexpected_failure_is_a_short_500(client, runtime, raw):
+    """A key of the wrong type under the demo's prefix (someone else wrote it): WRONGTYPE
+    from Redis is not a user error; the answer is a 500 with a message, no traceback."""
+    key = _key(runtime, "u0004")
+    saved = raw.dump(key)
+    ttl = raw.pttl(key)
+    raw.delete(key)
+    raw.set(key, "not a hash")
+    try:
+        body = assert_client_error(client.get("/inspect", params={"user_id": "u0004"}), 500, "internal error")
+        assert "WRONGTYPE" not in body["error"]
+    finally:
+        raw.delete(key)
+        raw.restore(key, max(ttl, 0), saved)
+
+
+# ---------------------------------------------------------------- worker
+
+
+def test_worker_toggle_pause_and_resume(client, runtime):
+    body = client.post("/worker/toggle").json()  # paused -> running
+    assert body["action"] == "resume" and body["worker"]["state"] == "running"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        worker = client.get("/state").json()["worker"]
+        if worker["ticks"] >= 2:
+            break
+        time.sleep(0.1)
+    assert worker["ticks"] >= 2 and worker["rows_pushed"] >= 10 and worker["failed_ticks"] == 0
+    body = client.post("/worker/toggle", json={"action": "pause"}).json()
+    assert body["action"] == "pause" and body["worker"]["state"] == "paused"
+    ticks = body["worker"]["ticks"]
+    time.sleep(0.6)
+    assert client.get("/state").json()["worker"]["ticks"] == ticks  # really paused
+    # An explicit pause of a paused worker is fine; a bad action is not.
+    assert client.post("/worker/toggle", json={"action": "pause"}).json()["worker"]["state"] == "paused"
+    assert_client_error(client.post("/worker/toggle", json={"action": "faster"}), 422, "action")
+
+
+# ---------------------------------------------------------------- freshness
+
+
+def test_stream_fields_expire_while_batch_fields_stay(client, runtime):
+    """Short stream TTL, worker paused: a pushed user's stream features read as missing
+    after the TTL while its batch features are still served."""
+    load = client.post("/bulk-load", json={"users": USERS, "stream_ttl_seconds": 2}).json()
+    assert load["stream_ttl_seconds"] == 2
+    try:
+        assert client.get("/state").json()["worker"]["state"] == "paused"
+        StreamingWorker(runtime.store, ["u0005"], batch_size=1).tick()  # one real push
+        fresh = client.post("/read", json={"user_id": "u0005"}).json()
+        assert fresh["present"] == len(ALL_REFS)
+        stream = [f for f in fresh["features"] if f["kind"] == "stream"]
+        assert all(0 < f["ttl_seconds"] <= 2 for f in stream)
+        time.sleep(2.3)
+        stale = client.post("/read", json={"user_id": "u0005"}).json()
+        statuses = {f["ref"]: (f["kind"], f["status"]) for f in stale["features"]}
+        assert all(status == "PRESENT" for kind, status in statuses.values() if kind == "batch")
+        assert all(status == "NOT_FOUND" for kind, status in statuses.values() if kind == "stream")
+        inspected = client.get("/inspect", params={"user_id": "u0005"}).json()
+        assert {m["field"] for m in inspected["missing"]} == STREAM_FIELDS
+        assert all(f["kind"] == "batch" for f in inspected["fields"])
+    finally:
+        client.post("/bulk-load", json={"users": USERS, "stream_ttl_seconds": STREAM_TTL})
+
+
+# ---------------------------------------------------------------- bulk load and reset
+
+
+def test_bulk_load_more_users_with_a_new_key_ttl(client, runtime, raw):
+    body = client.post("/bulk-load", json={"users": USERS + 10, "batch_ttl_seconds": 1234}).json()
+    assert body["users"] == USERS + 10 and body["users_loaded"] == USERS + 10
+    assert body["seconds"] > 0 and body["materialize_seconds"] > 0
+    views = {v["view"]: v for v in body["views"]}
+    assert views["user_profile"]["written"] == USERS + 10
+    assert views["user_tx_stats"]["written"] == USERS + 10
+    assert views["user_profile"]["ttl_seconds"] == 1234
+    assert body["batch_ttl_seconds"] == 1234
+    state = client.get("/state").json()
+    assert state["entities"] == USERS + 10 and state["ttl"]["batch_seconds"] == 1234
+    assert 1200 < raw.ttl(_key(runtime, f"u{USERS + 10:04d}")) <= 1234
+    assert "batch_ttl_seconds: 1234" in (runtime.workdir / "feature_store.yaml").read_text()
+    # Back to the module's settings.
+    client.post("/bulk-load", json={"users": USERS, "batch_ttl_seconds": BATCH_TTL})
+
+
+@pytest.mark.parametrize(
+    "payload, words",
+    [
+        ({"users": 0}, ["users"]),
+        ({"users": MAX_USERS + 1}, ["users"]),
+        ({"users": 5, "batch_ttl_seconds": -1}, ["batch_ttl_seconds"]),
+        ({"users": 5, "stream_ttl_seconds": 10**12}, ["stream_ttl_seconds"]),
+        ({"users": 2.5}, ["users"]),
+    ],
+)
+def test_bulk_load_rejects_bad_input(client, payload, words):
+    assert_client_error(client.post("/bulk-load", json=payload), 422, *words)
+
+
+def test_reset_drops_every_entity_and_bulk_load_brings_them_back(client, runtime, raw):
+    other = f"fs:{runtime.project}x:user_id=u0001"  # a project whose name extends ours
+    raw.hset(other, "risk_segment", "low")
+    try:
+        loaded = client.get("/state").json()["entities"]
+        body = client.post("/reset").json()
+        assert body["deleted"] == loaded
+        state = client.get("/state").json()
+        assert state["entities"] == 0 and state["users_loaded"] == 0
+        assert state["worker"]["state"] == "idle"
+        assert list(raw.scan_iter(match=f"fs:{runtime.project}:*")) == []
+        assert raw.exists(other)  # other projects untouched
+        assert_client_error(client.get("/inspect", params={"user_id": "u0001"}), 404, "bulk-load")
+        assert_client_error(client.post("/read", json={"user_id": "u0001"}), 404)
+        assert_client_error(client.post("/batch-read", json={"count": 1}), 404)
+        assert_client_error(client.post("/worker/toggle"), 409, "bulk-load")
+    finally:
+        raw.delete(other)
+        client.post("/bulk-load", json={"users": USERS})
+    assert client.get("/state").json()["entities"] == USERS
+    assert client.post("/read", json={"user_id": "u0001"}).json()["present"] >= 6
