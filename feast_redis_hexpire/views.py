@@ -105,7 +105,7 @@ def _signature(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> tup
         getattr(table, "stream_source", None) is not None,
         tuple(sorted((table.tags or {}).items())),
         tuple(table.join_keys),
-        tuple((f.name, f.dtype.to_value_type()) for f in table.features),
+        tuple((f.name, f.dtype) for f in table.features),
         config.field_naming,
         config.batch_ttl_seconds,
         config.stream_ttl_seconds,
@@ -113,10 +113,17 @@ def _signature(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> tup
 
 
 _LAYOUTS: dict[tuple, ViewLayout] = {}
+# Feast's read path reuses the FeatureView objects of its cached request context, so
+# most lookups hit this identity cache. Entries hold the objects, so ids are not reused.
+_BY_IDENTITY: dict[tuple[int, int], tuple[FeatureView, RedisHexpireOnlineStoreConfig, int, ViewLayout]] = {}
 
 
 def view_layout(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> ViewLayout:
-    """Cached: Feast hands us fresh FeatureView objects, but their shape rarely changes."""
+    """Cached: building a layout validates tags and resolves codecs for every feature."""
+    identity = (id(table), id(config))
+    hit = _BY_IDENTITY.get(identity)
+    if hit is not None and hit[2] == len(table.features):
+        return hit[3]
     signature = _signature(table, config)
     layout = _LAYOUTS.get(signature)
     if layout is None:
@@ -124,6 +131,9 @@ def view_layout(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> Vi
         if len(_LAYOUTS) > 4096:
             _LAYOUTS.clear()
         _LAYOUTS[signature] = layout
+    if len(_BY_IDENTITY) > 4096:
+        _BY_IDENTITY.clear()
+    _BY_IDENTITY[identity] = (table, config, len(table.features), layout)
     return layout
 
 
