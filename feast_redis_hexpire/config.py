@@ -25,6 +25,13 @@ class RedisType(str, Enum):
     redis_sentinel = "redis_sentinel"
 
 
+class HashTag(str, Enum):
+    """Which part of the key, if any, is a Redis Cluster hash tag (`{...}`)."""
+
+    none = "none"  # fs:proj:user_id=u1 - every entity hashes to its own slot: spread over all shards
+    project = "project"  # fs:{proj}:user_id=u1 - the whole project in one slot, so on one shard
+
+
 class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     """Online store config. Feast finds it by the `<StoreClass>Config` naming convention,
     and finds the store class in this class's `__module__`: point that at the package,
@@ -39,13 +46,25 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
 
     connection_string: StrictStr = "localhost:6379"
     """Feast's format `host:port[,host:port][,param=value...]`, or a redis:// / rediss:// URL.
-    Params are passed to redis-py: password, username, db, ssl, ssl_ca_certs, socket_timeout..."""
+    Params are passed to redis-py: username, password, db, ssl, ssl_ca_certs, ssl_certfile,
+    ssl_keyfile, ssl_cert_reqs, socket_timeout...; the store's own: sentinel_username,
+    sentinel_password, skip_full_coverage_check. Hosts are cluster startup nodes
+    (redis_cluster) or sentinels (redis_sentinel). See docs/topologies.md."""
 
     redis_type: RedisType = RedisType.redis
     sentinel_master: StrictStr = "mymaster"
+    """The master name the sentinels monitor (redis_type: redis_sentinel)."""
+
+    retry_attempts: int = 6
+    """Retries of a command after a connection error or timeout (failover, restart), with
+    jittered exponential backoff from 0.1 s up to 2 s between tries (about 4-7 s in all)."""
 
     key_prefix: StrictStr = "fs"
     """First component of every entity key: `<key_prefix>:<project>:<join_key>=<value>`."""
+
+    hash_tag: HashTag = HashTag.none
+    """`project` writes `<key_prefix>:{<project>}:...`: on Redis Cluster the whole project
+    shares one slot (one shard serves all of it). `none` spreads entities over all slots."""
 
     batch_ttl_seconds: Optional[int] = 172800
     """Key-level EXPIRE set by every batch-view write. 0 or null: keys never expire."""
@@ -72,6 +91,13 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
             raise ValueError(
                 f"key_prefix {value!r} must be non-empty and free of ':', braces, glob characters and spaces"
             )
+        return value
+
+    @field_validator("retry_attempts")
+    @classmethod
+    def _non_negative_retries(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"retry_attempts must be >= 0, got {value}")
         return value
 
     @field_validator("write_chunk_size")

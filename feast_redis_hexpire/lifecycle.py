@@ -1,12 +1,15 @@
 """Project-wide maintenance: removing a deleted view's fields and tearing a project down.
-Both walk keys with SCAN (every primary on a cluster) and never call KEYS."""
+Both walk keys with SCAN and never call KEYS. On Redis Cluster, redis-py's SCAN visits
+every primary (one cursor per node) and the HDEL/UNLINK pipelines are grouped by node.
+Both key layouts (`hash_tag: none` and `project`) are covered, so keys written before a
+change of `hash_tag` are still cleaned up."""
 
 from __future__ import annotations
 
 from typing import Iterator, List, Sequence
 
 from .connection import SyncClient
-from .keys import join_key_names, project_scan_pattern
+from .keys import PROJECT_HASH_TAG, join_key_names, project_scan_pattern
 from .views import ViewLayout, fields_owned_elsewhere
 
 SCAN_COUNT = 1000
@@ -27,7 +30,13 @@ def _batches(keys: Iterator[bytes], size: int) -> Iterator[List[bytes]]:
 
 def project_keys(client: SyncClient, key_prefix: str, project: str, join_keys: Sequence[str] = ()) -> Iterator[bytes]:
     """A project's entity keys, optionally only those whose join keys are exactly `join_keys`."""
-    keys = client.scan_iter(match=project_scan_pattern(key_prefix, project, join_keys), count=SCAN_COUNT)
+    keys = (
+        key
+        for hash_tag in ("none", PROJECT_HASH_TAG)
+        for key in client.scan_iter(
+            match=project_scan_pattern(key_prefix, project, join_keys, hash_tag), count=SCAN_COUNT
+        )
+    )
     if not join_keys:
         yield from keys
         return

@@ -55,7 +55,7 @@ def plan_writes(config: RepoConfig, table: FeatureView, data: Sequence[WriteRow]
     """Validate and encode every row before anything is sent, so a bad row changes nothing."""
     store_config = config.online_store
     layout = view_layout(table, store_config)
-    prefix = project_prefix(store_config.key_prefix, config.project)
+    prefix = project_prefix(store_config.key_prefix, config.project, store_config.hash_tag)
     mode = STREAM_MODE if layout.kind is ViewKind.stream else BATCH_MODE
     head = [mode, layout.ts_field]
     ttl_ms = layout.ttl_millis
@@ -192,7 +192,7 @@ class EntityGroup:
 
 
 def entity_keys_for(config: RepoConfig, entity_keys: Sequence[EntityKeyProto]) -> List[bytes]:
-    prefix = project_prefix(config.online_store.key_prefix, config.project)
+    prefix = project_prefix(config.online_store.key_prefix, config.project, config.online_store.hash_tag)
     return [entity_redis_key(prefix, ek) for ek in entity_keys]
 
 
@@ -364,7 +364,7 @@ def plan_grouped_read(
     join_key_values: Dict[str, List[ValueProto]],
     entity_name_to_join_key_map: Dict[str, str],
 ) -> GroupedReadPlan:
-    prefix = project_prefix(config.online_store.key_prefix, config.project)
+    prefix = project_prefix(config.online_store.key_prefix, config.project, config.online_store.hash_tag)
     groups: Dict[tuple, EntityGroup] = {}
     order: List[Tuple[EntityGroup, ViewRead]] = []
     for table, requested in grouped_refs:

@@ -33,7 +33,7 @@ def _run_script_calls(client: SyncClient, calls: Sequence[WriteCall]) -> List[An
         return _round_trip(client, [(b"EVALSHA", SCRIPT_SHA, 1, call.key, *call.args) for call in calls], retry=False)
     pipe = client.pipeline(transaction=False)  # cluster: redis-py groups commands by node
     for call in calls:
-        pipe.evalsha(SCRIPT_SHA, 1, call.key, *call.args)
+        pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, call.key, *call.args)  # cluster pipelines block .evalsha()
     return pipe.execute(raise_on_error=False)
 
 
@@ -113,7 +113,7 @@ async def _run_script_calls_async(client: AsyncClient, calls: Sequence[WriteCall
         return await _round_trip_async(client, commands, retry=False)
     pipe = client.pipeline(transaction=False)
     for call in calls:
-        pipe.evalsha(SCRIPT_SHA, 1, call.key, *call.args)
+        pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, call.key, *call.args)  # cluster pipelines block .evalsha()
     return await pipe.execute(raise_on_error=False)
 
 

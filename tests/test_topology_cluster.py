@@ -1,0 +1,309 @@
+"""The store on a real 3-primary / 3-replica Redis Cluster on 127.0.0.1: the Feast
+workflow as a least-privilege ACL user, one round trip per node per batch, NOSCRIPT
+on a primary, the `project` hash tag, and resharding / failover under load with every
+acknowledged write checked afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from typing import Dict, List
+
+import pytest
+from redis.cluster import RedisCluster
+
+from feast_redis_hexpire import RedisHexpireOnlineStore, connection
+from feast_redis_hexpire.local_redis import find_tool
+from feast_redis_hexpire.write_script import SCRIPT_SHA
+
+from store_helpers import USER, batch_view, now, plain, repo_config, row, stream_view, user_key
+from topology_helpers import (
+    CLUSTER_STORE_ACL_RULES,
+    HOST,
+    Cluster,
+    admin,
+    count_round_trips,
+    create_acl_user,
+    feast_workflow,
+)
+
+pytestmark = pytest.mark.topology
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with Cluster(tmp_path_factory.mktemp("cluster")) as started:
+        started.start()
+        for port in started.ports:  # ACLs are per node: every node, replicas included
+            create_acl_user(admin(port), "feast", "feast-pw", "fs", CLUSTER_STORE_ACL_RULES)
+        yield started
+    connection.reset_clients()
+
+
+@pytest.fixture
+def raw(cluster):
+    client = RedisCluster(host=HOST, port=cluster.ports[0])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def store():
+    return RedisHexpireOnlineStore()
+
+
+def cluster_config(cluster, project, tmp_path, **store):
+    return repo_config(cluster.connection_string, project, tmp_path, redis_type="redis_cluster", **store)
+
+
+def error_stats(cluster) -> Dict[str, int]:
+    """Error replies (MOVED, ASK, NOSCRIPT...) counted by the servers, summed over nodes."""
+    total: Dict[str, int] = {}
+    for port in cluster.ports:
+        for name, value in admin(port).info("errorstats").items():
+            total[name] = total.get(name, 0) + int(value["count"])
+    return total
+
+
+def reset_stats(cluster) -> None:
+    for port in cluster.ports:
+        admin(port).config_resetstat()
+
+
+# ---------------------------------------------------------------- workflow
+
+
+def test_feast_workflow_on_cluster_as_acl_user(cluster, raw, tmp_path, unique_project):
+    """apply / materialize / push / read / teardown as the documented least-privilege
+    user; the entities of one batch land on every primary and come back in order."""
+    connection_string = f"{cluster.connection_string},username=feast,password=feast-pw"
+    result = feast_workflow(tmp_path / "repo", unique_project, connection_string, raw, redis_type="redis_cluster")
+    homes = {cluster.port_for_key(key) for key in result["keys"]}
+    assert homes == set(cluster.primary_ports())
+    for port in cluster.ports:
+        denied = admin(port).acl_log()
+        assert denied == [], (port, denied[:3])
+
+
+def test_a_batch_costs_one_round_trip_per_node(cluster, store, tmp_path, unique_project):
+    config = cluster_config(cluster, unique_project, tmp_path)
+    view = batch_view()
+    users = [f"u{i:04d}" for i in range(300)]
+    store.online_write_batch(config, view, [row(u, now(), tx_count_7d=0) for u in users], None)  # connect to all
+    primaries = {f"{HOST}:{p}" for p in cluster.primary_ports()}
+    reset_stats(cluster)
+
+    with count_round_trips() as writes:
+        store.online_write_batch(config, view, [row(u, now(), tx_count_7d=i) for i, u in enumerate(users)], None)
+    assert writes == {name: 1 for name in primaries}
+    calls = cluster.for_each_primary(lambda c: int(c.info("commandstats")["cmdstat_evalsha"]["calls"]))
+    assert sum(calls.values()) == len(users) and all(calls.values()), calls
+
+    keys = [user_key(u) for u in reversed(users)]
+    with count_round_trips() as reads:
+        result = store.online_read(config, view, keys)
+    assert reads == {name: 1 for name in primaries}
+    assert [plain(values)["tx_count_7d"] for _, values in result] == list(reversed(range(len(users))))
+
+    async def async_batch():
+        await store.online_read_async(config, view, keys)  # this loop's client: discovery, connections
+        with count_round_trips() as async_writes:
+            await store.online_write_batch_async(
+                config, view, [row(u, now(), tx_count_7d=-i) for i, u in enumerate(users)], None)
+        with count_round_trips() as async_reads:
+            got = await store.online_read_async(config, view, keys)
+        await store.close()
+        return async_writes, async_reads, got
+
+    async_writes, async_reads, got = asyncio.run(async_batch())
+    assert async_writes == {name: 1 for name in primaries}
+    assert async_reads == {name: 1 for name in primaries}
+    assert [plain(values)["tx_count_7d"] for _, values in got] == [-i for i in reversed(range(len(users)))]
+
+
+def test_a_primary_without_the_script_gets_it_reloaded(cluster, store, tmp_path, unique_project):
+    config = cluster_config(cluster, unique_project, tmp_path)
+    store.online_write_batch(config, batch_view(), [row("u0", now(), tx_count_7d=0)], None)  # connected, loaded
+    flushed = cluster.primary_ports()[1]
+    admin(flushed).script_flush()
+    users = [f"u{i}" for i in range(60)]
+    store.online_write_batch(config, batch_view(), [row(u, now(), tx_count_7d=7) for u in users], None)
+    assert all(plain(v) == {"tx_count_7d": 7} for _, v in store.online_read(config, batch_view(), [user_key(u) for u in users]))
+    assert cluster.for_each_primary(lambda c: c.script_exists(SCRIPT_SHA)[0]) == {p: True for p in cluster.primary_ports()}
+
+    admin(flushed).script_flush()  # the async path recovers too
+
+    async def write_async():
+        await store.online_write_batch_async(config, batch_view(), [row(u, now(), tx_count_7d=8) for u in users], None)
+        await store.close()
+
+    asyncio.run(write_async())
+    assert all(plain(v) == {"tx_count_7d": 8} for _, v in store.online_read(config, batch_view(), [user_key(u) for u in users]))
+
+
+def test_project_hash_tag_puts_the_project_on_one_node(cluster, raw, tmp_path, unique_project):
+    result = feast_workflow(tmp_path / "repo", unique_project, cluster.connection_string, raw,
+                            redis_type="redis_cluster", hash_tag="project", count=12)
+    assert all(key.startswith(f"fs:{{{unique_project}}}:user_id=".encode()) for key in result["keys"])
+    assert len({cluster.port_for_key(key) for key in result["keys"]}) == 1
+
+
+def test_project_hash_tag_batch_is_one_round_trip(cluster, store, tmp_path, unique_project):
+    config = cluster_config(cluster, unique_project, tmp_path, hash_tag="project")
+    users = [f"u{i}" for i in range(100)]
+    store.online_write_batch(config, batch_view(), [row(u, now(), tx_count_7d=1) for u in users], None)
+    with count_round_trips() as reads:
+        result = store.online_read(config, batch_view(), [user_key(u) for u in users])
+    assert len(reads) == 1 and sum(reads.values()) == 1
+    assert all(plain(v) == {"tx_count_7d": 1} for _, v in result)
+    # teardown finds the tagged keys (and would find untagged ones written before a switch)
+    store.teardown(config, [batch_view()], [])
+    assert list(RedisCluster(host=HOST, port=cluster.ports[0]).scan_iter(match=f"fs:*{unique_project}*")) == []
+
+
+def test_deleting_a_view_removes_its_fields_on_every_primary(cluster, raw, store, tmp_path, unique_project):
+    config = cluster_config(cluster, unique_project, tmp_path)
+    users = [f"u{i}" for i in range(60)]
+    store.online_write_batch(config, batch_view(), [row(u, now(), tx_count_7d=1) for u in users], None)
+    store.online_write_batch(config, stream_view(), [row(u, now(), tx_count_5m=2) for u in users], None)
+    keys = [f"fs:{unique_project}:user_id={u}".encode() for u in users]
+    assert {cluster.port_for_key(k) for k in keys} == set(cluster.primary_ports())
+
+    store.update(config, [stream_view()], [batch_view()], [], [USER], partial=False)
+    for k in keys:
+        assert raw.hgetall(k).keys() == {b"tx_count_7d", b"_ts:user_profile"}, k
+
+
+# ---------------------------------------------------------------- topology changes under load
+
+
+def run_load(store, config, users: List[str], done, *, max_seconds: float, max_iterations: int,
+             after_done: int = 5, on_iteration=None) -> Dict[str, object]:
+    """Write then read every entity, sync and async alternately, until `done()` has been
+    true for `after_done` iterations. Any exception fails the test (no error may reach
+    the caller); returns the last acknowledged value per entity."""
+    view = batch_view()
+    keys = [user_key(u) for u in users]
+    acked: Dict[str, int] = {}
+    iterations, finished_at = 0, None
+
+    async def body():
+        nonlocal iterations, finished_at
+        started = time.monotonic()
+        try:
+            while iterations < max_iterations and time.monotonic() - started < max_seconds:
+                value = iterations
+                rows = [row(u, now(), tx_count_7d=value) for u in users]
+                if iterations % 2:
+                    await store.online_write_batch_async(config, view, rows, None)
+                else:
+                    store.online_write_batch(config, view, rows, None)
+                acked.update((u, value) for u in users)
+                if iterations % 2:
+                    read = await store.online_read_async(config, view, keys)
+                else:
+                    read = store.online_read(config, view, keys)
+                assert [plain(values)["tx_count_7d"] for _, values in read] == [value] * len(users), value
+                iterations += 1
+                if on_iteration:
+                    on_iteration(iterations)
+                if finished_at is None and done():
+                    finished_at = iterations
+                if finished_at is not None and iterations - finished_at >= after_done:
+                    return
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+    assert finished_at is not None, f"the topology change did not finish within {max_seconds}s / {max_iterations} iterations"
+    return {"acked": acked, "iterations": iterations}
+
+
+def verify_acknowledged(cluster, tmp_path, project, acked: Dict[str, int]) -> None:
+    """Read every entity back through a brand-new client: each holds its last acknowledged write."""
+    connection.reset_clients()
+    config = cluster_config(cluster, project, tmp_path)
+    users = sorted(acked)
+    result = RedisHexpireOnlineStore().online_read(config, batch_view(), [user_key(u) for u in users])
+    lost = {u: (acked[u], plain(v)) for u, (_, v) in zip(users, result) if plain(v) != {"tx_count_7d": acked[u]}}
+    assert lost == {}
+
+
+def test_resharding_under_load_loses_no_acknowledged_write(cluster, store, tmp_path, unique_project):
+    """First one slot by hand, held half way (MIGRATING/IMPORTING, its keys already moved,
+    so they answer ASK), then 1500 slots with `redis-cli --cluster reshard`, while every
+    entity is written and read back in a loop."""
+    config = cluster_config(cluster, unique_project, tmp_path)
+    users = [f"u{i:04d}" for i in range(400)]
+    store.online_write_batch(config, batch_view(), [row(u, now(), tx_count_7d=-1) for u in users], None)
+    source, target = cluster.primary_ports()[:2]
+    source_id, target_id = cluster.node_id(source), cluster.node_id(target)
+    moving = next(f"fs:{unique_project}:user_id={u}".encode() for u in users
+                  if cluster.port_for_key(f"fs:{unique_project}:user_id={u}".encode()) == source)
+    slot = admin(source).execute_command("CLUSTER", "KEYSLOT", moving)
+    log = tmp_path / "reshard.log"
+    reshard: List[subprocess.Popen] = []
+
+    def change_topology(iteration: int) -> None:
+        if iteration == 3:  # open the slot's migration and move its key: ASK from now on
+            admin(target).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            admin(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            for key in admin(source).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                admin(source).execute_command("MIGRATE", HOST, target, "", 0, 5000, "KEYS", key)
+        elif iteration == 8:  # close it: the slot belongs to the target
+            for port in dict.fromkeys((target, source, *cluster.primary_ports())):
+                admin(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        elif iteration == 10:
+            with open(log, "w") as out:  # a file, not a pipe: redis-cli prints a line per slot
+                reshard.append(subprocess.Popen(
+                    [str(find_tool("redis-cli")), "--cluster", "reshard", f"{HOST}:{source}",
+                     "--cluster-from", source_id, "--cluster-to", target_id,
+                     "--cluster-slots", "1500", "--cluster-yes"],
+                    stdout=out, stderr=subprocess.STDOUT,
+                ))
+
+    reset_stats(cluster)
+    try:
+        outcome = run_load(store, config, users, lambda: bool(reshard) and reshard[0].poll() is not None,
+                           max_seconds=60, max_iterations=3000, on_iteration=change_topology)
+    finally:
+        for process in reshard:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=30)
+    assert reshard[0].returncode == 0, log.read_text()[-2000:]
+    cluster.wait_healthy()
+    redirects = error_stats(cluster)
+    print("reshard:", outcome["iterations"], "iterations", redirects)
+    assert redirects.get("errorstat_ASK", 0) > 0 and redirects.get("errorstat_MOVED", 0) > 0, redirects
+    assert cluster.port_for_key(moving) == target
+    verify_acknowledged(cluster, tmp_path, unique_project, outcome["acked"])
+
+
+def test_failover_under_load_loses_no_acknowledged_write(cluster, store, tmp_path, unique_project):
+    config = cluster_config(cluster, unique_project, tmp_path)
+    users = [f"u{i:04d}" for i in range(300)]
+    store.online_write_batch(config, batch_view(), [row(u, now(), tx_count_7d=-1) for u in users], None)
+    old_primary = cluster.primary_ports()[0]
+    replica = cluster.replica_of(old_primary)
+    assert admin(replica).script_exists(SCRIPT_SHA) == [False]  # scripts are not replicated
+    reset_stats(cluster)
+
+    def maybe_fail_over(iteration: int) -> None:
+        if iteration == 5:
+            assert admin(replica).execute_command("CLUSTER", "FAILOVER") in (b"OK", True)
+
+    def promoted() -> bool:
+        return admin(replica).info("replication")["role"] == "master" and \
+            admin(old_primary).info("replication")["role"] == "slave"
+
+    outcome = run_load(store, config, users, promoted, max_seconds=60, max_iterations=3000,
+                       after_done=10, on_iteration=maybe_fail_over)
+    cluster.wait_healthy()
+    errors = error_stats(cluster)
+    print("failover:", outcome["iterations"], "iterations", errors)
+    assert errors.get("errorstat_MOVED", 0) > 0, errors  # the old primary redirected us
+    assert errors.get("errorstat_NOSCRIPT", 0) > 0, errors  # the new primary lacked the script...
+    assert admin(replica).script_exists(SCRIPT_SHA) == [True]  # ...and got it
+    verify_acknowledged(cluster, tmp_path, unique_project, outcome["acked"])
