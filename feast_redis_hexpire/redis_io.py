@@ -30,7 +30,7 @@ def _retry_positions(replies: Sequence[Any]) -> List[int]:
 
 def _run_script_calls(client: SyncClient, calls: Sequence[WriteCall]) -> List[Any]:
     if isinstance(client, redis.Redis):
-        return _round_trip(client, [(b"EVALSHA", SCRIPT_SHA, 1, call.key, *call.args) for call in calls], retry=False)
+        return _round_trip(client, [(b"EVALSHA", SCRIPT_SHA, 1, call.key, *call.args) for call in calls])
     pipe = client.pipeline(transaction=False)  # cluster: redis-py groups commands by node
     for call in calls:
         pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, call.key, *call.args)  # cluster pipelines block .evalsha()
@@ -56,29 +56,27 @@ def hmget(client: SyncClient, commands: Sequence[HmgetCommand]) -> List[List[Opt
     if not commands:
         return []
     if isinstance(client, redis.Redis):
-        return _raise_first_error(_round_trip(client, [(b"HMGET", key, *fields) for key, fields in commands], retry=True))
+        return _raise_first_error(_round_trip(client, [(b"HMGET", key, *fields) for key, fields in commands]))
     pipe = client.pipeline(transaction=False)  # cluster: redis-py groups commands by node
     for key, fields in commands:
         pipe.hmget(key, fields)
     return pipe.execute()
 
 
-def _round_trip(client: redis.Redis, commands: Sequence[tuple], retry: bool) -> List[Any]:
+def _round_trip(client: redis.Redis, commands: Sequence[tuple]) -> List[Any]:
     """Send every command in one write and read every reply: what a redis-py pipeline
     does, minus its per-command bookkeeping, which dominated both hot paths. Error
-    replies stay in place. Only idempotent batches (reads) are retried on a dropped
-    connection; a write batch surfaces the error, as redis-py's pipeline would."""
+    replies stay in place. A dropped connection is retried under the client's retry
+    policy (retry_attempts, backoff): reads are idempotent, and replaying a write batch
+    rewrites equal event times, leaving the same data."""
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
         packed = connection.pack_commands(commands)
-        try:
-            return _send_and_read(connection, packed, len(commands))
-        except (redis.ConnectionError, redis.TimeoutError):
-            if not retry:
-                raise
-            connection.disconnect()
-            return _send_and_read(connection, packed, len(commands))
+        return connection.retry.call_with_retry(
+            lambda: _send_and_read(connection, packed, len(commands)),
+            lambda error: connection.disconnect(),
+        )
     except BaseException:
         connection.disconnect()  # never hand back a connection with unread replies
         raise
@@ -110,7 +108,7 @@ def _raise_first_error(replies: List[Any]) -> List[Any]:
 async def _run_script_calls_async(client: AsyncClient, calls: Sequence[WriteCall]) -> List[Any]:
     if isinstance(client, redis_async.Redis):
         commands = [(b"EVALSHA", SCRIPT_SHA, 1, call.key, *call.args) for call in calls]
-        return await _round_trip_async(client, commands, retry=False)
+        return await _round_trip_async(client, commands)
     pipe = client.pipeline(transaction=False)
     for call in calls:
         pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, call.key, *call.args)  # cluster pipelines block .evalsha()
@@ -140,25 +138,25 @@ async def hmget_async(client: AsyncClient, commands: Sequence[HmgetCommand]) -> 
         return []
     if isinstance(client, redis_async.Redis):
         commands_packed = [(b"HMGET", key, *fields) for key, fields in commands]
-        return _raise_first_error(await _round_trip_async(client, commands_packed, retry=True))
+        return _raise_first_error(await _round_trip_async(client, commands_packed))
     pipe = client.pipeline(transaction=False)
     for key, fields in commands:
         pipe.hmget(key, fields)
     return await pipe.execute()
 
 
-async def _round_trip_async(client: redis_async.Redis, commands: Sequence[tuple], retry: bool) -> List[Any]:
+async def _round_trip_async(client: redis_async.Redis, commands: Sequence[tuple]) -> List[Any]:
     pool = client.connection_pool
     connection = await pool.get_connection()
+
+    async def drop(error: Exception) -> None:
+        await connection.disconnect()
+
     try:
         packed = connection.pack_commands(commands)
-        try:
-            return await _send_and_read_async(connection, packed, len(commands))
-        except (redis.ConnectionError, redis.TimeoutError):
-            if not retry:
-                raise
-            await connection.disconnect()
-            return await _send_and_read_async(connection, packed, len(commands))
+        return await connection.retry.call_with_retry(
+            lambda: _send_and_read_async(connection, packed, len(commands)), drop
+        )
     except BaseException:
         await connection.disconnect()
         raise

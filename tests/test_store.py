@@ -537,3 +537,95 @@ def test_progress_callback_counts_every_row_in_chunks(store, make_config):
     calls: list[int] = []
     store.online_write_batch(config, batch_view(), [row(f"u{i}", now(), tx_count_7d=i) for i in range(250)], calls.append)
     assert calls == [100, 100, 50]
+
+
+class DroppingProxy:
+    """A loopback TCP proxy to Redis that, when armed, forwards the next request and then
+    closes the client's connection before any reply reaches it: a batch applied on the
+    server but never acknowledged, the worst case for a retry."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.armed = threading.Event()
+        self.drops = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump_requests, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump_requests(self, client, upstream) -> None:
+        while True:
+            try:
+                data = client.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            upstream.sendall(data)
+            if self.armed.is_set():
+                self.armed.clear()
+                self.drops += 1
+                time.sleep(0.2)  # let the server run the batch
+                break
+        for sock in (client, upstream):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    @staticmethod
+    def _pump(source, sink) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+            except OSError:
+                break
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("retry_attempts, survives", [(6, True), (0, False)])
+def test_batches_survive_a_connection_dropped_mid_batch(redis_server, unique_project, tmp_path, redis_client,
+                                                        retry_attempts, survives):
+    proxy = DroppingProxy(redis_server.port)
+    try:
+        config = repo_config(f"127.0.0.1:{proxy.port}", unique_project, tmp_path, retry_attempts=retry_attempts)
+        store, view = RedisHexpireOnlineStore(), batch_view()
+        rows = [row(f"u{i}", now(), tx_count_7d=i) for i in range(50)]
+        store.online_write_batch(config, view, [row("warm", now(), tx_count_7d=0)], None)
+
+        proxy.armed.set()
+        if not survives:
+            with pytest.raises(redis.ConnectionError):
+                store.online_write_batch(config, view, rows, None)
+            return
+        store.online_write_batch(config, view, rows, None)  # applied, reply lost, sent again
+        assert proxy.drops == 1
+        assert [redis_client.hget(f"fs:{unique_project}:user_id=u{i}", "tx_count_7d") for i in (0, 49)] == [b"0", b"49"]
+
+        proxy.armed.set()
+        result = store.online_read(config, view, [user_key("u7"), user_key("u8")])
+        assert proxy.drops == 2
+        assert [plain(values) for _, values in result] == [{"tx_count_7d": 7}, {"tx_count_7d": 8}]
+    finally:
+        proxy.close()
+        connection.reset_clients()
