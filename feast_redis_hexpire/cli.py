@@ -7,9 +7,8 @@
 
 The repo's feature_store.yaml gives the project, key prefix and connection string;
 ``--redis-url`` / ``--connection-string`` overrides the latter (a redis:// URL or
-Feast's ``host:port[,password=...]``). A yaml whose connection string is still an
-unexpanded ``${REDIS_CONNECTION_STRING}`` falls back to ``$REDIS_URL``, else
-localhost:6379.
+Feast's ``host:port[,password=...]``). The sample repo's yaml reads
+``${REDIS_CONNECTION_STRING:-localhost:6379}``.
 """
 
 from __future__ import annotations

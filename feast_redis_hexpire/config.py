@@ -1,5 +1,7 @@
 """The `online_store:` block of feature_store.yaml."""
 
+import os
+import re
 from enum import Enum
 from typing import Literal, Optional
 
@@ -8,6 +10,9 @@ from pydantic import StrictStr, field_validator
 from feast.repo_config import FeastConfigBaseModel
 
 STORE_TYPE = "feast_redis_hexpire.RedisHexpireOnlineStore"
+
+_ENV_WITH_DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
+_ENV_PLAIN = re.compile(r"\$\{(\w+)\}")
 
 
 class FieldNaming(str, Enum):
@@ -49,7 +54,9 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     Params are passed to redis-py: username, password, db, ssl, ssl_ca_certs, ssl_certfile,
     ssl_keyfile, ssl_cert_reqs, socket_timeout...; the store's own: sentinel_username,
     sentinel_password, skip_full_coverage_check. Hosts are cluster startup nodes
-    (redis_cluster) or sentinels (redis_sentinel). See docs/topologies.md."""
+    (redis_cluster) or sentinels (redis_sentinel). See docs/topologies.md.
+    `${VAR:-default}` is expanded from the environment (Feast's own expansion only knows
+    `${VAR}`, which it leaves as literal text when VAR is unset)."""
 
     redis_type: RedisType = RedisType.redis
     sentinel_master: StrictStr = "mymaster"
@@ -83,6 +90,18 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
         if value is not None and value < 0:
             raise ValueError(f"TTL must be >= 0 seconds (0 or null disables it), got {value}")
         return value
+
+    @field_validator("connection_string")
+    @classmethod
+    def _expand_env_defaults(cls, value: str) -> str:
+        expanded = _ENV_WITH_DEFAULT.sub(lambda m: os.environ.get(m.group(1)) or m.group(2), value)
+        unexpanded = _ENV_PLAIN.search(expanded)
+        if unexpanded:
+            raise ValueError(
+                f"connection_string refers to environment variable {unexpanded.group(1)}, which is not set; "
+                f"set it, or give a default: ${{{unexpanded.group(1)}:-localhost:6379}}"
+            )
+        return expanded
 
     @field_validator("key_prefix")
     @classmethod

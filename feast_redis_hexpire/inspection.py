@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import random
 import sys
 from dataclasses import asdict, dataclass, field
@@ -505,14 +504,6 @@ def load_definitions(repo_path: Path | str) -> RepoDefinitions:
     return defs
 
 
-_PLACEHOLDER_MARK = "${"
-
-
-def default_connection_string() -> str:
-    """REDIS_URL if set (the tests' and scripts' convention), else localhost:6379."""
-    return os.environ.get("REDIS_URL") or "localhost:6379"
-
-
 @dataclass
 class RepoInfo:
     path: Path
@@ -540,8 +531,7 @@ def load_repo(repo_path: Path | str, connection_string: Optional[str] = None, de
     """feature_store.yaml (env vars expanded, as Feast does) plus the repo's definitions.
 
     ``connection_string`` (a ``host:port[,k=v]`` string or a redis:// URL) replaces the
-    yaml's; a yaml value that is still an unexpanded ``${VAR}`` placeholder falls back to
-    :func:`default_connection_string`."""
+    yaml's (which may use ``${VAR:-default}``, expanded by the store's config)."""
     from feast.repo_config import load_repo_config
 
     from .config import RedisHexpireOnlineStoreConfig
@@ -558,8 +548,6 @@ def load_repo(repo_path: Path | str, connection_string: Optional[str] = None, de
         )
     if connection_string:
         store_config.connection_string = connection_string
-    elif _PLACEHOLDER_MARK in store_config.connection_string:
-        store_config.connection_string = default_connection_string()
     defs = load_definitions(root) if definitions else RepoDefinitions()
     if defs.feature_views:
         infer_entity_columns(defs, config)

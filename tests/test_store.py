@@ -629,3 +629,18 @@ def test_batches_survive_a_connection_dropped_mid_batch(redis_server, unique_pro
     finally:
         proxy.close()
         connection.reset_clients()
+
+
+def test_connection_string_env_default_syntax(monkeypatch):
+    from feast_redis_hexpire.config import RedisHexpireOnlineStoreConfig
+
+    monkeypatch.delenv("HEXPIRE_TEST_REDIS", raising=False)
+    template = "${HEXPIRE_TEST_REDIS:-localhost:6379},db=1"
+    assert RedisHexpireOnlineStoreConfig(connection_string=template).connection_string == "localhost:6379,db=1"
+    monkeypatch.setenv("HEXPIRE_TEST_REDIS", "10.1.2.3:7000")
+    assert RedisHexpireOnlineStoreConfig(connection_string=template).connection_string == "10.1.2.3:7000,db=1"
+    # What Feast's expandvars leaves behind for an unset ${VAR}: a clear error, not a DNS failure.
+    with pytest.raises(ValueError, match="HEXPIRE_UNSET_VAR.*not set"):
+        RedisHexpireOnlineStoreConfig(connection_string="${HEXPIRE_UNSET_VAR}")
+    # A '$' inside a password is not a variable.
+    assert RedisHexpireOnlineStoreConfig(connection_string="h:1,password=pa$$w").connection_string == "h:1,password=pa$$w"
