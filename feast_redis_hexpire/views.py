@@ -115,14 +115,26 @@ def _signature(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> tup
 _LAYOUTS: dict[tuple, ViewLayout] = {}
 # Feast's read path reuses the FeatureView objects of its cached request context, so
 # most lookups hit this identity cache. Entries hold the objects, so ids are not reused.
-_BY_IDENTITY: dict[tuple[int, int], tuple[FeatureView, RedisHexpireOnlineStoreConfig, int, ViewLayout]] = {}
+# A hit must also match what can change in place on the same objects.
+_BY_IDENTITY: dict[tuple[int, int], tuple[FeatureView, RedisHexpireOnlineStoreConfig, tuple, ViewLayout]] = {}
+
+
+def _mutable_parts(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> tuple:
+    return (
+        len(table.features),
+        tuple((table.tags or {}).items()),
+        config.batch_ttl_seconds,
+        config.stream_ttl_seconds,
+        config.field_naming,
+    )
 
 
 def view_layout(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> ViewLayout:
     """Cached: building a layout validates tags and resolves codecs for every feature."""
     identity = (id(table), id(config))
     hit = _BY_IDENTITY.get(identity)
-    if hit is not None and hit[2] == len(table.features):
+    mutable = _mutable_parts(table, config)
+    if hit is not None and hit[2] == mutable:
         return hit[3]
     signature = _signature(table, config)
     layout = _LAYOUTS.get(signature)
@@ -133,7 +145,7 @@ def view_layout(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> Vi
         _LAYOUTS[signature] = layout
     if len(_BY_IDENTITY) > 4096:
         _BY_IDENTITY.clear()
-    _BY_IDENTITY[identity] = (table, config, len(table.features), layout)
+    _BY_IDENTITY[identity] = (table, config, mutable, layout)
     return layout
 
 

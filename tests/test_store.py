@@ -565,10 +565,11 @@ class DroppingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pump_requests, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            cut = threading.Event()  # set: replies on this connection are swallowed
+            threading.Thread(target=self._pump_requests, args=(client, upstream, cut), daemon=True).start()
+            threading.Thread(target=self._pump_replies, args=(upstream, client, cut), daemon=True).start()
 
-    def _pump_requests(self, client, upstream) -> None:
+    def _pump_requests(self, client, upstream, cut) -> None:
         while True:
             try:
                 data = client.recv(65536)
@@ -576,12 +577,14 @@ class DroppingProxy:
                 data = b""
             if not data:
                 break
-            upstream.sendall(data)
             if self.armed.is_set():
                 self.armed.clear()
                 self.drops += 1
-                time.sleep(0.2)  # let the server run the batch
+                cut.set()
+                upstream.sendall(data)
+                time.sleep(0.2)  # let the server run the batch; its replies go nowhere
                 break
+            upstream.sendall(data)
         for sock in (client, upstream):
             try:
                 sock.close()
@@ -589,13 +592,14 @@ class DroppingProxy:
                 pass
 
     @staticmethod
-    def _pump(source, sink) -> None:
+    def _pump_replies(upstream, client, cut) -> None:
         while True:
             try:
-                data = source.recv(65536)
+                data = upstream.recv(65536)
                 if not data:
                     break
-                sink.sendall(data)
+                if not cut.is_set():
+                    client.sendall(data)
             except OSError:
                 break
 
@@ -644,3 +648,15 @@ def test_connection_string_env_default_syntax(monkeypatch):
         RedisHexpireOnlineStoreConfig(connection_string="${HEXPIRE_UNSET_VAR}")
     # A '$' inside a password is not a variable.
     assert RedisHexpireOnlineStoreConfig(connection_string="h:1,password=pa$$w").connection_string == "h:1,password=pa$$w"
+
+
+def test_ttl_changed_in_place_on_the_same_config_applies(store, make_config, redis_client):
+    """Tools (like the demo) change the TTL on a live config object; cached layouts must follow."""
+    config = make_config(batch_ttl_seconds=1000)
+    view = batch_view()
+    store.online_write_batch(config, view, [row("u1", now(), tx_count_7d=1)], None)
+    assert 990 <= redis_client.ttl(key_of(config, "u1")) <= 1000
+    config.online_store.batch_ttl_seconds = 50
+    view.tags["hexpire.kind"] = "batch"
+    store.online_write_batch(config, view, [row("u1", now(), tx_count_7d=2)], None)
+    assert 45 <= redis_client.ttl(key_of(config, "u1")) <= 50
