@@ -31,9 +31,10 @@ ReadRow = Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]
 # ---------------------------------------------------------------- writes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WriteCall:
-    """One EVALSHA of the write script: KEYS[1] and its ARGV."""
+    """One EVALSHA of the write script: KEYS[1] and its ARGV. Slotted: a materialization
+    keeps one per row alive until sent, and fewer tracked objects mean fewer GC passes."""
 
     key: bytes
     args: list
@@ -75,7 +76,7 @@ def plan_writes(config: RepoConfig, table: FeatureView, data: Sequence[WriteRow]
         else:
             key = _write_key(layout, prefix, entity_key, row_number)
         args = [*head, b"", ttl_ms, 0, 0]
-        deletes: list = []
+        deletes: Optional[list] = None
         for name, value in values.items():
             feature = features.get(name)
             if feature is None:
@@ -89,6 +90,8 @@ def plan_writes(config: RepoConfig, table: FeatureView, data: Sequence[WriteRow]
                 args.append(feature.field)
                 args.append(codec.encode(getattr(value, kind)))
             elif encode_value(codec, value, view=view, feature=name) is None:  # null, or raises
+                if deletes is None:
+                    deletes = []
                 deletes.append(feature.field)
         if event_ts is None:
             raise InvalidFeatureValue(f"view {view!r}: row {row_number} for {key.decode()} has no event timestamp")
