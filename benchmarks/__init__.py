@@ -1,0 +1,3 @@
+"""Benchmarks for feast-redis-hexpire: `python -m benchmarks.run --help`.
+
+Nothing here asserts on timings; the harness measures and reports."""
