@@ -72,6 +72,15 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
         client.close()
 
 
+@pytest.fixture(scope="module")
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A text-reply client that never flushes: for modules sharing data across tests
+    (the demo's, the CLI's), where `redis_client`'s FLUSHALL would wipe it."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    client.close()
+
+
 # --------------------------------------------------------------------------
 # Isolation helpers
 # --------------------------------------------------------------------------

@@ -43,6 +43,9 @@ FEATURES: Dict[str, List[str]] = {
         "session_country",
     ],
 }
+
+# The stream view's fields as stored: its features plus its event-time field.
+STREAM_FIELDS: List[str] = FEATURES[STREAM_VIEW] + [f"_ts:{STREAM_VIEW}"]
 ALL_FEATURE_REFS = [f"{view}:{name}" for view, names in FEATURES.items() for name in names]
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from e2e_helpers import E2ERepo, free_port, make_repo, subprocess_env
+from e2e_helpers import STREAM_FIELDS as E2E_STREAM_FIELDS, E2ERepo, free_port, make_repo, subprocess_env
 from feast_redis_hexpire.cli import main
 from feast_redis_hexpire.inspection import load_definitions
 
 pytestmark = pytest.mark.e2e
 
 USERS = 12
-STREAM_FIELDS = {"last_login_ts", "last_device_id", "tx_count_5m", "failed_logins_15m", "session_country", "_ts:user_activity"}
+STREAM_FIELDS = set(E2E_STREAM_FIELDS)
 BATCH_FIELDS = {
     "country_iso", "risk_segment", "account_age_days", "_ts:user_profile",
     "tx_count_7d", "avg_amount_30d", "chargeback_count_180d", "_ts:user_tx_stats",
@@ -50,12 +50,6 @@ def repo(redis_server, tmp_path_factory) -> E2ERepo:
     _apply_and_materialize(repo)
     return repo
 
-
-@pytest.fixture(scope="module")
-def raw(redis_server):
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def run(capsys, *argv: str) -> tuple:

@@ -14,6 +14,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from e2e_helpers import STREAM_FIELDS as E2E_STREAM_FIELDS
 from feast_redis_hexpire import connection
 from feast_redis_hexpire.demo.app import create_app
 from feast_redis_hexpire.demo.runtime import MAX_USERS, DemoRuntime
@@ -30,7 +31,7 @@ ALL_REFS = [
     "user_activity:last_login_ts", "user_activity:last_device_id", "user_activity:tx_count_5m",
     "user_activity:failed_logins_15m", "user_activity:session_country",
 ]
-STREAM_FIELDS = {"last_login_ts", "last_device_id", "tx_count_5m", "failed_logins_15m", "session_country", "_ts:user_activity"}
+STREAM_FIELDS = set(E2E_STREAM_FIELDS)
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +62,6 @@ def client(runtime):
     with TestClient(create_app(runtime)) as test_client:
         yield test_client
 
-
-@pytest.fixture(scope="module")
-def raw(redis_server):
-    """A plain client; not the `redis_client` fixture, which would FLUSHALL the demo's data."""
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def _key(runtime, user_id: str) -> str:

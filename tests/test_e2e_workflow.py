@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from e2e_helpers import (
+    STREAM_FIELDS,
     ALL_FEATURE_REFS,
     BATCH_VIEWS,
     FEATURES,
@@ -47,7 +48,6 @@ from e2e_helpers import (
 
 pytestmark = pytest.mark.e2e
 
-STREAM_FIELDS = FEATURES[STREAM_VIEW] + [f"_ts:{STREAM_VIEW}"]
 # The teardown test's project is a string prefix of the shared repo's project: a
 # teardown that matched `fs:<project>*` instead of `fs:<project>:*` would show.
 _BASE = f"t_{uuid.uuid4().hex[:8]}"

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from e2e_helpers import (
+    STREAM_FIELDS,
     FEATURES,
     STREAM_VIEW,
     E2ERepo,
@@ -35,7 +36,6 @@ from feast_redis_hexpire.streaming import StreamingWorker, user_ids_for
 
 pytestmark = pytest.mark.e2e
 
-STREAM_FIELDS = FEATURES[STREAM_VIEW] + [f"_ts:{STREAM_VIEW}"]
 ACTIVITY_REFS = [f"{STREAM_VIEW}:{name}" for name in FEATURES[STREAM_VIEW]]
 USERS = user_ids_for(12)
 
