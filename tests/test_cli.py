@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
 
 from e2e_helpers import STREAM_FIELDS as E2E_STREAM_FIELDS, E2ERepo, free_port, make_repo, subprocess_env
 from feast_redis_hexpire.cli import main

@@ -11,7 +11,6 @@ import time
 import uuid
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from e2e_helpers import STREAM_FIELDS as E2E_STREAM_FIELDS
