@@ -76,16 +76,37 @@ def project_prefixes(key_prefix: str, project: str) -> tuple[str, str]:
     return project_prefix(key_prefix, project), project_prefix(key_prefix, project, PROJECT_HASH_TAG)
 
 
+def join_key_head(join_key: str) -> str:
+    """`user_id=`: the part of a key component before the value."""
+    return escape_component(join_key) + "="
+
+
+def entity_key_texts(prefix: str, columns: Sequence[tuple[str, Sequence[ValueProto]]]) -> list[str]:
+    """The key of each row of column-oriented join-key values (Feast's read-path shape).
+    Join keys are sorted by name, so column order never matters. This is the one place
+    the entity part of the layout is spelled out."""
+    columns = sorted(columns, key=lambda column: column[0])
+    if len(columns) == 1:
+        name, values = columns[0]
+        head = prefix + join_key_head(name)
+        return [head + entity_value_text(name, value) for value in values]
+    heads = [(name, join_key_head(name)) for name, _ in columns]
+    return [
+        prefix + ":".join(head + entity_value_text(name, value) for (name, head), value in zip(heads, row))
+        for row in zip(*(values for _, values in columns))
+    ]
+
+
 def entity_suffix(entity_key: EntityKeyProto) -> str:
-    """`user_id=u0001` part of the key; join keys sorted so column order never matters."""
-    pairs = zip(entity_key.join_keys, entity_key.entity_values)
-    if len(entity_key.join_keys) == 1:
-        name, value = next(iter(pairs))
-        return f"{escape_component(name)}={entity_value_text(name, value)}"
-    return ":".join(
-        f"{escape_component(name)}={entity_value_text(name, value)}"
-        for name, value in sorted(pairs, key=lambda pair: pair[0])
-    )
+    """`user_id=u0001` part of the key."""
+    names, values = entity_key.join_keys, entity_key.entity_values
+    if len(names) != len(values):
+        raise InvalidFeatureValue(
+            f"entity key has {len(names)} join keys {list(names)} but {len(values)} values"
+        )
+    if not names:
+        return ""
+    return entity_key_texts("", [(name, (value,)) for name, value in zip(names, values)])[0]
 
 
 def entity_redis_key(prefix: str, entity_key: EntityKeyProto) -> bytes:

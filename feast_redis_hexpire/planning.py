@@ -20,12 +20,17 @@ except Exception:  # pragma: no cover
 
 from .codec import decode_event_ts, decode_value, encode_event_ts, encode_value, event_ts_millis
 from .errors import FieldExpiryError, HexpireStoreError, InvalidFeatureValue
-from .keys import entity_redis_key, entity_value_text, escape_component, project_prefix
+from .keys import entity_key_texts, entity_redis_key, entity_value_text, join_key_head, project_prefix
 from .views import ViewKind, ViewLayout, view_layout
 from .write_script import BATCH_MODE, EXPIRED, STALE, STREAM_MODE, WRITTEN
 
 WriteRow = Tuple[EntityKeyProto, Dict[str, ValueProto], datetime, Optional[datetime]]
 ReadRow = Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]
+
+
+def _key_prefix(config: RepoConfig) -> str:
+    store_config = config.online_store
+    return project_prefix(store_config.key_prefix, config.project, store_config.hash_tag)
 
 
 # ---------------------------------------------------------------- writes
@@ -56,14 +61,14 @@ def plan_writes(config: RepoConfig, table: FeatureView, data: Sequence[WriteRow]
     """Validate and encode every row before anything is sent, so a bad row changes nothing."""
     store_config = config.online_store
     layout = view_layout(table, store_config)
-    prefix = project_prefix(store_config.key_prefix, config.project, store_config.hash_tag)
+    prefix = _key_prefix(config)
     mode = STREAM_MODE if layout.kind is ViewKind.stream else BATCH_MODE
     head = [mode, layout.ts_field]
     ttl_ms = layout.ttl_millis
     features = layout.features
     view = layout.name
     single_key = layout.join_keys[0] if len(layout.join_keys) == 1 else None
-    single_key_head = prefix + escape_component(single_key) + "=" if single_key else ""
+    single_key_head = prefix + join_key_head(single_key) if single_key else ""
     times: Dict[datetime, Tuple[bytes, int]] = {}  # rows of one batch often share event times
     calls: List[WriteCall] = []
     for row_number, (entity_key, values, event_ts, _created) in enumerate(data):
@@ -177,7 +182,6 @@ class EntityGroup:
     indexes: List[List[int]] = field(default_factory=list)  # response rows each entity fills
     output_len: int = 0
     fields: List[bytes] = field(default_factory=list)
-    views: List[ViewRead] = field(default_factory=list)
 
     def add_view(self, table: FeatureView, layout: ViewLayout, requested: Optional[Sequence[str]]) -> ViewRead:
         names = list(requested) if requested else list(layout.features)
@@ -190,12 +194,11 @@ class EntityGroup:
         read = ViewRead(table, layout, names, len(self.fields))
         self.fields.extend(layout.features[n].field for n in names)
         self.fields.append(layout.ts_field)
-        self.views.append(read)
         return read
 
 
 def entity_keys_for(config: RepoConfig, entity_keys: Sequence[EntityKeyProto]) -> List[bytes]:
-    prefix = project_prefix(config.online_store.key_prefix, config.project, config.online_store.hash_tag)
+    prefix = _key_prefix(config)
     return [entity_redis_key(prefix, ek) for ek in entity_keys]
 
 
@@ -211,17 +214,7 @@ def _unique_entity_keys(
     prefix: str, columns: List[Tuple[str, List[ValueProto]]]
 ) -> Tuple[List[bytes], List[List[int]], int]:
     """Redis key per distinct entity and the request rows it answers, in first-seen order."""
-    columns = sorted(columns, key=lambda column: column[0])
-    if len(columns) == 1:
-        name, values = columns[0]
-        head = prefix + escape_component(name) + "="
-        texts = [head + entity_value_text(name, v) for v in values]
-    else:
-        heads = [escape_component(name) + "=" for name, _ in columns]
-        texts = [
-            prefix + ":".join(h + entity_value_text(name, v) for h, (name, _), v in zip(heads, columns, row))
-            for row in zip(*(values for _, values in columns))
-        ]
+    texts = entity_key_texts(prefix, columns)
     position: Dict[str, int] = {}
     keys: List[bytes] = []
     indexes: List[List[int]] = []
@@ -367,7 +360,7 @@ def plan_grouped_read(
     join_key_values: Dict[str, List[ValueProto]],
     entity_name_to_join_key_map: Dict[str, str],
 ) -> GroupedReadPlan:
-    prefix = project_prefix(config.online_store.key_prefix, config.project, config.online_store.hash_tag)
+    prefix = _key_prefix(config)
     groups: Dict[tuple, EntityGroup] = {}
     order: List[Tuple[EntityGroup, ViewRead]] = []
     for table, requested in grouped_refs:

@@ -486,3 +486,13 @@ def test_unsupported_value_in_composite_key_names_the_offending_join_key():
         key_of([("user_id", s("u1")), ("bad_key", ValueProto(double_val=2.0)), ("zone", s("z"))])
     assert "bad_key" in str(err.value)
     assert "user_id" not in str(err.value)
+
+
+def test_join_keys_and_values_of_different_lengths_are_rejected_by_name():
+    prefix = project_prefix("fs", "proj")
+    short = EntityKeyProto(join_keys=["user_id"], entity_values=[])
+    with pytest.raises(InvalidFeatureValue, match=r"1 join keys \['user_id'\] but 0 values"):
+        entity_redis_key(prefix, short)
+    extra = EntityKeyProto(join_keys=["a", "b"], entity_values=[ValueProto(string_val="x")])
+    with pytest.raises(InvalidFeatureValue, match=r"2 join keys \['a', 'b'\] but 1 values"):
+        entity_redis_key(prefix, extra)
