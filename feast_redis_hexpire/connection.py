@@ -207,7 +207,20 @@ class StoreRedisCluster(RedisCluster):
         return pipe
 
 
-class FollowingSentinelPool(SentinelConnectionPool):
+class _PrimaryRecheckClock:
+    """When a Sentinel pool should ask the sentinels again: at most every SENTINEL_RECHECK_S."""
+
+    _checked_at: float = 0.0
+
+    def _recheck_due(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked_at < SENTINEL_RECHECK_S:
+            return False
+        self._checked_at = now
+        return True
+
+
+class FollowingSentinelPool(_PrimaryRecheckClock, SentinelConnectionPool):
     """A Sentinel primary pool that notices a failover even while its connections stay up.
 
     redis-py asks the sentinels for the primary only when it opens a connection. After a
@@ -222,9 +235,7 @@ class FollowingSentinelPool(SentinelConnectionPool):
         self._checked_at = time.monotonic()
 
     def get_connection(self, *args, **kwargs):
-        now = time.monotonic()
-        if now - self._checked_at >= SENTINEL_RECHECK_S:
-            self._checked_at = now
+        if self._recheck_due():
             try:
                 self.get_master_address()
             except (redis.ConnectionError, redis.TimeoutError):
@@ -232,7 +243,7 @@ class FollowingSentinelPool(SentinelConnectionPool):
         return super().get_connection(*args, **kwargs)
 
 
-class FollowingAsyncSentinelPool(redis_async.sentinel.SentinelConnectionPool):
+class FollowingAsyncSentinelPool(_PrimaryRecheckClock, redis_async.sentinel.SentinelConnectionPool):
     """FollowingSentinelPool for redis.asyncio."""
 
     def __init__(self, service_name, sentinel_manager, **kwargs):
@@ -240,9 +251,7 @@ class FollowingAsyncSentinelPool(redis_async.sentinel.SentinelConnectionPool):
         self._checked_at = time.monotonic()
 
     async def get_connection(self, *args, **kwargs):
-        now = time.monotonic()
-        if now - self._checked_at >= SENTINEL_RECHECK_S:
-            self._checked_at = now
+        if self._recheck_due():
             try:
                 await self.get_master_address()
             except (redis.ConnectionError, redis.TimeoutError):
