@@ -161,15 +161,19 @@ def remove_view_from_definitions(repo: E2ERepo, view: str) -> None:
 # ------------------------------------------------------------------ CLI
 
 
-def feast_executable() -> str:
-    """The `feast` entry point of the interpreter running the tests."""
-    candidate = Path(sys.executable).parent / "feast"
+def installed_script(name: str) -> str:
+    """A console script (`feast`, `feast-redis-hexpire`) of the interpreter running the tests."""
+    candidate = Path(sys.executable).parent / name
     if candidate.exists():
         return str(candidate)
-    found = shutil.which("feast")
+    found = shutil.which(name)
     if not found:
-        raise RuntimeError("the `feast` CLI is not installed next to this Python")
+        raise RuntimeError(f"the `{name}` command is not installed next to this Python (pip install -e .)")
     return found
+
+
+def feast_executable() -> str:
+    return installed_script("feast")
 
 
 def subprocess_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:

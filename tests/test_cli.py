@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from e2e_helpers import STREAM_FIELDS as E2E_STREAM_FIELDS, E2ERepo, free_port, make_repo, subprocess_env
+from e2e_helpers import STREAM_FIELDS as E2E_STREAM_FIELDS, E2ERepo, free_port, installed_script, make_repo, subprocess_env
 from feast_redis_hexpire.cli import main
 from feast_redis_hexpire.inspection import load_definitions
 
@@ -211,18 +210,8 @@ def test_doctor_reports_field_conflict(repo, tmp_path, capsys):
 # ---------------------------------------------------------------- real subprocess
 
 
-def _console_script() -> str:
-    candidate = Path(sys.executable).parent / "feast-redis-hexpire"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("feast-redis-hexpire")
-    if not found:
-        pytest.skip("the feast-redis-hexpire console script is not installed (pip install -e .)")
-    return found
-
-
 def test_console_script_inspect_and_help(repo, tmp_path):
-    script = _console_script()
+    script = installed_script("feast-redis-hexpire")
     proc = subprocess.run(
         [script, "inspect", "u0003", "--repo", str(repo.path)],
         capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path,

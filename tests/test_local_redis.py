@@ -153,15 +153,22 @@ def test_nothing_found_without_build_says_what_was_tried(
     assert "local_redis ensure" in message
 
 
-def test_cached_build_is_found_again_without_rebuilding(
-    server_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A build installed into the cache layout is what later runs pick up."""
+@pytest.fixture
+def empty_cache(server_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache dir, no REDIS_SERVER_BIN and nothing on PATH: only the cache can
+    answer. Yields the directory holding a real build to install from."""
     if not all((server_binary.parent / t).is_file() for t in local_redis._TOOLS):
         pytest.skip(f"{server_binary.parent} lacks redis-cli/redis-benchmark to copy")
     monkeypatch.delenv("REDIS_SERVER_BIN", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    return server_binary.parent
+
+
+def test_cached_build_is_found_again_without_rebuilding(
+    server_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_cache: Path
+) -> None:
+    """A build installed into the cache layout is what later runs pick up."""
     cache_dir().mkdir(parents=True)
     installed = local_redis._install_from_source_tree(server_binary.parent, cache_dir())
 
@@ -284,14 +291,9 @@ def test_fixtures(redis_client: redis.Redis, unique_project: str) -> None:
 
 
 def test_concurrent_build_waits_for_the_lock_holder(
-    server_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_cache: Path
 ) -> None:
     """A second process arriving mid-build waits and reuses the result."""
-    if not all((server_binary.parent / t).is_file() for t in local_redis._TOOLS):
-        pytest.skip(f"{server_binary.parent} lacks redis-cli/redis-benchmark to copy")
-    monkeypatch.delenv("REDIS_SERVER_BIN", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
 
     def no_second_build(*_: object) -> Path:
         raise AssertionError("built again although the lock holder had finished")
