@@ -20,7 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .keys import escape_component, project_prefix
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+from .keys import entity_key_texts, project_prefix
 from .lifecycle import project_keys
 from .views import TS_FIELD_PREFIX, ViewLayout
 
@@ -193,8 +195,9 @@ def entity_key(
             if not sep or not name.strip():
                 raise ValueError(f"entity part {part!r} is not join_key=value")
             pairs[name.strip()] = value.strip()
-    suffix = ":".join(f"{escape_component(k)}={escape_component(v)}" for k, v in sorted(pairs.items()))
-    return project_prefix(key_prefix, project, hash_tag) + suffix
+    # As text values: a string join key's key text, and the digits an int key's would be.
+    columns = [(name, (ValueProto(string_val=value),)) for name, value in pairs.items()]
+    return entity_key_texts(project_prefix(key_prefix, project, hash_tag), columns)[0]
 
 
 def format_ttl(ttl_ms: Optional[int]) -> str:
