@@ -1,8 +1,8 @@
 """feast-redis-hexpire: a Feast online store on Redis 7.4+ with per-field expiry.
 
-`type: feast_redis_hexpire.RedisHexpireOnlineStore` in feature_store.yaml. Feast looks
-up `RedisHexpireOnlineStoreConfig` next to it. Imports are lazy so that tools such as
-`python -m feast_redis_hexpire.local_redis` start without loading Feast.
+`type: feast_redis_hexpire.RedisHexpireOnlineStore` in feature_store.yaml. Feast looks up
+`RedisHexpireOnlineStoreConfig` next to it. Imports are lazy, so `import feast_redis_hexpire`
+does not load Feast until one of these names is used.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["RedisHexpireOnlineStore", "RedisHexpireOnlineStoreConfig"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -1,25 +1,44 @@
-"""The `online_store:` block of feature_store.yaml."""
+"""The `online_store:` block of feature_store.yaml, validated when Feast loads it.
 
-import os
-import re
+Everything that can be wrong with the block (a malformed connection string, a negative
+TTL, two TTL names that disagree) fails here, at `feast apply` or FeatureStore
+construction, with the secrets of the connection string hidden.
+"""
+
+# No `from __future__ import annotations` here: pydantic resolves the field annotations in
+# this class's `__module__`, which is the package (see below), not this module.
+import logging
 from enum import Enum
-from typing import Literal, Optional
-
-from pydantic import StrictStr, field_validator
+from functools import lru_cache
+from typing import Any, Final, Literal
 
 from feast.repo_config import FeastConfigBaseModel
+from pydantic import (
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-STORE_TYPE = "feast_redis_hexpire.RedisHexpireOnlineStore"
+from .connection_string import ParsedConnection, expand_env, parse
+from .errors import ConfigError
+from .redaction import redact
 
-_ENV_WITH_DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
-_ENV_PLAIN = re.compile(r"\$\{(\w+)\}")
+STORE_TYPE: Final = "feast_redis_hexpire.RedisHexpireOnlineStore"
+
+logger = logging.getLogger(__name__)
 
 
 class FieldNaming(str, Enum):
     """How feature names become hash fields."""
 
-    plain = "plain"  # field = feature name; `feast apply` rejects two views sharing one
-    qualified = "qualified"  # field = "<view>:<feature>"; always unique
+    qualified = "qualified"
+    """`<view>:<feature>`, the text of a Feast feature reference: unique whatever the repo."""
+    plain = "plain"
+    """The feature name alone; `feast apply` rejects two views of one entity sharing one."""
 
 
 class RedisType(str, Enum):
@@ -33,8 +52,22 @@ class RedisType(str, Enum):
 class HashTag(str, Enum):
     """Which part of the key, if any, is a Redis Cluster hash tag (`{...}`)."""
 
-    none = "none"  # fs:proj:user_id=u1 - every entity hashes to its own slot: spread over all shards
-    project = "project"  # fs:{proj}:user_id=u1 - the whole project in one slot, so on one shard
+    none = "none"
+    """`fs:proj:user_id=u1`: every entity hashes to its own slot, spread over all shards."""
+    project = "project"
+    """`fs:{proj}:user_id=u1`: the whole project in one slot, so on one shard."""
+
+
+DEFAULT_BATCH_TTL_SECONDS = 172800
+DEFAULT_SOCKET_TIMEOUT_SECONDS = 1.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 1.0
+
+# Options of Feast's built-in Redis store that mean nothing here; accepted so a repo can
+# switch `type:` without editing them, and logged once.
+_IGNORED_BUILTIN_OPTIONS = {
+    "full_scan_for_deletion": "removing a view's fields always SCANs the project's keys",
+    "skip_dedup": "every write is newest-wins in one round trip already",
+}
 
 
 class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
@@ -44,27 +77,36 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
 
     __module__ = "feast_redis_hexpire"
 
+    # Validation errors must never echo the input: the connection string may hold a password
+    # (Feast expands `${VAR}` before we see it). Assignments are validated too, so a live
+    # config changed at runtime (`config.online_store.key_ttl_seconds = 1`) stays consistent.
+    model_config = ConfigDict(hide_input_in_errors=True, validate_assignment=True)
+
     type: Literal[
         "feast_redis_hexpire.RedisHexpireOnlineStore",
         "feast_redis_hexpire.store.RedisHexpireOnlineStore",
     ] = STORE_TYPE
 
-    connection_string: StrictStr = "localhost:6379"
-    """Feast's format `host:port[,host:port][,param=value...]`, or a redis:// / rediss:// URL.
-    Params are passed to redis-py: username, password, db, ssl, ssl_ca_certs, ssl_certfile,
-    ssl_keyfile, ssl_cert_reqs, socket_timeout...; the store's own: sentinel_username,
-    sentinel_password, skip_full_coverage_check. Hosts are cluster startup nodes
-    (redis_cluster) or sentinels (redis_sentinel). See docs/topologies.md.
-    `${VAR:-default}` is expanded from the environment (Feast's own expansion only knows
-    `${VAR}`, which it leaves as literal text when VAR is unset)."""
+    connection_string: StrictStr = Field("localhost:6379", repr=False)  # never in a repr
+    """Feast's format `host:port[,host:port][,param=value...]`, or a redis:// / rediss:// /
+    unix:// URL. Params go to redis-py (username, password, db, ssl, ssl_ca_certs,
+    socket_timeout, ...); the store's own: sentinel_username, sentinel_password,
+    skip_full_coverage_check. Hosts are cluster startup nodes (redis_cluster) or sentinels
+    (redis_sentinel). `${VAR:-default}` is expanded from the environment."""
 
     redis_type: RedisType = RedisType.redis
     sentinel_master: StrictStr = "mymaster"
     """The master name the sentinels monitor (redis_type: redis_sentinel)."""
 
     retry_attempts: int = 6
-    """Retries of a command after a connection error or timeout (failover, restart), with
-    jittered exponential backoff from 0.1 s up to 2 s between tries (about 4-7 s in all)."""
+    """Retries of a command after a connection error (restart, failover), with jittered
+    exponential backoff from 0.1 s to 2 s between tries. Timeouts (a hung server) are
+    retried at most twice, so a hung server surfaces as an error within seconds."""
+
+    read_from_replicas: bool = False
+    """Serve reads from replicas (redis_cluster, redis_sentinel). Writes always go to the
+    primary. Reads of stream fields are filtered by their stored expiry, so a replica never
+    returns a field that has expired on the primary's clock."""
 
     key_prefix: StrictStr = "fs"
     """First component of every entity key: `<key_prefix>:<project>:<join_key>=<value>`."""
@@ -73,41 +115,66 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     """`project` writes `<key_prefix>:{<project>}:...`: on Redis Cluster the whole project
     shares one slot (one shard serves all of it). `none` spreads entities over all slots."""
 
-    batch_ttl_seconds: Optional[int] = 172800
+    batch_ttl_seconds: int | None = DEFAULT_BATCH_TTL_SECONDS
     """Key-level EXPIRE set by every batch-view write. 0 or null: keys never expire."""
 
-    stream_ttl_seconds: Optional[int] = 300
-    """Per-field expiry for push/stream views, anchored at event time. 0 or null: none."""
+    key_ttl_seconds: int | None = None
+    """Feast's built-in Redis store's name for the key-level TTL: when set, it is the batch
+    TTL (`batch_ttl_seconds` may then be left out, or must agree)."""
 
-    field_naming: FieldNaming = FieldNaming.plain
+    stream_ttl_seconds: int | None = 300
+    """Per-field expiry for push/stream views without a TTL of their own (tag or Feast
+    `ttl=`), anchored at event time. 0 or null: none."""
+
+    max_future_seconds: int | None = 300
+    """Rows whose event time is more than this ahead of the server's clock are skipped and
+    counted (never stored): one mis-dated row would otherwise freeze a view's newest-wins.
+    null disables the bound."""
+
+    field_naming: FieldNaming = FieldNaming.qualified
 
     write_chunk_size: int = 500
     """Entities per pipelined round trip on writes (also the progress-bar step)."""
 
-    @field_validator("batch_ttl_seconds", "stream_ttl_seconds")
+    full_scan_for_deletion: bool | None = None
+    skip_dedup: bool | None = None
+
+    # ------------------------------------------------------------ validation
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _non_negative_ttl(cls, value: Optional[int]) -> Optional[int]:
-        if value is not None and value < 0:
-            raise ValueError(f"TTL must be >= 0 seconds (0 or null disables it), got {value}")
-        return value
+    def _no_input_in_errors(cls, values: Any, handler: Any) -> Any:
+        """Turn pydantic's own errors (a wrong type, an unknown option) into a ConfigError
+        whose message shows no input: Feast re-raises validation errors showing the whole
+        online_store block, connection string and password included."""
+        try:
+            return handler(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'online_store'}: {error['msg']}"
+                for error in exc.errors(include_input=False)
+            )
+            raise ConfigError(f"invalid online_store config: {redact(problems)}") from None
 
     @field_validator("connection_string")
     @classmethod
-    def _expand_env_defaults(cls, value: str) -> str:
-        expanded = _ENV_WITH_DEFAULT.sub(lambda m: os.environ.get(m.group(1)) or m.group(2), value)
-        unexpanded = _ENV_PLAIN.search(expanded)
-        if unexpanded:
-            raise ValueError(
-                f"connection_string refers to environment variable {unexpanded.group(1)}, which is not set; "
-                f"set it, or give a default: ${{{unexpanded.group(1)}:-localhost:6379}}"
-            )
+    def _parse_connection_string(cls, value: str) -> str:
+        expanded = expand_env(value)
+        parsed_connection(expanded)  # raises InvalidConnectionString, with secrets redacted
         return expanded
+
+    @field_validator("batch_ttl_seconds", "key_ttl_seconds", "stream_ttl_seconds", "max_future_seconds")
+    @classmethod
+    def _non_negative_seconds(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value < 0:
+            raise ConfigError(f"{info.field_name} must be >= 0 seconds (0 or null disables it), got {value}")
+        return value
 
     @field_validator("key_prefix")
     @classmethod
     def _prefix_has_no_separator(cls, value: str) -> str:
         if not value or any(c in value for c in ":{}*?[]\\ "):
-            raise ValueError(
+            raise ConfigError(
                 f"key_prefix {value!r} must be non-empty and free of ':', braces, glob characters and spaces"
             )
         return value
@@ -116,12 +183,74 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     @classmethod
     def _non_negative_retries(cls, value: int) -> int:
         if value < 0:
-            raise ValueError(f"retry_attempts must be >= 0, got {value}")
+            raise ConfigError(f"retry_attempts must be >= 0, got {value}")
         return value
 
     @field_validator("write_chunk_size")
     @classmethod
     def _positive_chunk(cls, value: int) -> int:
         if value < 1:
-            raise ValueError(f"write_chunk_size must be >= 1, got {value}")
+            raise ConfigError(f"write_chunk_size must be >= 1, got {value}")
         return value
+
+    # ------------------------------------------------------------ whole-block rules
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RedisHexpireOnlineStoreConfig":
+        if (
+            self.key_ttl_seconds is not None
+            and "batch_ttl_seconds" in self.model_fields_set
+            and self.batch_ttl_seconds != self.key_ttl_seconds
+        ):
+            raise ConfigError(
+                f"key_ttl_seconds ({self.key_ttl_seconds}) and batch_ttl_seconds ({self.batch_ttl_seconds}) "
+                "disagree: they name the same key-level TTL of batch views (key_ttl_seconds is Feast's "
+                "built-in Redis store's name for it). Set one of them."
+            )
+        parsed = parsed_connection(self.connection_string)
+        if self.redis_type is RedisType.redis_cluster and parsed.params.get("db") not in (0, None):
+            raise ConfigError("Redis Cluster has only database 0: remove db=... from connection_string")
+        if self.redis_type is not RedisType.redis and parsed.unix_socket_path:
+            raise ConfigError(f"redis_type {self.redis_type.value} needs host:port nodes, not a unix:// socket")
+        if self.read_from_replicas and self.redis_type is RedisType.redis:
+            raise ConfigError(
+                "read_from_replicas needs redis_type redis_cluster or redis_sentinel: a standalone "
+                "connection string names one server"
+            )
+        for name, why in _IGNORED_BUILTIN_OPTIONS.items():
+            if getattr(self, name) is not None:
+                _log_ignored_once(name, why)
+        return self
+
+    # ------------------------------------------------------------ derived values
+
+    @property
+    def effective_batch_ttl_seconds(self) -> int:
+        """The key TTL batch views get by default: `key_ttl_seconds` when set (also when set
+        at runtime on a live config), else `batch_ttl_seconds`."""
+        if self.key_ttl_seconds is not None:
+            return self.key_ttl_seconds
+        return self.batch_ttl_seconds or 0
+
+    @property
+    def parsed_connection(self) -> ParsedConnection:
+        return parsed_connection(self.connection_string)
+
+    @property
+    def where(self) -> str:
+        """The connection string as messages show it: secrets redacted."""
+        return redact(self.connection_string)
+
+
+@lru_cache(maxsize=64)
+def parsed_connection(connection_string: str) -> ParsedConnection:
+    return parse(connection_string)
+
+
+_logged_ignored: set[str] = set()
+
+
+def _log_ignored_once(name: str, why: str) -> None:
+    if name not in _logged_ignored:
+        _logged_ignored.add(name)
+        logger.info("online_store option %s (from Feast's built-in Redis store) has no effect here: %s", name, why)

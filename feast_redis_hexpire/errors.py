@@ -1,27 +1,113 @@
-"""Errors the store raises. Each names the view, feature, key or value at fault."""
+"""Every error the store raises on purpose, in one tree rooted at `HexpireError`.
+
+    HexpireError (feast.errors.FeastError)
+    ├── ConfigError                            raised while validating config and views
+    │   ├── InvalidConnectionString
+    │   ├── InvalidViewConfig
+    │   └── FieldConflictError
+    ├── ServerCheckError                       the server cannot run this store
+    ├── RedisPermissionError                   the Redis user lacks a command or key (NOPERM)
+    ├── WriteFailed                            Redis refused a write (OOM, WRONGTYPE, ...)
+    │   └── FieldExpiryError                   a per-field expiry was not set
+    ├── InvalidInput (ValueError)              a request or row was rejected; nothing written
+    │   ├── UnknownFeature
+    │   ├── InvalidFeatureValue
+    │   └── InvalidEntityKey
+    └── CorruptStoredValue                     a stored value does not decode as its dtype
+
+Rooting the tree in Feast's own `FeastError` lets `feast serve` answer each with its
+`http_status_code()`: input errors reach clients as 4xx with the message, not as 500.
+"""
 
 from __future__ import annotations
 
-
-class HexpireStoreError(Exception):
-    """Base class, so callers can catch everything this store raises on purpose."""
+from feast.errors import FeastError
 
 
-class InvalidFeatureValue(HexpireStoreError, ValueError):
-    """A row was rejected before anything was written: wrong type, unknown feature, bad key."""
+class HexpireError(FeastError):
+    """Base class: `except HexpireError` catches everything this store raises on purpose."""
+
+    def http_status_code(self) -> int:
+        return 500
 
 
-class FieldConflictError(HexpireStoreError, ValueError):
-    """Two views of one entity would write the same hash field and silently overwrite each other."""
+# ---------------------------------------------------------------- configuration
 
 
-class InvalidViewConfig(HexpireStoreError, ValueError):
-    """A view's tags or the store config cannot be honoured."""
+class ConfigError(HexpireError):
+    """The online_store config or a view's tags cannot be honoured. Raised while Feast loads
+    the config (`feast apply`, FeatureStore construction). Not a ValueError on purpose:
+    pydantic would wrap it, and Feast re-raises pydantic errors with their raw input, which
+    holds the connection string and its password."""
 
 
-class UnsupportedRedisServer(HexpireStoreError, RuntimeError):
-    """The server cannot run this store (too old, or missing the HEXPIRE command family)."""
+class InvalidConnectionString(ConfigError):
+    """`connection_string` is malformed; the message shows it with secrets redacted."""
 
 
-class FieldExpiryError(HexpireStoreError, RuntimeError):
-    """Redis answered a per-field expiry with something other than success."""
+class InvalidViewConfig(ConfigError):
+    """A view's `hexpire.*` tags or definition cannot be honoured."""
+
+
+class FieldConflictError(ConfigError):
+    """Two views of one entity would write the same hash field (`field_naming: plain`)."""
+
+
+# ---------------------------------------------------------------- the server
+
+
+class ServerCheckError(HexpireError):
+    """The server cannot run this store: too old, or missing the HEXPIRE command family."""
+
+    def http_status_code(self) -> int:
+        return 503
+
+
+class RedisPermissionError(HexpireError):
+    """The Redis user may not run a command, or touch a key, that the store sends."""
+
+    def http_status_code(self) -> int:
+        return 503
+
+
+class WriteFailed(HexpireError):
+    """Redis answered a write with an error; the message names the key, the view and
+    Redis's own text (OOM, WRONGTYPE, NOPERM, ...)."""
+
+    def http_status_code(self) -> int:
+        return 503
+
+
+class FieldExpiryError(WriteFailed):
+    """Redis answered a per-field expiry (HSETEX / HPEXPIREAT) with something other than success."""
+
+
+# ---------------------------------------------------------------- input
+
+
+class InvalidInput(HexpireError, ValueError):
+    """A request or row was rejected before anything was sent to Redis."""
+
+    def http_status_code(self) -> int:
+        return 422
+
+
+class UnknownFeature(InvalidInput):
+    """A row or request names a feature its view does not declare."""
+
+
+class InvalidFeatureValue(InvalidInput):
+    """A value does not fit its feature's declared type (or its event time is missing)."""
+
+
+class InvalidEntityKey(InvalidInput):
+    """An entity key is malformed: missing or unexpected join keys, a null or unsupported
+    join-key value, or join keys and values of different counts."""
+
+
+# ---------------------------------------------------------------- stored data
+
+
+class CorruptStoredValue(HexpireError):
+    """A stored value does not decode as its feature's declared type (written by something
+    else, or the view's dtype changed without rewriting the data)."""

@@ -15,12 +15,12 @@ so that tag is the only one and the layout stays injective.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from .errors import InvalidFeatureValue
+from .errors import InvalidEntityKey
 
 _ESCAPED = {ord(c): f"%{ord(c):02X}" for c in "%:={}"}
 _ESCAPED.update({c: f"%{c:02X}" for c in range(0x21)})
@@ -35,7 +35,8 @@ def escape_component(text: str) -> str:
 def _unescape_component(text: str) -> str:
     if "%" not in text:
         return text
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while i < len(text):
         if text[i] == "%":
             out.append(chr(int(text[i + 1 : i + 3], 16)))
@@ -54,9 +55,10 @@ def entity_value_text(join_key: str, value: ValueProto) -> str:
         return str(getattr(value, kind))
     if kind == "bytes_val":
         return "".join(f"%{b:02X}" for b in value.bytes_val)
-    raise InvalidFeatureValue(
-        f"join key {join_key!r}: unsupported entity value type {kind or 'null'}; "
-        "use a string, int32, int64 or bytes join key"
+    if kind is None or kind == "null_val":
+        raise InvalidEntityKey(f"join key {join_key!r}: the entity value is null; every join key needs a value")
+    raise InvalidEntityKey(
+        f"join key {join_key!r}: unsupported entity value type {kind}; use a string, int32, int64 or bytes join key"
     )
 
 
@@ -101,11 +103,9 @@ def entity_suffix(entity_key: EntityKeyProto) -> str:
     """`user_id=u0001` part of the key."""
     names, values = entity_key.join_keys, entity_key.entity_values
     if len(names) != len(values):
-        raise InvalidFeatureValue(
-            f"entity key has {len(names)} join keys {list(names)} but {len(values)} values"
-        )
+        raise InvalidEntityKey(f"entity key has {len(names)} join keys {list(names)} but {len(values)} values")
     if not names:
-        return ""
+        raise InvalidEntityKey("entity key has no join keys")
     return entity_key_texts("", [(name, (value,)) for name, value in zip(names, values)])[0]
 
 
@@ -114,8 +114,49 @@ def entity_redis_key(prefix: str, entity_key: EntityKeyProto) -> bytes:
     return (prefix + entity_suffix(entity_key)).encode()
 
 
+def key_builder(prefix: str, join_keys: Sequence[str]) -> Callable[[EntityKeyProto], bytes]:
+    """The key of each EntityKey of a view keyed on `join_keys`, checking that the entity
+    key names exactly those. With one join key (the common case) the key is built without
+    the general path's sorting and per-component lists: it is on the write path per row."""
+    expected = tuple(sorted(join_keys))
+    if len(expected) == 1:
+        name = expected[0]
+        head = prefix + join_key_head(name)
+
+        def single(entity_key: EntityKeyProto) -> bytes:
+            names = entity_key.join_keys
+            if len(names) == 1 and names[0] == name and len(entity_key.entity_values) == 1:
+                return (head + entity_value_text(name, entity_key.entity_values[0])).encode()
+            _check_join_keys(entity_key, expected)
+            return entity_redis_key(prefix, entity_key)
+
+        return single
+
+    def general(entity_key: EntityKeyProto) -> bytes:
+        _check_join_keys(entity_key, expected)
+        return entity_redis_key(prefix, entity_key)
+
+    return general
+
+
+def _check_join_keys(entity_key: EntityKeyProto, expected: tuple[str, ...]) -> None:
+    names = list(entity_key.join_keys)
+    if len(names) != len(entity_key.entity_values):
+        raise InvalidEntityKey(
+            f"entity key has {len(names)} join keys {names} but {len(entity_key.entity_values)} values"
+        )
+    if tuple(sorted(names)) != expected:
+        missing = sorted(set(expected) - set(names))
+        extra = sorted(set(names) - set(expected))
+        raise InvalidEntityKey(
+            f"entity key has join keys {names}, expected {list(expected)}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unexpected {extra}" if extra else "")
+        )
+
+
 def project_scan_pattern(
-    key_prefix: str, project: str, join_keys: Optional[Sequence[str]] = None, hash_tag: str = "none"
+    key_prefix: str, project: str, join_keys: Sequence[str] | None = None, hash_tag: str = "none"
 ) -> str:
     """SCAN MATCH pattern for a project's keys, optionally narrowed to one join-key set."""
     base = project_prefix(key_prefix, project, hash_tag).translate(_GLOB_SPECIAL)

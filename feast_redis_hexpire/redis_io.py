@@ -1,82 +1,101 @@
-"""The network round trips, sync and async side by side. Everything they send is
-planned in planning.py; these functions only pipeline it and collect replies."""
+"""The network round trips, sync and async side by side: the only place they differ.
+Everything sent is planned in `writes` / `reads`; these functions pipeline it, retry
+dropped connections and collect replies.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 import redis.asyncio as redis_async
+from redis.cluster import RedisCluster
 
-from .connection import AsyncClient, SyncClient
-from .planning import WriteCall, WriteReport, tally_writes
+from .clients import AsyncClient, SyncClient
+from .reads import HmgetCommand
 from .write_script import SCRIPT_SHA, SCRIPT_SOURCE, is_noscript
-
-Progress = Optional[Callable[[int], Any]]
-HmgetCommand = Tuple[bytes, List[bytes]]
+from .writes import ProgressCallback, ScriptCall, WritePlan, WriteReport, chunks, script_calls, tally
 
 
-def _chunks(calls: Sequence[WriteCall], size: int):
-    for start in range(0, len(calls), size):
-        yield calls[start : start + size]
+def _evalsha(call: ScriptCall) -> tuple[Any, ...]:
+    return ("EVALSHA", SCRIPT_SHA, len(call.rows), *(row.key for row in call.rows), *call.args)
 
 
-def _retry_positions(replies: Sequence[Any]) -> List[int]:
+def _is_cluster(client: Any) -> bool:
+    return isinstance(client, (RedisCluster, redis_async.RedisCluster))
+
+
+def _noscript_positions(replies: Sequence[Any]) -> list[int]:
     return [i for i, reply in enumerate(replies) if is_noscript(reply)]
+
+
+def _raise_first_error(replies: list[Any]) -> list[Any]:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 # ---------------------------------------------------------------- sync
 
 
-def _run_script_calls(client: SyncClient, calls: Sequence[WriteCall]) -> List[Any]:
-    if isinstance(client, redis.Redis):
-        return _round_trip(client, [(b"EVALSHA", SCRIPT_SHA, 1, call.key, *call.args) for call in calls])
-    pipe = client.pipeline(transaction=False)  # cluster: redis-py groups commands by node
-    for call in calls:
-        pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, call.key, *call.args)  # cluster pipelines block .evalsha()
-    return pipe.execute(raise_on_error=False)
-
-
-def write(client: SyncClient, calls: Sequence[WriteCall], chunk_size: int, progress: Progress) -> WriteReport:
+def write(client: SyncClient, plan: WritePlan, chunk_size: int, progress: ProgressCallback, where: str) -> WriteReport:
     report = WriteReport()
-    for chunk in _chunks(calls, chunk_size):
-        replies = _run_script_calls(client, chunk)
-        retry = _retry_positions(replies)
+    cluster = _is_cluster(client)
+    for chunk in chunks(plan.rows, chunk_size):
+        calls = script_calls(plan, chunk, by_slot=cluster)
+        replies = _send_calls(client, calls)
+        retry = _noscript_positions(replies)
         if retry:  # the server lost the script: load it and rerun the calls that did not run
-            client.script_load(SCRIPT_SOURCE)
-            for position, reply in zip(retry, _run_script_calls(client, [chunk[i] for i in retry])):
+            _load_script(client)
+            for position, reply in zip(retry, _send_calls(client, [calls[i] for i in retry])):
                 replies[position] = reply
-        report.add(tally_writes(chunk, replies))
+        report.add(tally(plan, calls, replies, where))
         if progress:
             progress(len(chunk))
     return report
 
 
-def hmget(client: SyncClient, commands: Sequence[HmgetCommand]) -> List[List[Optional[bytes]]]:
+def _send_calls(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
+    if isinstance(client, redis.Redis):
+        return _round_trip(client, [_evalsha(call) for call in calls])
+    pipe = client.pipeline(transaction=False)  # cluster: redis-py groups commands by node
+    for call in calls:
+        pipe.execute_command(*_evalsha(call))  # cluster pipelines block .evalsha()
+    return list(pipe.execute(raise_on_error=False))
+
+
+def _load_script(client: SyncClient) -> None:
+    client.script_load(SCRIPT_SOURCE)  # a cluster client sends SCRIPT LOAD to every primary
+
+
+def hmget(client: SyncClient, commands: Sequence[HmgetCommand]) -> list[list[bytes | None]]:
     if not commands:
         return []
     if isinstance(client, redis.Redis):
         return _raise_first_error(_round_trip(client, [(b"HMGET", key, *fields) for key, fields in commands]))
-    pipe = client.pipeline(transaction=False)  # cluster: redis-py groups commands by node
+    pipe = client.pipeline(transaction=False)
     for key, fields in commands:
-        pipe.hmget(key, fields)
-    return pipe.execute()
+        pipe.execute_command("HMGET", key, *fields)
+    return list(pipe.execute())
 
 
-def _round_trip(client: redis.Redis, commands: Sequence[tuple]) -> List[Any]:
+def _round_trip(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     """Send every command in one write and read every reply: what a redis-py pipeline
-    does, minus its per-command bookkeeping, which dominated both hot paths. Error
-    replies stay in place. A dropped connection is retried under the client's retry
-    policy (retry_attempts, backoff): reads are idempotent, and replaying a write batch
-    rewrites equal event times, leaving the same data."""
+    does, minus its per-command bookkeeping, which dominated both hot paths. Error replies
+    stay in place. A dropped connection is retried under the client's retry policy:
+    reads are idempotent, and replaying a write batch rewrites equal event times,
+    leaving the same data."""
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
         packed = connection.pack_commands(commands)
-        return connection.retry.call_with_retry(
+        result: list[Any] = connection.retry.call_with_retry(
             lambda: _send_and_read(connection, packed, len(commands)),
             lambda error: connection.disconnect(),
         )
+        return result
     except BaseException:
         connection.disconnect()  # never hand back a connection with unread replies
         raise
@@ -84,9 +103,9 @@ def _round_trip(client: redis.Redis, commands: Sequence[tuple]) -> List[Any]:
         pool.release(connection)
 
 
-def _send_and_read(connection: Any, packed: Any, count: int) -> List[Any]:
+def _send_and_read(connection: Any, packed: Any, count: int) -> list[Any]:
     connection.send_packed_command(packed)
-    replies: List[Any] = []
+    replies: list[Any] = []
     for _ in range(count):
         try:
             replies.append(connection.read_response())
@@ -95,57 +114,56 @@ def _send_and_read(connection: Any, packed: Any, count: int) -> List[Any]:
     return replies
 
 
-def _raise_first_error(replies: List[Any]) -> List[Any]:
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies
-
-
 # ---------------------------------------------------------------- async
 
 
-async def _run_script_calls_async(client: AsyncClient, calls: Sequence[WriteCall]) -> List[Any]:
-    if isinstance(client, redis_async.Redis):
-        commands = [(b"EVALSHA", SCRIPT_SHA, 1, call.key, *call.args) for call in calls]
-        return await _round_trip_async(client, commands)
-    pipe = client.pipeline(transaction=False)
-    for call in calls:
-        pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, call.key, *call.args)  # cluster pipelines block .evalsha()
-    return await pipe.execute(raise_on_error=False)
-
-
 async def write_async(
-    client: AsyncClient, calls: Sequence[WriteCall], chunk_size: int, progress: Progress
+    client: AsyncClient, plan: WritePlan, chunk_size: int, progress: ProgressCallback, where: str
 ) -> WriteReport:
     report = WriteReport()
-    for chunk in _chunks(calls, chunk_size):
-        replies = await _run_script_calls_async(client, chunk)
-        retry = _retry_positions(replies)
+    cluster = _is_cluster(client)
+    for chunk in chunks(plan.rows, chunk_size):
+        calls = script_calls(plan, chunk, by_slot=cluster)
+        replies = await _send_calls_async(client, calls)
+        retry = _noscript_positions(replies)
         if retry:
-            await client.script_load(SCRIPT_SOURCE)
-            rerun = await _run_script_calls_async(client, [chunk[i] for i in retry])
+            await _load_script_async(client)
+            rerun = await _send_calls_async(client, [calls[i] for i in retry])
             for position, reply in zip(retry, rerun):
                 replies[position] = reply
-        report.add(tally_writes(chunk, replies))
+        report.add(tally(plan, calls, replies, where))
         if progress:
             progress(len(chunk))
     return report
 
 
-async def hmget_async(client: AsyncClient, commands: Sequence[HmgetCommand]) -> List[List[Optional[bytes]]]:
+async def _send_calls_async(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
+    if isinstance(client, redis_async.Redis):
+        return await _round_trip_async(client, [_evalsha(call) for call in calls])
+    pipe = client.pipeline(transaction=False)
+    for call in calls:
+        pipe.execute_command(*_evalsha(call))
+    return list(await pipe.execute(raise_on_error=False))
+
+
+async def _load_script_async(client: AsyncClient) -> None:
+    await client.script_load(SCRIPT_SOURCE)
+
+
+async def hmget_async(client: AsyncClient, commands: Sequence[HmgetCommand]) -> list[list[bytes | None]]:
     if not commands:
         return []
     if isinstance(client, redis_async.Redis):
-        commands_packed = [(b"HMGET", key, *fields) for key, fields in commands]
-        return _raise_first_error(await _round_trip_async(client, commands_packed))
+        return _raise_first_error(
+            await _round_trip_async(client, [(b"HMGET", key, *fields) for key, fields in commands])
+        )
     pipe = client.pipeline(transaction=False)
     for key, fields in commands:
-        pipe.hmget(key, fields)
-    return await pipe.execute()
+        pipe.execute_command("HMGET", key, *fields)
+    return list(await pipe.execute())
 
 
-async def _round_trip_async(client: redis_async.Redis, commands: Sequence[tuple]) -> List[Any]:
+async def _round_trip_async(client: redis_async.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     pool = client.connection_pool
     connection = await pool.get_connection()
 
@@ -154,9 +172,10 @@ async def _round_trip_async(client: redis_async.Redis, commands: Sequence[tuple]
 
     try:
         packed = connection.pack_commands(commands)
-        return await connection.retry.call_with_retry(
+        result: list[Any] = await connection.retry.call_with_retry(
             lambda: _send_and_read_async(connection, packed, len(commands)), drop
         )
+        return result
     except BaseException:
         await connection.disconnect()
         raise
@@ -164,9 +183,9 @@ async def _round_trip_async(client: redis_async.Redis, commands: Sequence[tuple]
         await pool.release(connection)
 
 
-async def _send_and_read_async(connection: Any, packed: Any, count: int) -> List[Any]:
+async def _send_and_read_async(connection: Any, packed: Any, count: int) -> list[Any]:
     await connection.send_packed_command(packed)
-    replies: List[Any] = []
+    replies: list[Any] = []
     for _ in range(count):
         try:
             replies.append(await connection.read_response())

@@ -1,21 +1,32 @@
 """What the store needs to know about one feature view: its kind, TTL and hash fields.
 
 A view is *stream* when it is a StreamFeatureView, has a stream/push source, or carries
-the tag `hexpire.kind: stream`; otherwise it is *batch*. Tags:
+the tag `hexpire.kind: stream`; otherwise it is *batch*.
 
-- `hexpire.kind`: `batch` or `stream`, overriding the inferred kind.
-- `hexpire.ttl_seconds`: this view's TTL (key TTL for batch, per-field TTL for stream);
-  `0` disables expiry for the view.
+TTL, in order of precedence:
+
+- stream views: the `hexpire.ttl_seconds` tag; else the view's own Feast `ttl=` when set
+  and non-zero; else `stream_ttl_seconds`. Applied per field, anchored at event time.
+- batch views: the `hexpire.ttl_seconds` tag; else `key_ttl_seconds` /
+  `batch_ttl_seconds`. Applied to the whole key. Feast's `ttl=` does not drive it: on a
+  batch view it is the offline point-in-time horizon, and one key holds every batch view
+  of an entity, so the key TTL follows the batch cycle, not one view.
+
+Hash fields: with `field_naming: qualified` (the default) a feature's field is
+`<view>:<feature>`, the text of its Feast feature reference, so views sharing feature names
+never meet. With `plain` it is the feature name, and `check_views` rejects two views of
+one entity declaring the same one. Versions > 0 of a versioned view get their own fields
+(`<view>@v2:<feature>`, `_ts:<view>@v2`), so versions never share data.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable, Sequence
+from typing import Any
 
-from feast import FeatureView
 from feast.stream_feature_view import StreamFeatureView
 
 from .codec import TypeCodec, codec_for
@@ -25,6 +36,7 @@ from .errors import FieldConflictError, InvalidViewConfig
 KIND_TAG = "hexpire.kind"
 TTL_TAG = "hexpire.ttl_seconds"
 TS_FIELD_PREFIX = "_ts:"
+DUMMY_JOIN_KEY = "__dummy_id"  # Feast's join key for entity-less views
 
 
 class ViewKind(str, Enum):
@@ -42,8 +54,12 @@ class FeatureField:
 @dataclass(frozen=True)
 class ViewLayout:
     name: str
+    """The view's name in hash fields and messages: `<view>`, or `<view>@v<N>` for version N > 0."""
+    view: str
+    """The Feast view name, without version."""
     kind: ViewKind
     ttl_seconds: int  # 0: no expiry
+    ttl_source: str  # where the TTL came from, for messages: a tag, Feast ttl=, a config key
     join_keys: tuple[str, ...]  # sorted
     ts_field: bytes
     features: dict[str, FeatureField]
@@ -56,7 +72,7 @@ class ViewLayout:
         return [f.field for f in self.features.values()] + [self.ts_field]
 
 
-def view_kind(table: FeatureView) -> ViewKind:
+def view_kind(table: Any) -> ViewKind:
     tagged = (table.tags or {}).get(KIND_TAG)
     if tagged is not None:
         try:
@@ -70,7 +86,15 @@ def view_kind(table: FeatureView) -> ViewKind:
     return ViewKind.batch
 
 
-def view_ttl_seconds(table: FeatureView, kind: ViewKind, config: RedisHexpireOnlineStoreConfig) -> int:
+def _feast_ttl_seconds(table: Any) -> int:
+    ttl = getattr(table, "ttl", None)
+    if ttl is None:
+        return 0
+    return max(0, int(ttl.total_seconds()))
+
+
+def view_ttl(table: Any, kind: ViewKind, config: RedisHexpireOnlineStoreConfig) -> tuple[int, str]:
+    """(seconds, where it came from): see the module docstring for the precedence."""
     tagged = (table.tags or {}).get(TTL_TAG)
     if tagged is not None:
         try:
@@ -81,13 +105,28 @@ def view_ttl_seconds(table: FeatureView, kind: ViewKind, config: RedisHexpireOnl
             raise InvalidViewConfig(
                 f"view {table.name!r}: tag {TTL_TAG}={tagged!r} must be a whole number of seconds >= 0"
             )
-        return ttl
-    default = config.stream_ttl_seconds if kind is ViewKind.stream else config.batch_ttl_seconds
-    return default or 0
+        return ttl, f"tag {TTL_TAG}"
+    if kind is ViewKind.stream:
+        feast_ttl = _feast_ttl_seconds(table)
+        if feast_ttl:
+            return feast_ttl, "the view's Feast ttl="
+        return config.stream_ttl_seconds or 0, "stream_ttl_seconds"
+    if config.key_ttl_seconds is not None:
+        return config.key_ttl_seconds, "key_ttl_seconds"
+    return config.batch_ttl_seconds or 0, "batch_ttl_seconds"
+
+
+def versioned_name(view: str, version: int | None) -> str:
+    """`view` for version 0 or unversioned views, `view@v<N>` otherwise (Feast's reference syntax)."""
+    return f"{view}@v{version}" if version else view
 
 
 def field_name(view: str, feature: str, naming: FieldNaming) -> str:
-    return feature if naming is FieldNaming.plain else f"{view}:{feature}"
+    """`view` is the versioned name. Plain names carry the version as a suffix."""
+    if naming is FieldNaming.qualified:
+        return f"{view}:{feature}"
+    _base, _, version = view.partition("@")
+    return f"{feature}@{version}" if version else feature
 
 
 def _check_feature_name(view: str, feature: str) -> None:
@@ -98,80 +137,102 @@ def _check_feature_name(view: str, feature: str) -> None:
         )
 
 
-def _signature(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> tuple:
+def join_keys_of(table: Any) -> tuple[str, ...]:
+    """Sorted join keys; entity-less views use Feast's dummy key."""
+    return tuple(sorted(getattr(table, "join_keys", None) or ())) or (DUMMY_JOIN_KEY,)
+
+
+def _config_parts(config: RedisHexpireOnlineStoreConfig) -> tuple[Any, ...]:
+    return (config.field_naming, config.key_ttl_seconds, config.batch_ttl_seconds, config.stream_ttl_seconds)
+
+
+def _signature(table: Any, config: RedisHexpireOnlineStoreConfig, version: int | None) -> tuple[Any, ...]:
     return (
         table.name,
+        version,
         type(table).__name__,
         getattr(table, "stream_source", None) is not None,
         tuple(sorted((table.tags or {}).items())),
-        tuple(table.join_keys),
+        tuple(getattr(table, "join_keys", None) or ()),
+        tuple(getattr(table, "entities", None) or ()),
         tuple((f.name, f.dtype) for f in table.features),
-        config.field_naming,
-        config.batch_ttl_seconds,
-        config.stream_ttl_seconds,
+        _feast_ttl_seconds(table),
+        *_config_parts(config),
     )
 
 
-_LAYOUTS: dict[tuple, ViewLayout] = {}
-# Feast's read path reuses the FeatureView objects of its cached request context, so
-# most lookups hit this identity cache. Entries hold the objects, so ids are not reused.
-# A hit must also match what can change in place on the same objects.
-_BY_IDENTITY: dict[tuple[int, int], tuple[FeatureView, RedisHexpireOnlineStoreConfig, tuple, ViewLayout]] = {}
-
-
-def _mutable_parts(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> tuple:
+def _mutable_parts(table: Any, config: RedisHexpireOnlineStoreConfig, version: int | None) -> tuple[Any, ...]:
     return (
+        version,
         len(table.features),
         tuple((table.tags or {}).items()),
-        config.batch_ttl_seconds,
-        config.stream_ttl_seconds,
-        config.field_naming,
+        getattr(table, "ttl", None),
+        *_config_parts(config),
     )
 
 
-def view_layout(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> ViewLayout:
+_LAYOUTS: dict[tuple[Any, ...], ViewLayout] = {}
+# Feast's read path reuses the FeatureView objects of its cached request context, so most
+# lookups hit this identity cache. Entries hold the objects, so ids are not reused. A hit
+# must also match what can change in place on the same objects (a live config's TTLs).
+_BY_IDENTITY: dict[tuple[int, int], tuple[Any, RedisHexpireOnlineStoreConfig, tuple[Any, ...], ViewLayout]] = {}
+_CACHE_LIMIT = 4096
+
+
+def view_layout(table: Any, config: RedisHexpireOnlineStoreConfig, version: int | None = None) -> ViewLayout:
     """Cached: building a layout validates tags and resolves codecs for every feature."""
     identity = (id(table), id(config))
     hit = _BY_IDENTITY.get(identity)
-    mutable = _mutable_parts(table, config)
+    mutable = _mutable_parts(table, config, version)
     if hit is not None and hit[2] == mutable:
         return hit[3]
-    signature = _signature(table, config)
+    signature = _signature(table, config, version)
     layout = _LAYOUTS.get(signature)
     if layout is None:
-        layout = _build_layout(table, config)
-        if len(_LAYOUTS) > 4096:
+        layout = _build_layout(table, config, version)
+        if len(_LAYOUTS) > _CACHE_LIMIT:
             _LAYOUTS.clear()
         _LAYOUTS[signature] = layout
-    if len(_BY_IDENTITY) > 4096:
+    if len(_BY_IDENTITY) > _CACHE_LIMIT:
         _BY_IDENTITY.clear()
     _BY_IDENTITY[identity] = (table, config, mutable, layout)
     return layout
 
 
-def _build_layout(table: FeatureView, config: RedisHexpireOnlineStoreConfig) -> ViewLayout:
+def _build_layout(table: Any, config: RedisHexpireOnlineStoreConfig, version: int | None) -> ViewLayout:
     kind = view_kind(table)
+    name = versioned_name(table.name, version)
+    join_keys = join_keys_of(table)
     features: dict[str, FeatureField] = {}
     for feature in table.features:
+        if feature.name in join_keys:  # a StreamFeatureView or ODFV may list its entity columns
+            continue
         _check_feature_name(table.name, feature.name)
         features[feature.name] = FeatureField(
             name=feature.name,
-            field=field_name(table.name, feature.name, config.field_naming).encode(),
-            codec=codec_for(feature.dtype.to_value_type(), view=table.name, feature=feature.name),
+            field=field_name(name, feature.name, config.field_naming).encode(),
+            codec=codec_for(
+                feature.dtype.to_value_type(),
+                view=table.name,
+                feature=feature.name,
+                struct_fields=tuple(getattr(feature.dtype, "fields", None) or ()),
+            ),
         )
+    ttl, ttl_source = view_ttl(table, kind, config)
     return ViewLayout(
-        name=table.name,
+        name=name,
+        view=table.name,
         kind=kind,
-        ttl_seconds=view_ttl_seconds(table, kind, config),
-        join_keys=tuple(sorted(table.join_keys)),
-        ts_field=f"{TS_FIELD_PREFIX}{table.name}".encode(),
+        ttl_seconds=ttl,
+        ttl_source=ttl_source,
+        join_keys=join_keys,
+        ts_field=f"{TS_FIELD_PREFIX}{name}".encode(),
         features=features,
     )
 
 
-def check_views(tables: Iterable[FeatureView], config: RedisHexpireOnlineStoreConfig) -> list[ViewLayout]:
-    """Validate every view and reject two views of one entity writing the same field."""
-    layouts = [view_layout(table, config) for table in tables]
+def check_field_conflicts(layouts: Iterable[ViewLayout]) -> None:
+    """Reject two views of one entity writing the same field (possible only with plain naming)."""
     owners: dict[tuple[tuple[str, ...], bytes], list[str]] = defaultdict(list)
     for layout in layouts:
         for feature in layout.features.values():
@@ -179,27 +240,23 @@ def check_views(tables: Iterable[FeatureView], config: RedisHexpireOnlineStoreCo
     clashes = {key: views for key, views in owners.items() if len(views) > 1}
     if clashes:
         lines = [
-            f"  field {field.decode()!r} on entity ({', '.join(join_keys) or 'no join keys'}) "
+            f"  field {field.decode()!r} on entity ({', '.join(join_keys)}) "
             f"is declared by views {', '.join(repr(v) for v in sorted(views))}"
             for (join_keys, field), views in sorted(clashes.items())
         ]
         raise FieldConflictError(
-            "two feature views of the same entity declare the same feature name, so they would "
-            "overwrite each other's hash field:\n"
+            "with field_naming: plain, two feature views of the same entity declare the same feature "
+            "name, so they would overwrite each other's hash field:\n"
             + "\n".join(lines)
-            + "\nRename one of the features, or set `field_naming: qualified` in the online_store "
-            "config to store fields as '<view>:<feature>'."
+            + "\nRename one of the features, or use `field_naming: qualified` (the default) to store "
+            "fields as '<view>:<feature>'."
         )
-    return layouts
 
 
-def fields_owned_elsewhere(
-    deleted: ViewLayout, kept: Sequence[ViewLayout]
-) -> set[bytes]:
-    """Fields of a deleted view that a kept view of the same entity now writes."""
-    return {
-        f.field
-        for layout in kept
-        if layout.join_keys == deleted.join_keys
-        for f in layout.features.values()
-    }
+def fields_owned_elsewhere(removed: ViewLayout, kept: Sequence[ViewLayout]) -> set[bytes]:
+    """Fields of a removed view (or feature) that a kept view of the same entity now writes."""
+    owned: set[bytes] = set()
+    for layout in kept:
+        if layout.join_keys == removed.join_keys:
+            owned.update(layout.all_fields())
+    return owned

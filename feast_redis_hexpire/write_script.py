@@ -1,8 +1,8 @@
-"""The atomic per-entity write: Lua source, its SHA, and the reply codes.
+"""The write script (write_script.lua): its source, SHA and reply codes.
 
-Loaded once per connection and called by SHA (EVALSHA); a NOSCRIPT reply (server
-restart, SCRIPT FLUSH, failover to a fresh replica) reloads it and retries only the
-calls that did not run.
+Called by SHA (EVALSHA); a NOSCRIPT reply (server restart, SCRIPT FLUSH, failover to a
+fresh replica) loads it and retries only the calls that did not run. Nothing loads it at
+start-up, so a reader never needs the SCRIPT command.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from importlib import resources
 
 from redis.exceptions import NoScriptError
 
-SCRIPT_SOURCE: str = resources.files(__package__).joinpath("write_entity.lua").read_text()
+SCRIPT_SOURCE: str = resources.files(__package__).joinpath("write_script.lua").read_text()
 SCRIPT_SHA: str = hashlib.sha1(SCRIPT_SOURCE.encode()).hexdigest()
 
-STALE = 0  # older than the stored event timestamp: skipped
+STALE = 0  # older than the stored event time: skipped
 WRITTEN = 1
 EXPIRED = 2  # stream row whose expiry is already past: skipped
+FUTURE = 3  # event time too far ahead of the server clock: skipped
 
 BATCH_MODE = b"b"
 STREAM_MODE = b"s"

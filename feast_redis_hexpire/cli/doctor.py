@@ -1,0 +1,157 @@
+"""`feast-redis-hexpire doctor`: is this repo ready to serve from this Redis?
+
+It runs the store's own start-up check (every node's version, never a write), then
+asks Redis whether the configured user may run what readers and writers send (`ACL
+DRYRUN`, where the user may run it), and validates every view as `feast apply` would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from ..errors import HexpireError
+from ..redis_version import HSETEX_VERSION, MIN_SERVER_VERSION, version_text
+from ..server_checks import check_server, dry_run_permissions, server_versions
+from ..views import ViewKind, check_field_conflicts
+from .main import EXIT_OK, EXIT_PROBLEM, client_of, describe_error, load, redis_errors, where
+from .tables import format_ttl
+
+# One representative command per thing the store sends, by who sends it.
+_PROBE_KEY = "{key}"
+_READER = [["HMGET", _PROBE_KEY, "f"]]
+_WRITER = [
+    ["EVALSHA", "0" * 40, "1", _PROBE_KEY],
+    ["SCRIPT", "LOAD", "return 1"],
+    ["HSET", _PROBE_KEY, "f", "v"],
+    ["HPEXPIREAT", _PROBE_KEY, "1", "FIELDS", "1", "f"],
+    ["PEXPIRE", _PROBE_KEY, "1"],
+    ["HDEL", _PROBE_KEY, "f"],
+]
+_OPERATOR = [["SCAN", "0"], ["UNLINK", _PROBE_KEY], ["HGETALL", _PROBE_KEY], ["MEMORY", "USAGE", _PROBE_KEY]]
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.problems = 0
+
+    def __call__(self, label: str, ok: bool | None, text: str) -> None:
+        mark = {True: "ok  ", False: "FAIL", None: "    "}[ok]
+        if ok is False:
+            self.problems += 1
+        print(f"[{mark}] {label:<11} {text}", flush=True)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    report = _Report()
+    try:
+        repo = load(args)
+    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not trace back
+        report("repo", False, f"{args.repo}: {describe_error(exc)}")
+        return EXIT_PROBLEM
+    store_config = repo.store_config
+    report("repo", True, f"{repo.path} (project {repo.project}, key prefix {store_config.key_prefix})")
+    report(
+        "config",
+        None,
+        f"batch TTL {store_config.effective_batch_ttl_seconds}s, stream TTL {store_config.stream_ttl_seconds}s, "
+        f"field_naming={store_config.field_naming.value}, redis_type={store_config.redis_type.value}, "
+        f"max_future_seconds={store_config.max_future_seconds}",
+    )
+    _check_server(report, repo)
+    _check_views(report, repo)
+    print()
+    if report.problems:
+        print(f"doctor: {report.problems} problem(s) found")
+        return EXIT_PROBLEM
+    print("doctor: everything looks fine")
+    return EXIT_OK
+
+
+def _check_server(report: _Report, repo: Any) -> None:
+    try:
+        client = client_of(repo)
+    except Exception as exc:  # noqa: BLE001 - bad connection strings land here
+        report("connect", False, f"{where(repo)}: {describe_error(exc)}")
+        return
+    try:
+        started = time.perf_counter()
+        client.ping()
+        report("connect", True, f"{where(repo)} (PING {(time.perf_counter() - started) * 1000:.1f} ms)")
+        versions = server_versions(client)
+        shown = ", ".join(sorted({version_text(v) for v in versions}))
+        try:
+            check_server(client, repo.store_config)
+            report("version", True, f"Redis {shown} (>= {version_text(MIN_SERVER_VERSION)}: per-field expiry)")
+        except HexpireError as exc:
+            report("version", False, str(exc))
+            return
+        how = (
+            "HSETEX (fields and expiry in one command)"
+            if min(versions) >= HSETEX_VERSION
+            else "HSET + HPEXPIREAT (Redis 8's HSETEX is cheaper)"
+        )
+        report("writes", None, f"stream fields are written with {how}")
+        _check_permissions(report, client, repo)
+    except redis_errors() as exc:
+        report("connect", False, f"{where(repo)}: {describe_error(exc)}")
+    finally:
+        client.close()
+
+
+def _check_permissions(report: _Report, client: Any, repo: Any) -> None:
+    import redis
+
+    from ..keys import project_prefix
+
+    fill = {"key": project_prefix(repo.store_config.key_prefix, repo.project, repo.store_config.hash_tag) + "doctor="}
+    for role, commands in (("reader", _READER), ("writer", _WRITER), ("operator", _OPERATOR)):
+        probes = [[part.format(**fill) for part in command] for command in commands]
+        try:
+            denied = {command: reason for command, reason in dry_run_permissions(client, probes).items() if reason}
+        except (redis.exceptions.NoPermissionError, redis.exceptions.ResponseError) as exc:
+            report("permissions", None, f"not checked: the user may not run ACL WHOAMI/DRYRUN ({describe_error(exc)})")
+            return
+        except AttributeError:  # a cluster client: ACL rules are per node, check one
+            report("permissions", None, "not checked on a cluster client")
+            return
+        if denied:
+            lines = "; ".join(f"{command.split()[0]}: {reason}" for command, reason in denied.items())
+            report("permissions", role == "reader", f"as a {role}, the user may not run: {lines}")
+        else:
+            report("permissions", True, f"the user may run what a {role} sends (ACL DRYRUN)")
+
+
+def _check_views(report: _Report, repo: Any) -> None:
+    views = repo.online_views()
+    if not views:
+        report("views", False, "the repo defines no online feature views")
+        return
+    layouts = []
+    for fv in sorted(views, key=lambda v: v.name):
+        try:
+            layout = repo.layout(fv)
+        except HexpireError as exc:
+            report("view", False, f"{fv.name}: {exc}")
+            continue
+        layouts.append(layout)
+        where_ttl = "key" if layout.kind is ViewKind.batch else "per-field"
+        ttl = (
+            "no expiry"
+            if not layout.ttl_seconds
+            else f"{where_ttl} TTL {layout.ttl_seconds}s ({format_ttl(layout.ttl_millis)}, from {layout.ttl_source})"
+        )
+        tags = ", ".join(f"{k}={v}" for k, v in sorted((fv.tags or {}).items()) if k.startswith("hexpire."))
+        report(
+            "view",
+            True,
+            f"{layout.name:<16} {layout.kind.value:<6} {ttl:<44} {len(layout.features)} features, "
+            f"join keys ({', '.join(layout.join_keys)}){', ' + tags if tags else ''}",
+        )
+    if len(layouts) == len(views):
+        try:
+            check_field_conflicts(layouts)
+            report("fields", True, "no two views of one entity write the same hash field")
+        except HexpireError as exc:
+            report("fields", False, str(exc))

@@ -1,0 +1,228 @@
+"""The `feast-redis-hexpire` command: argument parsing and the three subcommands.
+
+    feast-redis-hexpire inspect u0001 [--repo feature_repo] [--redis-url redis://...]
+    feast-redis-hexpire stats  [--repo feature_repo] [--sample 1000]
+    feast-redis-hexpire doctor [--repo feature_repo]
+
+The repo's feature_store.yaml gives the project, key prefix and connection string;
+`--redis-url` / `--connection-string` overrides the latter (a redis:// URL or Feast's
+`host:port[,password=...]`). Exit codes: 0 fine, 1 a problem found, 2 could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .repo import RepoInfo
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1  # a missing key, or doctor found something wrong
+EXIT_ERROR = 2  # could not do what was asked (bad arguments, unreachable Redis, missing repo)
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _add_repo_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", default="feature_repo", help="Feast repo directory (default: %(default)s)")
+    parser.add_argument(
+        "--redis-url",
+        "--connection-string",
+        dest="connection",
+        metavar="URL",
+        help="Redis to use instead of the repo's connection_string (redis://host:port or host:port[,k=v])",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feast-redis-hexpire", description="Inspect and check the feast-redis-hexpire online store."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="one entity's hash: fields, values, per-field TTLs and key TTL")
+    p.add_argument("entity", help="u0001 (single join key) or user_id=u0001 (a=1,b=2 for composite keys)")
+    _add_repo_options(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("stats", help="entity count, TTL distribution and memory per entity (sampled)")
+    _add_repo_options(p)
+    p.add_argument("--sample", type=int, default=1000, help="keys to sample (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("doctor", help="check the server (version, per-field expiry, permissions) and the views")
+    _add_repo_options(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"inspect": cmd_inspect, "stats": cmd_stats, "doctor": cmd_doctor}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        err("interrupted")
+        return 130
+
+
+# ------------------------------------------------------------------ shared
+
+
+def load(args: argparse.Namespace) -> RepoInfo:
+    from .repo import load_repo
+
+    err(f"loading feature repo {args.repo} ...")
+    return load_repo(args.repo, args.connection)
+
+
+def client_of(repo: RepoInfo) -> Any:
+    from ..clients import build_sync_client
+
+    return build_sync_client(repo.store_config)
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    from ..errors import HexpireError
+
+    return (redis.RedisError, OSError, HexpireError)
+
+
+def where(repo: RepoInfo) -> str:
+    """The connection string without its secrets."""
+    from ..redaction import redact
+
+    return redact(repo.store_config.connection_string)
+
+
+def describe_error(exc: BaseException) -> str:
+    from ..redaction import redact
+
+    text = redact(str(exc).strip()) or type(exc).__name__
+    return text.splitlines()[0] if "\n" in text and len(text) > 300 else text
+
+
+def _load_or_report(args: argparse.Namespace) -> RepoInfo | None:
+    try:
+        return load(args)
+    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not trace back
+        err(f"error: could not load the repo: {describe_error(exc)}")
+        return None
+
+
+# ------------------------------------------------------------------ inspect
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from ..errors import InvalidEntityKey
+    from .inspect import entity_key, format_hash_table, hash_tag_of, inspect_key
+
+    repo = _load_or_report(args)
+    if repo is None:
+        return EXIT_ERROR
+    try:
+        key = entity_key(
+            repo.store_config.key_prefix,
+            repo.project,
+            args.entity,
+            repo.definitions.join_keys(),
+            hash_tag_of(repo.store_config),
+        )
+    except InvalidEntityKey as exc:
+        err(f"error: {exc}")
+        return EXIT_ERROR
+    client = client_of(repo)
+    try:
+        entity = inspect_key(client, key, repo.layouts())
+    except redis_errors() as exc:
+        err(f"error: Redis at {where(repo)}: {describe_error(exc)}")
+        return EXIT_ERROR
+    finally:
+        client.close()
+    print(json.dumps(entity.as_dict(), indent=2) if args.json else format_hash_table(entity))
+    return EXIT_OK if entity.exists else EXIT_PROBLEM
+
+
+# ------------------------------------------------------------------ stats
+
+
+class _ScanProgress:
+    """`scanned N keys` on stderr: rewritten in place on a terminal, a line per 10k otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, scanned: int) -> None:
+        rate = scanned / max(time.monotonic() - self.started, 1e-6)
+        text = f"scanned {scanned} keys ({rate:,.0f}/s)"
+        if self.tty:
+            print(f"\r{text}", end="", file=sys.stderr, flush=True)
+        elif scanned % 10000 == 0:
+            err(text)
+
+    def done(self) -> None:
+        if self.tty:
+            print(file=sys.stderr, flush=True)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .inspect import hash_tag_of
+    from .stats import format_stats, sample_project
+
+    if args.sample < 1:
+        err("error: --sample must be >= 1")
+        return EXIT_ERROR
+    repo = _load_or_report(args)
+    if repo is None:
+        return EXIT_ERROR
+    client = client_of(repo)
+    progress = _ScanProgress()
+    err(f"scanning the keys of project {repo.project} on {where(repo)} ...")
+    try:
+        stats = sample_project(
+            client,
+            repo.store_config.key_prefix,
+            repo.project,
+            repo.layouts(),
+            sample_size=args.sample,
+            progress=progress,
+            seed=args.seed,
+            hash_tag=hash_tag_of(repo.store_config),
+        )
+    except redis_errors() as exc:
+        progress.done()
+        err(f"error: Redis at {where(repo)}: {describe_error(exc)}")
+        return EXIT_ERROR
+    finally:
+        client.close()
+    progress.done()
+    err(f"sampled {stats.sampled} of {stats.entities} keys in {time.monotonic() - progress.started:.2f}s")
+    if args.json:
+        print(json.dumps({"project": repo.project, **stats.as_dict()}, indent=2))
+    else:
+        print(f"project {repo.project} on {where(repo)}")
+        print(format_stats(stats))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ doctor
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,245 @@
+"""The write path, without I/O: rows become script calls, script replies become a report.
+
+Sync and async share all of it; `redis_io` only sends. Every row of a batch is validated
+and encoded before anything is sent, so a bad row changes nothing stored. The argument
+layout is the write script's contract (write_script.lua).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from redis.crc import key_slot
+
+from .codec import encode_event_ts, encode_value
+from .config import RedisHexpireOnlineStoreConfig
+from .errors import FieldExpiryError, HexpireError, InvalidEntityKey, InvalidFeatureValue, UnknownFeature, WriteFailed
+from .keys import key_builder
+from .redaction import redact
+from .server_checks import is_permission_error, permission_error
+from .views import ViewKind, ViewLayout
+from .write_script import BATCH_MODE, EXPIRED, FUTURE, STALE, STREAM_MODE, WRITTEN
+
+logger = logging.getLogger("feast_redis_hexpire")
+
+WriteRow = tuple[EntityKeyProto, dict[str, ValueProto], datetime, "datetime | None"]
+
+ENTITIES_PER_CALL = 100
+"""Entities one script call writes. Larger calls spread the script's fixed cost (argument
+conversion, the clock read) over more rows; smaller ones keep any one call short, so reads
+queued behind it wait less. 100 costs ~0.5 ms of server time (benchmarks/PROFILE.md)."""
+
+
+# ---------------------------------------------------------------- planning
+
+
+@dataclass(slots=True)
+class EntityWrite:
+    """One row as the script receives it: the key and its record (see write_script.lua)."""
+
+    key: bytes
+    record: list[Any]
+
+
+@dataclass
+class WritePlan:
+    """A view's validated, encoded rows."""
+
+    layout: ViewLayout
+    head: list[Any]  # mode, ttl_ms, max_future_us
+    rows: list[EntityWrite]
+
+
+def write_head(layout: ViewLayout, config: RedisHexpireOnlineStoreConfig) -> list[Any]:
+    mode = STREAM_MODE if layout.kind is ViewKind.stream else BATCH_MODE
+    future = b"" if config.max_future_seconds is None else config.max_future_seconds * 1_000_000
+    return [mode, layout.ttl_millis, future]
+
+
+def plan_writes(
+    layout: ViewLayout, config: RedisHexpireOnlineStoreConfig, prefix: str, data: Sequence[WriteRow]
+) -> WritePlan:
+    """Validate and encode every row. Values named like one of the view's join keys are
+    the entity itself (Feast passes them for on-demand and stream views): not stored."""
+    view = layout.name
+    features = layout.features
+    join_keys = set(layout.join_keys)
+    ts_field = layout.ts_field
+    key_of = key_builder(prefix, layout.join_keys)
+    times: dict[datetime, bytes] = {}  # rows of one batch often share event times
+    rows: list[EntityWrite] = []
+    for row_number, (entity_key, values, event_ts, _created) in enumerate(data):
+        try:
+            key = key_of(entity_key)
+        except InvalidEntityKey as exc:
+            raise InvalidEntityKey(f"view {view!r}, row {row_number}: {exc}") from None
+        if event_ts is None:
+            raise InvalidFeatureValue(
+                f"view {view!r}: row {row_number} for {key.decode(errors='replace')} has no event timestamp"
+            )
+        encoded_time = times.get(event_ts)
+        if encoded_time is None:
+            encoded_time = times[event_ts] = encode_event_ts(event_ts)
+        record: list[Any] = [0, 0, ts_field, encoded_time]
+        deletes: list[bytes] | None = None
+        for name, value in values.items():
+            feature = features.get(name)
+            if feature is None:
+                if name in join_keys:
+                    continue
+                raise UnknownFeature(
+                    f"view {view!r}: unknown feature {name!r} in row {row_number} "
+                    f"(the view declares {', '.join(sorted(features)) or 'no features'})"
+                )
+            codec = feature.codec
+            kind = value.WhichOneof("val")
+            if kind == codec.proto_field:
+                record.append(feature.field)
+                record.append(codec.encode(getattr(value, kind)))
+            elif encode_value(codec, value, view=view, feature=name) is None:  # null, or raises
+                if deletes is None:
+                    deletes = []
+                deletes.append(feature.field)
+        record[0] = (len(record) - 2) // 2
+        if deletes:
+            record[1] = len(deletes)
+            record.extend(deletes)
+        rows.append(EntityWrite(key, record))
+    return WritePlan(layout, write_head(layout, config), rows)
+
+
+# ---------------------------------------------------------------- script calls
+
+
+@dataclass(slots=True)
+class ScriptCall:
+    """One EVALSHA: the keys (one cluster slot) and the arguments after them."""
+
+    rows: list[EntityWrite]
+    args: list[Any]
+
+
+def script_calls(plan: WritePlan, rows: Sequence[EntityWrite], by_slot: bool) -> list[ScriptCall]:
+    """Group rows into calls of up to ENTITIES_PER_CALL. On Redis Cluster one call may only
+    touch one slot, so rows are grouped by slot first (with `hash_tag: project` that is one
+    group). Rows of one entity keep their order, so the newest of them wins as usual."""
+    groups: list[list[EntityWrite]]
+    if by_slot:
+        slots: dict[int, list[EntityWrite]] = {}
+        for row in rows:
+            slots.setdefault(key_slot(row.key), []).append(row)
+        groups = list(slots.values())
+    else:
+        groups = [list(rows)]
+    calls = []
+    for group in groups:
+        for start in range(0, len(group), ENTITIES_PER_CALL):
+            part = group[start : start + ENTITIES_PER_CALL]
+            args: list[Any] = list(plan.head)
+            for row in part:
+                args.extend(row.record)
+            calls.append(ScriptCall(part, args))
+    return calls
+
+
+def chunks(rows: Sequence[EntityWrite], size: int) -> Iterator[Sequence[EntityWrite]]:
+    """Rows per round trip (`write_chunk_size`)."""
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+# ---------------------------------------------------------------- replies
+
+
+@dataclass
+class WriteReport:
+    written: int = 0
+    stale: int = 0  # older than what was stored: skipped
+    expired: int = 0  # stream rows already past their expiry: skipped
+    future: int = 0  # event time too far ahead of the server clock: skipped
+
+    def add(self, other: WriteReport) -> None:
+        self.written += other.written
+        self.stale += other.stale
+        self.expired += other.expired
+        self.future += other.future
+
+    @property
+    def skipped(self) -> int:
+        return self.stale + self.expired + self.future
+
+
+def tally(plan: WritePlan, calls: Sequence[ScriptCall], replies: Sequence[Any], where: str) -> WriteReport:
+    """Count the script's per-row codes. A refused call (out of memory, no permission) or a
+    refused row (wrong type, expiry not set) raises, naming the key, the view and Redis's
+    own message; rows of earlier calls stay written, each one whole."""
+    report = WriteReport()
+    view = plan.layout.name
+    for call, reply in zip(calls, replies):
+        if isinstance(reply, BaseException):
+            raise _call_failed(call, reply, view, where)
+        for row, code in zip(call.rows, reply):
+            if code == WRITTEN:
+                report.written += 1
+            elif code == STALE:
+                report.stale += 1
+            elif code == EXPIRED:
+                report.expired += 1
+            elif code == FUTURE:
+                report.future += 1
+            else:
+                raise _row_failed(row, code, view, where)
+    return report
+
+
+def _call_failed(call: ScriptCall, error: BaseException, view: str, where: str) -> HexpireError:
+    first = call.rows[0].key.decode(errors="replace")
+    keys = first if len(call.rows) == 1 else f"{first} and {len(call.rows) - 1} more keys"
+    if is_permission_error(error):
+        return permission_error(error, where, f"writing view {view!r} to {keys}", keys="keys like " + first)
+    return WriteFailed(f"write of view {view!r} to {keys} on Redis at {where} failed: {redact(str(error))}")
+
+
+def _row_failed(row: EntityWrite, reply: Any, view: str, where: str) -> HexpireError:
+    key = row.key.decode(errors="replace")
+    text = redact(str(reply))
+    if "HEXPIRE_FAILED" in text:
+        return FieldExpiryError(f"write of view {view!r} to {key}: {text.replace('HEXPIRE_FAILED ', '')}")
+    if is_permission_error(reply):
+        return permission_error(reply, where, f"writing view {view!r} to {key}", keys=key)
+    return WriteFailed(f"write of view {view!r} to {key} on Redis at {where} failed: {text}")
+
+
+# ---------------------------------------------------------------- the report, for people
+
+
+def skipped_rows_message(layout: ViewLayout, report: WriteReport, config: RedisHexpireOnlineStoreConfig) -> str:
+    """What a WARNING says when rows were not written: how many, why, and what changes it."""
+    total = report.written + report.skipped
+    reasons = []
+    if report.stale:
+        reasons.append(
+            f"{report.stale} older than the event time already stored (newest wins; re-materialize "
+            "a newer range or push newer events to replace them)"
+        )
+    if report.expired:
+        reasons.append(
+            f"{report.expired} already past their expiry (event time + {layout.ttl_seconds} s, the TTL "
+            f"from {layout.ttl_source}; raise it with the view's tag hexpire.ttl_seconds, its Feast "
+            "ttl= or stream_ttl_seconds to keep older events)"
+        )
+    if report.future:
+        reasons.append(
+            f"{report.future} dated more than {config.max_future_seconds} s ahead of the server clock "
+            "(max_future_seconds; check the event-time column and the producers' clocks)"
+        )
+    return f"view {layout.name!r}: wrote {report.written} of {total} rows; skipped " + "; ".join(reasons)
+
+
+ProgressCallback = Callable[[int], Any] | None
