@@ -6,16 +6,23 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: bootstrap test demo bench clean
+.PHONY: bootstrap test check lint demo bench clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
 
+# The whole suite against a real Redis >= 7.4 it starts itself (about 10 minutes).
 test: bootstrap
 	$(PYTHON) -m pytest -q $(ARGS)
 
+# ruff (lint + format check) and mypy: what CI runs before the tests.
+check: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 demo: bootstrap
-	$(VENV)/bin/feast-redis-hexpire demo $(ARGS)
+	$(PYTHON) -m demo $(ARGS)
 
 bench: bootstrap
 	$(PYTHON) -m benchmarks.run $(ARGS)
@@ -23,5 +30,5 @@ bench: bootstrap
 # Removes build/test leftovers. Keeps .venv and the cached Redis build
 # (~/.cache/feast-redis-hexpire); delete those by hand for a truly fresh start.
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .hypothesis test-artifacts
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache test-artifacts
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

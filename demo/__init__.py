@@ -1,4 +1,4 @@
-"""The demo web app: `feast-redis-hexpire demo` (``make demo``).
+"""The demo web app: ``make demo`` (``python -m demo``).
 
 ``runtime.DemoRuntime`` does the work (working copy of feature_repo/, apply, bulk loads,
 reads, the streaming worker); ``app.create_app`` puts a page and a JSON API on it;
@@ -8,8 +8,8 @@ reads, the streaming worker); ``app.create_app`` puts a page and a JSON API on i
 from pathlib import Path
 
 # Shared by the command line (which must not import Feast just to print --help) and the runtime.
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SOURCE_REPO = PACKAGE_ROOT / "feature_repo"
+CHECKOUT = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE_REPO = CHECKOUT / "feature_repo"
 DEFAULT_USERS = 200
 MAX_USERS = 10_000
 MAX_TTL_SECONDS = 365 * 86400

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,28 +31,28 @@ class _Request(BaseModel):
 
 class BulkLoadRequest(_Request):
     users: int = Field(200, ge=1, le=MAX_USERS, description="users to generate and materialize")
-    batch_ttl_seconds: Optional[int] = Field(
+    batch_ttl_seconds: int | None = Field(
         None, ge=0, le=MAX_TTL_SECONDS, description="key TTL for batch writes; 0 = no expiry; null = unchanged"
     )
-    stream_ttl_seconds: Optional[int] = Field(
+    stream_ttl_seconds: int | None = Field(
         None, ge=0, le=MAX_TTL_SECONDS, description="per-field TTL for stream writes; 0 = none; null = unchanged"
     )
 
 
 class ToggleRequest(_Request):
-    action: Optional[Literal["pause", "resume"]] = None
+    action: Literal["pause", "resume"] | None = None
 
 
 class ReadRequest(_Request):
     user_id: str = Field(..., min_length=1, max_length=64)
-    features: Optional[List[str]] = Field(
+    features: list[str] | None = Field(
         None, min_length=1, max_length=MAX_FEATURES, description="view:feature refs; null = all"
     )
 
 
 class BatchReadRequest(_Request):
     count: int = Field(100, ge=1, le=MAX_USERS, description="first N loaded users")
-    features: Optional[List[str]] = Field(None, min_length=1, max_length=MAX_FEATURES)
+    features: list[str] | None = Field(None, min_length=1, max_length=MAX_FEATURES)
 
 
 def _error(status: int, message: str, **extra) -> JSONResponse:
@@ -104,7 +104,7 @@ def create_app(runtime: DemoRuntime) -> FastAPI:
         # such a handler, which would log every failure twice.
         try:
             return await call_next(request)
-        except Exception as exc:  # noqa: BLE001 - the whole point
+        except Exception as exc:
             logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
             return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
@@ -131,7 +131,7 @@ def create_app(runtime: DemoRuntime) -> FastAPI:
         return runtime.bulk_load(body.users, body.batch_ttl_seconds, body.stream_ttl_seconds)
 
     @app.post("/worker/toggle")
-    def worker_toggle(body: Optional[ToggleRequest] = None) -> dict:
+    def worker_toggle(body: ToggleRequest | None = None) -> dict:
         return runtime.toggle_worker(body.action if body else None)
 
     @app.post("/read")

@@ -10,33 +10,31 @@ a bug and reaches the app's 500 handler.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import logging
-import re
-import shutil
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
-import yaml
-
-from ..keys import project_prefix
-from . import DEFAULT_SOURCE_REPO, DEFAULT_USERS, MAX_TTL_SECONDS, MAX_USERS  # noqa: F401 - re-exported
-from ..inspection import (
+from devsupport.sample_repo import load_module, working_copy, write_yaml
+from feast_redis_hexpire.cli.inspect import (
     NO_EXPIRY,
     NO_SUCH_FIELD,
-    RepoDefinitions,
     entity_key,
     field_owners,
     hash_tag_of,
     inspect_key,
-    load_definitions,
 )
+from feast_redis_hexpire.cli.repo import RepoDefinitions, load_definitions
+from feast_redis_hexpire.keys import project_prefix
+from feast_redis_hexpire.redaction import redact
+
+from . import DEFAULT_SOURCE_REPO, DEFAULT_USERS, MAX_TTL_SECONDS, MAX_USERS
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +50,7 @@ class DemoError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, status: Optional[int] = None) -> None:
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         if status is not None:
@@ -95,27 +93,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _ms_to_seconds(ttl_ms: int) -> Optional[float]:
+def _ms_to_seconds(ttl_ms: int) -> float | None:
     return None if ttl_ms < 0 else round(ttl_ms / 1000, 1)
-
-
-def _redacted(where: str) -> str:
-    """Connection text without its password, for logs and the page."""
-    from .. import connection
-
-    redact = getattr(connection, "redacted", None)
-    if redact is not None:
-        return redact(where)
-    return re.sub(r"^(rediss?://[^:/@]*:)[^@]*@", r"\1***@", where)
-
-
-def _load_module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class DemoRuntime:
@@ -131,21 +110,21 @@ class DemoRuntime:
         workdir: Path | str,
         *,
         source_repo: Path | str = DEFAULT_SOURCE_REPO,
-        project: Optional[str] = None,
+        project: str | None = None,
         users: int = DEFAULT_USERS,
-        batch_ttl_seconds: Optional[int] = None,
-        stream_ttl_seconds: Optional[int] = None,
+        batch_ttl_seconds: int | None = None,
+        stream_ttl_seconds: int | None = None,
         reset: bool = True,
         days: int = DEFAULT_DAYS,
         seed: int = DEFAULT_SEED,
         worker_interval: float = 1.0,
         worker_batch_size: int = 20,
         start_worker: bool = True,
-        redis_label: Optional[str] = None,
+        redis_label: str | None = None,
         log: Log = print,
     ) -> None:
         self.connection_string = connection_string
-        self.redis_label = _redacted(redis_label or connection_string)
+        self.redis_label = redact(redis_label or connection_string)
         self.workdir = Path(workdir).resolve()
         self.source_repo = Path(source_repo).resolve()
         self.project_override = project
@@ -163,15 +142,15 @@ class DemoRuntime:
         self.store: Any = None  # feast.FeatureStore
         self.online_store: Any = None
         self.definitions = RepoDefinitions()
-        self.features: List[FeatureInfo] = []
-        self.layouts: List[Any] = []
+        self.features: list[FeatureInfo] = []
+        self.layouts: list[Any] = []
         self.join_key = "user_id"
         self.redis_version = "?"
         self._generate = None
-        self._users: List[str] = []
+        self._users: list[str] = []
         self._user_set: set = set()
-        self._last_load: Optional[Dict[str, Any]] = None
-        self._last_reset: Optional[Dict[str, Any]] = None
+        self._last_load: dict[str, Any] | None = None
+        self._last_reset: dict[str, Any] | None = None
         self._admin_lock = threading.Lock()
         self._worker_lock = threading.RLock()
         self._worker: Any = None  # StreamingWorker
@@ -191,32 +170,28 @@ class DemoRuntime:
 
     @property
     def client(self) -> Any:
-        from ..connection import sync_client
+        from feast_redis_hexpire.clients import sync_client
 
         return sync_client(self.store_config)
 
-    def setup(self) -> "DemoRuntime":
+    def setup(self) -> DemoRuntime:
         started = time.monotonic()
         self._prepare_workdir()
         self.log(f"[demo] working copy of {self.source_repo} in {self.workdir}")
         from feast import FeatureStore
 
-        from ..streaming import StreamingWorker  # noqa: F401 - fail early if missing
-        from ..views import check_views
-
-        self._generate = _load_module(self.workdir / "generate_data.py", f"_fhx_demo_generate_{id(self)}").generate
+        self._generate = load_module(self.workdir / "generate_data.py").generate
         self.definitions = load_definitions(self.workdir)
         self.store = FeatureStore(repo_path=str(self.workdir))
         online_views = [fv for fv in self.definitions.feature_views if getattr(fv, "online", True)]
-        check_views(online_views, self.store_config)  # the same rules `feast apply` enforces
-        self.store.apply(self.definitions.objects())
+        self.store.apply(self.definitions.objects())  # the store checks the views as `feast apply` does
         self.online_store = self.store._get_provider().online_store
         self._catalog(online_views)
         info = self.client.info("server")
         self.redis_version = str(info.get("redis_version", "?")) if isinstance(info, dict) else "?"
         self.log(
             f"[demo] applied project {self.project!r}: {len(online_views)} views "
-            f"({', '.join(f'{l.name} [{l.kind.value}]' for l in self.layouts)}), "
+            f"({', '.join(f'{layout.name} [{layout.kind.value}]' for layout in self.layouts)}), "
             f"{len(self.definitions.feature_services)} feature service(s), Redis {self.redis_version} at {self.redis_label}"
         )
         if self.reset_on_start:
@@ -246,43 +221,24 @@ class DemoRuntime:
         return self
 
     def _prepare_workdir(self) -> None:
-        if not (self.source_repo / "feature_store.yaml").is_file():
-            raise FileNotFoundError(
-                f"{self.source_repo} has no feature_store.yaml: run the demo from a checkout of "
-                "feast-redis-hexpire, or pass --repo"
-            )
         if not (self.source_repo / "generate_data.py").is_file():
             raise FileNotFoundError(f"{self.source_repo} has no generate_data.py")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        for path in self.source_repo.glob("*.py"):
-            shutil.copy(path, self.workdir / path.name)
-        feastignore = self.source_repo / ".feastignore"
-        if feastignore.is_file():
-            shutil.copy(feastignore, self.workdir / ".feastignore")
-        config = yaml.safe_load((self.source_repo / "feature_store.yaml").read_text())
-        if self.project_override:
-            config["project"] = self.project_override
-        config["registry"] = "data/registry.db"
-        online = config.setdefault("online_store", {})
-        online["connection_string"] = self.connection_string
+        online: dict[str, Any] = {}
         if self.initial_batch_ttl is not None:
             online["batch_ttl_seconds"] = self._check_ttl(self.initial_batch_ttl, "batch_ttl_seconds")
         if self.initial_stream_ttl is not None:
             online["stream_ttl_seconds"] = self._check_ttl(self.initial_stream_ttl, "stream_ttl_seconds")
-        self._yaml = config
-        self._write_yaml()
+        self._yaml = working_copy(
+            self.workdir, self.connection_string, project=self.project_override, source=self.source_repo, **online
+        )
 
     def _write_yaml(self) -> None:
-        text = (
-            "# Written by the feast-redis-hexpire demo: a working copy of feature_repo/,\n"
-            "# pointed at the demo's Redis. Edits are overwritten on the next start.\n"
-        ) + yaml.safe_dump(self._yaml, sort_keys=False)
-        (self.workdir / "feature_store.yaml").write_text(text)
+        write_yaml(self.workdir, self._yaml)
 
     def _catalog(self, views: Sequence[Any]) -> None:
-        from ..views import view_layout
+        from feast_redis_hexpire.store import layout_of
 
-        self.layouts = [view_layout(fv, self.store_config) for fv in views]
+        self.layouts = [layout_of(fv, self.store.config) for fv in views]
         features = []
         for fv, layout in zip(views, self.layouts):
             dtypes = {f.name: str(f.dtype) for f in fv.features}
@@ -332,12 +288,10 @@ class DemoRuntime:
         if not self._users:
             raise NotFound(f"unknown user {user_id!r}: no users are loaded (after a reset); bulk-load first")
         if user_id not in self._user_set:
-            raise NotFound(
-                f"unknown user {user_id!r}: the demo has users {self._users[0]} .. {self._users[-1]}"
-            )
+            raise NotFound(f"unknown user {user_id!r}: the demo has users {self._users[0]} .. {self._users[-1]}")
         return user_id
 
-    def check_features(self, refs: Optional[Sequence[str]]) -> List[FeatureInfo]:
+    def check_features(self, refs: Sequence[str] | None) -> list[FeatureInfo]:
         by_ref = {f.ref: f for f in self.features}
         if not refs:
             return list(self.features)
@@ -346,12 +300,12 @@ class DemoRuntime:
             raise DemoError(
                 f"unknown feature(s) {', '.join(repr(u) for u in unknown)}; known: {', '.join(by_ref)}", 422
             )
-        seen: Dict[str, FeatureInfo] = {}
+        seen: dict[str, FeatureInfo] = {}
         for ref in refs:
             seen.setdefault(ref, by_ref[ref])
         return list(seen.values())
 
-    def _set_users(self, ids: List[str]) -> None:
+    def _set_users(self, ids: list[str]) -> None:
         self._user_set = set(ids)
         self._users = ids
 
@@ -363,16 +317,17 @@ class DemoRuntime:
     # ------------------------------------------------------------------ state
 
     def entity_count(self) -> int:
-        from ..lifecycle import count_project_keys
+        from feast_redis_hexpire.maintenance import count_project_keys
 
         return count_project_keys(self.client, self.store_config.key_prefix, self.project)
 
-    def state(self) -> Dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         return {
             "project": self.project,
             "redis": {"where": self.redis_label, "version": self.redis_version},
             "repo": str(self.workdir),
-            "key_pattern": project_prefix(self.store_config.key_prefix, self.project, hash_tag_of(self.store_config)) + "*",
+            "key_pattern": project_prefix(self.store_config.key_prefix, self.project, hash_tag_of(self.store_config))
+            + "*",
             "entities": self.entity_count(),
             "users_loaded": len(self._users),
             "first_user": self._users[0] if self._users else None,
@@ -401,7 +356,7 @@ class DemoRuntime:
 
     def _new_worker(self, users: Sequence[str]) -> None:
         """Replace the worker so it streams for exactly the loaded users (caller holds _worker_lock)."""
-        from ..streaming import StreamingWorker
+        from feature_repo.stream_producer import StreamingWorker
 
         old = self._worker
         if old is not None:
@@ -411,8 +366,11 @@ class DemoRuntime:
                 self._retired[name] += int(status.get(name) or 0)
             self._retired_last_error = status.get("last_error") or getattr(self, "_retired_last_error", None)
         self._worker = StreamingWorker(
-            self.store, list(users), interval_seconds=self.worker_interval,
-            batch_size=self.worker_batch_size, seed=WORKER_SEED,
+            self.store,
+            list(users),
+            interval_seconds=self.worker_interval,
+            batch_size=self.worker_batch_size,
+            seed=WORKER_SEED,
         )
         self._worker_started = False
 
@@ -433,11 +391,17 @@ class DemoRuntime:
         elif self._worker_started:
             worker.pause()
 
-    def worker_status(self) -> Dict[str, Any]:
+    def worker_status(self) -> dict[str, Any]:
         with self._worker_lock:
             worker = self._worker
             if worker is None:
-                status: Dict[str, Any] = {"state": "idle", "ticks": 0, "rows_pushed": 0, "failed_ticks": 0, "last_error": None}
+                status: dict[str, Any] = {
+                    "state": "idle",
+                    "ticks": 0,
+                    "rows_pushed": 0,
+                    "failed_ticks": 0,
+                    "last_error": None,
+                }
             else:
                 status = dict(worker.status())
                 if not self._worker_started:
@@ -451,7 +415,7 @@ class DemoRuntime:
                 status["note"] = "no users loaded"
             return _jsonable(status)
 
-    def toggle_worker(self, action: Optional[str] = None) -> Dict[str, Any]:
+    def toggle_worker(self, action: str | None = None) -> dict[str, Any]:
         if action not in (None, "pause", "resume"):
             raise DemoError(f"action must be 'pause' or 'resume', got {action!r}", 422)
         with self._worker_lock:
@@ -466,15 +430,15 @@ class DemoRuntime:
 
     # ------------------------------------------------------------------ bulk load
 
-    def _stats(self) -> Dict[str, int]:
+    def _stats(self) -> dict[str, int]:
         return dict(self.online_store.stats.as_dict())
 
     def bulk_load(
         self,
         users: int = DEFAULT_USERS,
-        batch_ttl_seconds: Optional[int] = None,
-        stream_ttl_seconds: Optional[int] = None,
-    ) -> Dict[str, Any]:
+        batch_ttl_seconds: int | None = None,
+        stream_ttl_seconds: int | None = None,
+    ) -> dict[str, Any]:
         """Generate the parquet data for ``users`` users and materialize every view.
 
         The worker is held paused during the load, so the counters it reports are the
@@ -502,7 +466,7 @@ class DemoRuntime:
         finally:
             self._admin_lock.release()
 
-    def _bulk_load_locked(self, users: int, batch_ttl: Optional[int], stream_ttl: Optional[int]) -> Dict[str, Any]:
+    def _bulk_load_locked(self, users: int, batch_ttl: int | None, stream_ttl: int | None) -> dict[str, Any]:
         store_config = self.store_config
         if batch_ttl is not None:
             store_config.batch_ttl_seconds = batch_ttl
@@ -562,19 +526,17 @@ class DemoRuntime:
             "finished_at": _utcnow().isoformat(),
         }
         self._last_load = result
-        logger.info(
-            "bulk load: %d users in %.2fs (%d rows written)", users, total, result["rows_written"]
-        )
+        logger.info("bulk load: %d users in %.2fs (%d rows written)", users, total, result["rows_written"])
         return result
 
     # ------------------------------------------------------------------ reset
 
     def _delete_project_keys(self) -> int:
-        from ..lifecycle import delete_project
+        from feast_redis_hexpire.maintenance import delete_project
 
         return delete_project(self.client, self.store_config.key_prefix, self.project)
 
-    def reset(self) -> Dict[str, Any]:
+    def reset(self) -> dict[str, Any]:
         """Drop every entity of the demo project. The worker stops pushing (it would
         recreate them); a bulk load brings users and the worker back."""
         if not self._admin_lock.acquire(blocking=False):
@@ -609,7 +571,7 @@ class DemoRuntime:
         field_ttls = [int(t) for t in replies[1]] if fields else []
         return key_ttl, field_ttls
 
-    def read(self, user_id: str, features: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    def read(self, user_id: str, features: Sequence[str] | None = None) -> dict[str, Any]:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
         from feast.type_map import feast_value_type_to_python_type
 
@@ -665,7 +627,7 @@ class DemoRuntime:
             "features": rows,
         }
 
-    def batch_read(self, count: int, features: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    def batch_read(self, count: int, features: Sequence[str] | None = None) -> dict[str, Any]:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
         if not self._users:
@@ -682,9 +644,7 @@ class DemoRuntime:
         after = self._stats()
         proto = response.proto
         present = FieldStatus.PRESENT
-        feature_columns = [
-            i for i, name in enumerate(proto.metadata.feature_names.val) if name != self.join_key
-        ]
+        feature_columns = [i for i, name in enumerate(proto.metadata.feature_names.val) if name != self.join_key]
         returned = [0] * len(ids)
         for i in feature_columns:
             for j, status in enumerate(proto.results[i].statuses):
@@ -702,7 +662,7 @@ class DemoRuntime:
             "entities": [{"user_id": uid, "returned": n} for uid, n in zip(ids, returned)],
         }
 
-    def inspect(self, user_id: str) -> Dict[str, Any]:
+    def inspect(self, user_id: str) -> dict[str, Any]:
         user_id = self.check_user(user_id)
         entity = inspect_key(self.client, self.key_of(user_id), self.layouts)
         out = entity.as_dict()

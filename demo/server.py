@@ -1,4 +1,4 @@
-"""`feast-redis-hexpire demo`: pick a Redis, build the demo runtime, serve the page.
+"""`python -m demo` (`make demo`): pick a Redis, build the demo runtime, serve the page.
 
 Redis: ``--redis-url``, else ``$REDIS_URL``, else a private local redis-server (built
 once from source if no Redis >= 7.4 is installed) that is stopped on exit.
@@ -16,8 +16,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from . import DEFAULT_SOURCE_REPO, DEFAULT_USERS, MAX_USERS
 
@@ -27,7 +28,10 @@ DEFAULT_STREAM_TTL = 60
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--redis-url", "--connection-string", dest="redis_url", metavar="URL",
+        "--redis-url",
+        "--connection-string",
+        dest="redis_url",
+        metavar="URL",
         help="Redis >= 7.4 to use (default: $REDIS_URL, else start a private local redis-server)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
@@ -36,22 +40,29 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--users", type=int, default=DEFAULT_USERS, help=f"users loaded at start, 1..{MAX_USERS} (default: %(default)s)"
     )
     parser.add_argument(
-        "--batch-ttl-seconds", type=int, default=None,
+        "--batch-ttl-seconds",
+        type=int,
+        default=None,
         help="key TTL of batch writes (default: the repo's batch_ttl_seconds, 172800)",
     )
     parser.add_argument(
-        "--stream-ttl-seconds", type=int, default=DEFAULT_STREAM_TTL,
+        "--stream-ttl-seconds",
+        type=int,
+        default=DEFAULT_STREAM_TTL,
         help="per-field TTL of streamed features (default: %(default)s, shorter than the repo's 300 "
         "so that pausing the worker shows its effect within a minute)",
     )
     parser.add_argument(
-        "--no-reset", dest="reset", action="store_false",
+        "--no-reset",
+        dest="reset",
+        action="store_false",
         help="keep the demo project's existing keys (default: delete them first)",
     )
     parser.add_argument("--repo", default=None, help="feature repo to copy (default: the checkout's feature_repo/)")
     parser.add_argument("--project", default=None, help="Feast project name (default: the repo's, hexpire_demo)")
     parser.add_argument(
-        "--workdir", default=None,
+        "--workdir",
+        default=None,
         help="where to put the working copy of the repo (default: a temporary directory, removed on exit)",
     )
     parser.add_argument("--worker-interval", type=float, default=1.0, help="seconds between stream pushes")
@@ -59,7 +70,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-worker", dest="worker", action="store_false", help="start with the worker paused")
 
 
-def _source_repo(arg: Optional[str]) -> Path:
+def _source_repo(arg: str | None) -> Path:
     if arg:
         return Path(arg)
     for candidate in (DEFAULT_SOURCE_REPO, Path.cwd() / "feature_repo"):
@@ -78,16 +89,16 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 @contextlib.contextmanager
-def _redis(url: Optional[str]) -> Iterator[Any]:
-    from ..local_redis import ExternalRedis, check_server_version, server_for_local_use
-    from .runtime import _redacted
+def _redis(url: str | None) -> Iterator[Any]:
+    from devsupport.redis_server import ExternalRedis, check_server_version, server_for_local_use
+    from feast_redis_hexpire.redaction import redact
 
     if url:
         if "://" not in url:
             url = f"redis://{url}"
         version = check_server_version(url)
         print(
-            f"[redis] using {_redacted(url)} (Redis {'.'.join(map(str, version))}); it will be left running",
+            f"[redis] using {redact(url)} (Redis {'.'.join(map(str, version))}); it will be left running",
             flush=True,
         )
         yield ExternalRedis.from_url(url)
@@ -98,7 +109,7 @@ def _redis(url: Optional[str]) -> Iterator[Any]:
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("feast", "feast_redis_hexpire.streaming", "httpx"):
+    for noisy in ("feast", "feature_repo.stream_producer", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -107,7 +118,8 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ..local_redis import RedisProvisioningError
+    from devsupport.redis_binary import RedisProvisioningError
+
     from .runtime import DemoError, DemoRuntime
 
     _configure_logging()
@@ -184,7 +196,7 @@ def _announce(server: Any, host: str, port: int) -> None:
 class BackgroundServer:
     """uvicorn in a daemon thread on a free port: for tests and scripts."""
 
-    def __init__(self, runtime: Any, host: str = "127.0.0.1", port: Optional[int] = None) -> None:
+    def __init__(self, runtime: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
         import uvicorn
 
         from .app import create_app
@@ -200,7 +212,7 @@ class BackgroundServer:
         )
         self.thread = threading.Thread(target=self.server.run, name="demo-http", daemon=True)
 
-    def start(self, timeout: float = 30) -> "BackgroundServer":
+    def start(self, timeout: float = 30) -> BackgroundServer:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
@@ -213,7 +225,7 @@ class BackgroundServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

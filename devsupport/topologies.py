@@ -1,51 +1,29 @@
-"""Real Redis topologies on 127.0.0.1 for the topology tests: a Redis Cluster made with
-`redis-cli --cluster create`, a Sentinel group, a TLS server with a throwaway CA, and
-ACL users. Every process is a LocalRedisServer (local_redis), stopped by `stop()` even
-when start-up fails half way; nothing listens beyond loopback.
+"""Real Redis topologies on 127.0.0.1: a Redis Cluster made with `redis-cli --cluster
+create`, a Sentinel group, and a TLS server with a throwaway CA. Every process is a
+LocalRedisServer, stopped by `stop()` even when start-up fails half way; nothing listens
+beyond loopback. Used by the topology tests and the fault-injection tests.
 """
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
-import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import redis
 
-from feast_redis_hexpire.local_redis import LocalRedisServer, find_tool, free_port
+from .net import free_port
+from .net import wait_until as _wait_until
+from .redis_binary import find_tool
+from .redis_server import LocalRedisServer
 
 HOST = "127.0.0.1"
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "topologies.md"
-_ACL_LINE_START = "ACL SETUSER feast on >CHANGE-ME ~fs:* resetchannels -@all "
-
-
-def documented_acl_rules() -> tuple[str, str]:
-    """The command rules of the two ACL lines in docs/topologies.md (standalone/Sentinel,
-    then Cluster), read from the doc itself so the tests grant exactly what it says."""
-    lines = [line[len(_ACL_LINE_START):].strip() for line in DOCS.read_text().splitlines()
-             if line.startswith(_ACL_LINE_START)]
-    assert len(lines) == 2, f"expected two ACL lines in {DOCS}, found {len(lines)}"
-    return lines[0], lines[1]
-
-
-STORE_ACL_RULES, CLUSTER_STORE_ACL_RULES = documented_acl_rules()
-
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    last_error: Optional[BaseException] = None
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except redis.RedisError as exc:  # servers in transition refuse or redirect for a moment
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+    """Poll until truthy; servers in transition refuse or redirect for a moment."""
+    _wait_until(predicate, timeout, what, interval, retry_on=(redis.RedisError,))
 
 
 def redis_cli(*args: str, timeout: float = 60) -> str:
@@ -59,14 +37,6 @@ def admin(port: int, **kwargs) -> redis.Redis:
     return redis.Redis(host=HOST, port=port, socket_timeout=10, **kwargs)
 
 
-def create_acl_user(client: redis.Redis, user: str, password: str, key_prefix: str, rules: str) -> None:
-    """`ACL SETUSER <user> reset on ><password> ~<key_prefix>:* resetchannels -@all <rules>`."""
-    client.execute_command(
-        "ACL", "SETUSER", user, "reset", "on", f">{password}", f"~{key_prefix}:*", "resetchannels", "-@all",
-        *rules.split(),
-    )
-
-
 # ------------------------------------------------------------------ processes
 
 
@@ -75,12 +45,14 @@ class Topology:
     """Servers started together and stopped together."""
 
     root: Path
-    servers: List[LocalRedisServer] = field(default_factory=list)
+    servers: list[LocalRedisServer] = field(default_factory=list)
 
-    def start_server(self, name: str, extra_args: Sequence[str] = (), binary: Optional[Path] = None,
-                     port: Optional[int] = None) -> LocalRedisServer:
-        server = LocalRedisServer(port=port, binary=binary, extra_args=extra_args, workdir=self.root / name,
-                                  log=lambda _: None)
+    def start_server(
+        self, name: str, extra_args: Sequence[str] = (), binary: Path | None = None, port: int | None = None
+    ) -> LocalRedisServer:
+        server = LocalRedisServer(
+            port=port, binary=binary, extra_args=extra_args, workdir=self.root / name, log=lambda _: None
+        )
         self.servers.append(server)  # before start: a half-started server is still stopped
         server.start()
         return server
@@ -90,7 +62,7 @@ class Topology:
         for server in reversed(self.servers):
             try:
                 server.stop()
-            except Exception as exc:  # keep stopping the others
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
                 errors.append(exc)
         self.servers.clear()
         if errors:
@@ -115,18 +87,31 @@ class Cluster(Topology):
         self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         try:
             for i in range(self.primaries_count * (1 + self.replicas)):
-                self.start_server(f"node{i}", [
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", str(self.node_timeout_ms),
-                    # Explicit bus port: the default (port + 10000) may be out of range or taken.
-                    "--cluster-port", str(free_port()),
-                ])
-            redis_cli("--cluster", "create", *(f"{HOST}:{s.port}" for s in self.servers),
-                      "--cluster-replicas", str(self.replicas), "--cluster-yes")
+                self.start_server(
+                    f"node{i}",
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        str(self.node_timeout_ms),
+                        # Explicit bus port: the default (port + 10000) may be out of range or taken.
+                        "--cluster-port",
+                        str(free_port()),
+                    ],
+                )
+            redis_cli(
+                "--cluster",
+                "create",
+                *(f"{HOST}:{s.port}" for s in self.servers),
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            )
             self.wait_healthy()
         except BaseException:
             self.stop()
@@ -134,7 +119,7 @@ class Cluster(Topology):
         return self
 
     @property
-    def ports(self) -> List[int]:
+    def ports(self) -> list[int]:
         return [s.port for s in self.servers]
 
     @property
@@ -142,7 +127,7 @@ class Cluster(Topology):
         """Feast's format with every node as a startup node."""
         return ",".join(f"{HOST}:{p}" for p in self.ports)
 
-    def nodes(self) -> List[Dict[str, object]]:
+    def nodes(self) -> list[dict[str, object]]:
         """CLUSTER NODES as seen by the first node that answers."""
         for port in self.ports:
             try:
@@ -154,14 +139,19 @@ class Cluster(Topology):
             out = []
             for line in text.strip().splitlines():
                 parts = line.split()
-                out.append({
-                    "id": parts[0], "port": int(parts[1].split("@")[0].rsplit(":", 1)[1]),
-                    "flags": parts[2].split(","), "master": parts[3], "slots": parts[8:],
-                })
+                out.append(
+                    {
+                        "id": parts[0],
+                        "port": int(parts[1].split("@")[0].rsplit(":", 1)[1]),
+                        "flags": parts[2].split(","),
+                        "master": parts[3],
+                        "slots": parts[8:],
+                    }
+                )
             return out
         raise AssertionError("no cluster node answers")
 
-    def primary_ports(self) -> List[int]:
+    def primary_ports(self) -> list[int]:
         return sorted(n["port"] for n in self.nodes() if "master" in n["flags"] and n["slots"])
 
     def node_id(self, port: int) -> str:
@@ -196,14 +186,17 @@ class Cluster(Topology):
 
         wait_until(healthy, timeout, "a healthy, consistent cluster")
 
-    def for_each_primary(self, fn: Callable[[redis.Redis], object]) -> Dict[int, object]:
+    def for_each_primary(self, fn: Callable[[redis.Redis], object]) -> dict[int, object]:
         return {port: fn(admin(port)) for port in self.primary_ports()}
 
     def failover(self, replica_port: int, timeout: float = 20) -> None:
         """CLUSTER FAILOVER on a replica (the coordinated kind: no acknowledged write is lost)."""
         assert admin(replica_port).execute_command("CLUSTER", "FAILOVER") in (b"OK", "OK", True)
-        wait_until(lambda: admin(replica_port).info("replication")["role"] == "master", timeout,
-                   f"replica {replica_port} to become a primary")
+        wait_until(
+            lambda: admin(replica_port).info("replication")["role"] == "master",
+            timeout,
+            f"replica {replica_port} to become a primary",
+        )
         self.wait_healthy(timeout)
 
 
@@ -217,20 +210,35 @@ class SentinelGroup(Topology):
         super().__init__(root)
         self.sentinel_count = sentinels
         self.master_name = master_name
-        self.sentinel_ports: List[int] = []
+        self.sentinel_ports: list[int] = []
 
-    def start(self) -> "SentinelGroup":
+    def start(self) -> SentinelGroup:
         try:
             primary = self.start_server("primary")
             self.start_server("replica", ["--replicaof", HOST, str(primary.port)])
             quorum = self.sentinel_count // 2 + 1
             sentinel_binary = find_tool("redis-sentinel")
             for i in range(self.sentinel_count):
-                sentinel = self.start_server(f"sentinel{i}", [
-                    "--sentinel", "monitor", self.master_name, HOST, str(primary.port), str(quorum),
-                    "--sentinel", "down-after-milliseconds", self.master_name, "2000",
-                    "--sentinel", "failover-timeout", self.master_name, "10000",
-                ], binary=sentinel_binary)
+                sentinel = self.start_server(
+                    f"sentinel{i}",
+                    [
+                        "--sentinel",
+                        "monitor",
+                        self.master_name,
+                        HOST,
+                        str(primary.port),
+                        str(quorum),
+                        "--sentinel",
+                        "down-after-milliseconds",
+                        self.master_name,
+                        "2000",
+                        "--sentinel",
+                        "failover-timeout",
+                        self.master_name,
+                        "10000",
+                    ],
+                    binary=sentinel_binary,
+                )
                 self.sentinel_ports.append(sentinel.port)
             wait_until(self._ready, 30, "the replica in sync and every sentinel seeing it")
         except BaseException:
@@ -240,7 +248,7 @@ class SentinelGroup(Topology):
 
     def _ready(self) -> bool:
         """The replica is in sync and every sentinel knows it (a failover needs a candidate)."""
-        primary, replica = self.data_ports()
+        _primary, replica = self.data_ports()
         if admin(replica).info("replication").get("master_link_status") != "up":
             return False
         for port in self.sentinel_ports:
@@ -253,13 +261,14 @@ class SentinelGroup(Topology):
     def connection_string(self) -> str:
         return ",".join(f"{HOST}:{p}" for p in self.sentinel_ports)
 
-    def data_ports(self) -> List[int]:
+    def data_ports(self) -> list[int]:
         return [s.port for s in self.servers[:2]]
 
     def primary_port(self) -> int:
         """The primary as the first sentinel reports it."""
-        host, port = admin(self.sentinel_ports[0]).execute_command(
-            "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
+        _host, port = admin(self.sentinel_ports[0]).execute_command(
+            "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name
+        )
         return int(port)
 
     def failover(self, timeout: float = 30) -> int:
@@ -273,8 +282,7 @@ class SentinelGroup(Topology):
             for port in self.sentinel_ports:
                 _, p = admin(port).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
                 ports.add(int(p))
-            return len(ports) == 1 and old not in ports and \
-                admin(ports.pop()).info("replication")["role"] == "master"
+            return len(ports) == 1 and old not in ports and admin(ports.pop()).info("replication")["role"] == "master"
 
         wait_until(switched, timeout, "every sentinel to report the new primary")
         return self.primary_port()
@@ -301,8 +309,20 @@ def make_certificates(directory: Path) -> Certificates:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
 
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
-    openssl("req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "2", "-subj", "/CN=feast-hexpire-test-ca",
-            "-out", "ca.crt")
+    openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-sha256",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=feast-hexpire-test-ca",
+        "-out",
+        "ca.crt",
+    )
     for name, extensions in (
         ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
         ("client", "extendedKeyUsage=clientAuth\n"),
@@ -310,144 +330,43 @@ def make_certificates(directory: Path) -> Certificates:
         (directory / f"{name}.ext").write_text(extensions)
         openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key")
         openssl("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "2", "-sha256", "-extfile", f"{name}.ext", "-out", f"{name}.crt")
-    return Certificates(directory / "ca.crt", directory / "server.crt", directory / "server.key",
-                        directory / "client.crt", directory / "client.key")
-
-
-def tls_server_args(certs: Certificates, tls_port: int, require_client_cert: bool = True) -> List[str]:
-    return [
-        "--tls-port", str(tls_port),
-        "--tls-cert-file", str(certs.server_cert),
-        "--tls-key-file", str(certs.server_key),
-        "--tls-ca-cert-file", str(certs.ca),
-        "--tls-auth-clients", "yes" if require_client_cert else "no",
-    ]
-
-
-# ------------------------------------------------------------------ round trips
-
-
-@contextlib.contextmanager
-def count_round_trips() -> Iterator[Dict[str, int]]:
-    """Counts packed sends per server ("host:port") for sync and async redis-py
-    connections: one send of a pipeline is one round trip to that server."""
-    import redis.asyncio.connection as async_connection
-    import redis.connection as sync_connection
-
-    counts: Dict[str, int] = {}
-    sync_send = sync_connection.AbstractConnection.send_packed_command
-    async_send = async_connection.AbstractConnection.send_packed_command
-
-    def counted_sync(self, command, check_health=True):
-        name = f"{self.host}:{self.port}"
-        counts[name] = counts.get(name, 0) + 1
-        return sync_send(self, command, check_health)
-
-    async def counted_async(self, command, check_health=True):
-        name = f"{self.host}:{self.port}"
-        counts[name] = counts.get(name, 0) + 1
-        return await async_send(self, command, check_health)
-
-    sync_connection.AbstractConnection.send_packed_command = counted_sync
-    async_connection.AbstractConnection.send_packed_command = counted_async
-    try:
-        yield counts
-    finally:
-        sync_connection.AbstractConnection.send_packed_command = sync_send
-        async_connection.AbstractConnection.send_packed_command = async_send
-
-
-# ------------------------------------------------------------------ the Feast workflow
-
-
-def _feast_objects(repo) -> list:
-    """Every Feast object defined in the repo copy's features.py (what `feast apply` finds)."""
-    import importlib.util
-
-    from feast import Entity, FeatureService, FeatureView
-    from feast.data_source import DataSource
-
-    spec = importlib.util.spec_from_file_location(f"features_{repo.project}", repo.path / "features.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    kinds = (Entity, FeatureView, FeatureService, DataSource)
-    return [value for value in vars(module).values() if isinstance(value, kinds)]
-
-
-def feast_workflow(repo_dir: Path, project: str, connection_string: str, raw, *, count: int = 30,
-                   **online) -> Dict[str, object]:
-    """apply, materialize, push, read (sync and async, all entities in one batch, in a
-    shuffled order), teardown: the whole life of a feature repo against one topology.
-
-    `raw` is an admin client on the same topology (RedisCluster for a cluster) used to
-    check what landed in Redis. `online` overrides online_store settings (redis_type,
-    hash_tag, ...). Returns the entity keys written, for topology-specific checks."""
-    import asyncio
-    import random
-    from datetime import datetime, timedelta, timezone
-
-    import yaml
-    from e2e_helpers import (
-        ALL_FEATURE_REFS, FEATURES, activity_frame, expected_fields, hgetall_text, latest_per_user, make_repo,
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.crt",
+        )
+    return Certificates(
+        directory / "ca.crt",
+        directory / "server.crt",
+        directory / "server.key",
+        directory / "client.crt",
+        directory / "client.key",
     )
-    from feast.data_source import PushMode
 
-    from feast_redis_hexpire.keys import project_prefix
 
-    repo = make_repo(repo_dir, project, connection_string, count=count)
-    settings_path = repo.path / "feature_store.yaml"
-    settings = yaml.safe_load(settings_path.read_text())
-    settings["online_store"].update(online)
-    settings_path.write_text(yaml.safe_dump(settings, sort_keys=False))
-    prefix = project_prefix(repo.key_prefix, project, online.get("hash_tag", "none"))
-
-    def key(uid: str) -> bytes:
-        return f"{prefix}user_id={uid}".encode()
-
-    now = repo.regenerate(datetime.now(timezone.utc))["now"]
-    users = repo.data["user_ids"]
-    store = repo.store()
-    store.apply(_feast_objects(repo))  # `feast apply`: the store's update() and its checks
-
-    end = datetime.now(timezone.utc) + timedelta(seconds=5)
-    store.materialize(now - timedelta(days=3), end)
-    latest = {view: latest_per_user(repo.frame(view), end=end) for view in FEATURES}
-    for uid in users:
-        want: Dict[str, str] = {}
-        for view in FEATURES:
-            want.update(expected_fields(view, latest[view][uid]))
-        assert hgetall_text(raw, key(uid)) == want, uid
-
-    pushed = users[: max(1, count // 5)]
-    store.push("user_activity_push", activity_frame(pushed, datetime.now(timezone.utc)), to=PushMode.ONLINE)
-
-    order = list(users)
-    random.Random(7).shuffle(order)
-    rows = [{"user_id": uid} for uid in order]
-    got = store.get_online_features(features=ALL_FEATURE_REFS, entity_rows=rows).to_dict()
-    assert got["user_id"] == order
-    for i, uid in enumerate(order):
-        assert got["risk_segment"][i] == latest["user_profile"][uid]["risk_segment"], uid
-        assert got["tx_count_7d"][i] == latest["user_tx_stats"][uid]["tx_count_7d"], uid
-        if uid in pushed:
-            assert got["tx_count_5m"][i] == 10 + pushed.index(uid), uid
-            assert got["last_device_id"][i] == f"dev-push-{pushed.index(uid)}", uid
-        else:
-            assert got["tx_count_5m"][i] == latest["user_activity"][uid]["tx_count_5m"], uid
-
-    async def read_async():
-        try:
-            response = await store.get_online_features_async(features=ALL_FEATURE_REFS, entity_rows=rows)
-            return response.to_dict()
-        finally:
-            await store.close()
-
-    assert asyncio.run(read_async()) == got
-
-    keys = [key(uid) for uid in users]
-    store.teardown()  # `feast teardown`: every key of the project, on every primary
-    leftovers = list(raw.scan_iter(match=f"{repo.key_prefix}:*{project}*", count=1000))
-    assert leftovers == [], leftovers[:5]
-    return {"keys": keys, "users": users}
+def tls_server_args(certs: Certificates, tls_port: int, require_client_cert: bool = True) -> list[str]:
+    return [
+        "--tls-port",
+        str(tls_port),
+        "--tls-cert-file",
+        str(certs.server_cert),
+        "--tls-key-file",
+        str(certs.server_key),
+        "--tls-ca-cert-file",
+        str(certs.ca),
+        "--tls-auth-clients",
+        "yes" if require_client_cert else "no",
+    ]

@@ -100,9 +100,10 @@ user_tx_stats = FeatureView(
 user_activity = FeatureView(
     name="user_activity",
     entities=[user],
-    # Streaming aggregates are only meaningful while fresh: same horizon as the
-    # online stream TTL (stream_ttl_seconds: 300).
-    ttl=timedelta(minutes=5),
+    # No Feast `ttl=` here: how long pushed fields live online is the store's
+    # stream_ttl_seconds (feature_store.yaml), which the demo changes at runtime. A Feast
+    # ttl= on a stream view would take precedence over it (and a hexpire.ttl_seconds tag
+    # over both).
     schema=[
         Field(name="last_login_ts", dtype=UnixTimestamp),
         Field(name="last_device_id", dtype=String),

@@ -24,7 +24,7 @@ import json
 import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any
 
 import pandas as pd
 
@@ -35,10 +35,10 @@ RISK_SEGMENTS = ["low", "medium", "high"]
 ACTIVITY_EVERY = timedelta(hours=6)
 
 
-def user_ids_for(count: int) -> List[str]:
-    """``u0001``.. zero-padded to at least 4 digits so ids sort like numbers."""
-    width = max(4, len(str(count)))
-    return [f"u{i:0{width}d}" for i in range(1, count + 1)]
+def user_ids_for(count: int) -> list[str]:
+    """``u0001``, ``u0002``, ... ``u9999``, ``u10000``: one format at every count, so loading
+    more users never renames the ones already loaded."""
+    return [f"u{i:04d}" for i in range(1, count + 1)]
 
 
 def _created(ts: datetime, now: datetime) -> datetime:
@@ -46,9 +46,7 @@ def _created(ts: datetime, now: datetime) -> datetime:
     return min(ts + timedelta(seconds=2), now)
 
 
-def _user_rows(
-    uid: str, seed: int, days: int, now: datetime
-) -> Dict[str, List[Dict[str, Any]]]:
+def _user_rows(uid: str, seed: int, days: int, now: datetime) -> dict[str, list[dict[str, Any]]]:
     rng = random.Random(f"{seed}:{uid}")
     home = rng.choice(COUNTRIES)
     segment = rng.choices(RISK_SEGMENTS, weights=[70, 22, 8])[0]
@@ -60,8 +58,8 @@ def _user_rows(
     # The daily batch job runs at a per-user offset before "now".
     batch_offset = timedelta(seconds=rng.randint(60, 3600), microseconds=rng.randrange(10**6))
 
-    profile: List[Dict[str, Any]] = []
-    stats: List[Dict[str, Any]] = []
+    profile: list[dict[str, Any]] = []
+    stats: list[dict[str, Any]] = []
     for k in range(days - 1, -1, -1):  # oldest first
         ts = now - timedelta(days=k) - batch_offset
         if rng.random() < 0.05:
@@ -88,7 +86,7 @@ def _user_rows(
             }
         )
 
-    activity: List[Dict[str, Any]] = []
+    activity: list[dict[str, Any]] = []
     start = now - timedelta(days=days)
     times = []
     t = start + timedelta(seconds=rng.randint(0, int(ACTIVITY_EVERY.total_seconds()) - 1))
@@ -114,7 +112,7 @@ def _user_rows(
     return {"user_profile": profile, "user_tx_stats": stats, "user_activity": activity}
 
 
-def _frame(rows: List[Dict[str, Any]], int_cols: List[str]) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]], int_cols: list[str]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     for col in ("event_timestamp", "created", "last_login_ts"):
         if col in df:
@@ -125,12 +123,12 @@ def _frame(rows: List[Dict[str, Any]], int_cols: List[str]) -> pd.DataFrame:
 
 
 def generate(
-    out_dir: Union[str, Path],
+    out_dir: str | Path,
     count: int = 200,
     days: int = 7,
     seed: int = 42,
-    now: Optional[datetime] = None,
-) -> Dict[str, Any]:
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Write the three parquet files into ``out_dir`` and describe what was written.
 
     Returns ``{"out_dir", "now", "user_ids", "files": {view: path}, "rows": {view: n}}``;
@@ -146,7 +144,7 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
 
     uids = user_ids_for(count)
-    rows: Dict[str, List[Dict[str, Any]]] = {
+    rows: dict[str, list[dict[str, Any]]] = {
         "user_profile": [],
         "user_tx_stats": [],
         "user_activity": [],
@@ -160,7 +158,7 @@ def generate(
         "user_tx_stats": ["tx_count_7d", "chargeback_count_180d"],
         "user_activity": ["tx_count_5m", "failed_logins_15m"],
     }
-    files: Dict[str, str] = {}
+    files: dict[str, str] = {}
     for view, view_rows in rows.items():
         path = out / f"{view}.parquet"
         _frame(view_rows, int_cols[view]).to_parquet(path, index=False)
@@ -175,7 +173,7 @@ def generate(
     }
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--count", type=int, default=200, help="number of users")

@@ -10,7 +10,7 @@ HPEXPIREAT, so a user the worker stops touching loses its activity features afte
 
 CLI::
 
-    python -m feast_redis_hexpire.streaming --repo feature_repo \
+    python -m feature_repo.stream_producer --repo feature_repo \
         [--interval 1] [--users 200] [--batch-size 20] [--seed 7] \
         [--push-url http://127.0.0.1:6566] [--ticks N]
 
@@ -28,17 +28,20 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from .generate_data import user_ids_for
 
 if TYPE_CHECKING:  # feast is imported lazily: the HTTP mode does not need it in-process
     from feast import FeatureStore
 
-__all__ = ["StreamingWorker", "UserActivityState", "user_ids_for", "main"]
+__all__ = ["StreamingWorker", "UserActivityState", "main", "user_ids_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +49,6 @@ PUSH_SOURCE = "user_activity_push"
 TX_WINDOW = timedelta(minutes=5)
 FAILED_LOGIN_WINDOW = timedelta(minutes=15)
 COUNTRIES = ["US", "GB", "DE", "FR", "NL", "ES", "BR", "IN", "JP", "CA"]
-
-
-def user_ids_for(count: int) -> List[str]:
-    """Same ids as feature_repo/generate_data.py: ``u0001``.. zero-padded to >= 4 digits."""
-    width = max(4, len(str(count)))
-    return [f"u{i:0{width}d}" for i in range(1, count + 1)]
 
 
 def _utc_now() -> datetime:
@@ -63,12 +60,12 @@ class UserActivityState:
     """Rolling per-user state, so windowed counts rise and decay like real ones."""
 
     home_country: str
-    devices: List[str]
+    devices: list[str]
     last_login_ts: datetime
     last_device_id: str
     session_country: str
-    tx_times: Deque[datetime] = field(default_factory=deque)
-    failed_login_times: Deque[datetime] = field(default_factory=deque)
+    tx_times: deque[datetime] = field(default_factory=deque)
+    failed_login_times: deque[datetime] = field(default_factory=deque)
 
     def prune(self, now: datetime) -> None:
         while self.tx_times and self.tx_times[0] <= now - TX_WINDOW:
@@ -87,12 +84,12 @@ class StreamingWorker:
 
     def __init__(
         self,
-        store: Union["FeatureStore", str, Path, None],
+        store: FeatureStore | str | Path | None,
         user_ids: Sequence[str],
         interval_seconds: float = 1.0,
         batch_size: int = 20,
         seed: int = 0,
-        push_url: Optional[str] = None,
+        push_url: str | None = None,
         *,
         push_source_name: str = PUSH_SOURCE,
         http_timeout: float = 10.0,
@@ -111,7 +108,7 @@ class StreamingWorker:
 
             store = FeatureStore(repo_path=str(store))
         self.store = store
-        self.user_ids: List[str] = list(user_ids)
+        self.user_ids: list[str] = list(user_ids)
         self.interval_seconds = float(interval_seconds)
         self.batch_size = min(int(batch_size), len(self.user_ids))
         self.push_url = push_url.rstrip("/") if push_url else None
@@ -119,8 +116,8 @@ class StreamingWorker:
         self.http_timeout = http_timeout
         self._clock = clock
         self._rng = random.Random(seed)
-        self._users: Dict[str, UserActivityState] = {}
-        self.last_batch: Optional[pd.DataFrame] = None
+        self._users: dict[str, UserActivityState] = {}
+        self.last_batch: pd.DataFrame | None = None
         """The rows of the most recent tick (pushed or not): for dashboards and tests."""
 
         # _tick_lock is held for the whole of a tick: pause()/stop() take it to wait
@@ -129,13 +126,13 @@ class StreamingWorker:
         self._status_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._wake = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._paused = False
         self._ticks = 0
         self._rows_pushed = 0
         self._failed_ticks = 0
-        self._last_error: Optional[str] = None
-        self._last_tick_at: Optional[datetime] = None
+        self._last_error: str | None = None
+        self._last_tick_at: datetime | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -147,9 +144,7 @@ class StreamingWorker:
         self._stop_event.clear()
         with self._tick_lock:
             self._paused = False
-        self._thread = threading.Thread(
-            target=self._run, name="feast-hexpire-streaming", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="feast-hexpire-streaming", daemon=True)
         self._thread.start()
 
     def pause(self) -> None:
@@ -163,7 +158,7 @@ class StreamingWorker:
             self._paused = False
         self._wake.set()
 
-    def stop(self, timeout: Optional[float] = None) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Stop the thread after any in-flight tick; safe to call twice."""
         self._stop_event.set()
         self._wake.set()
@@ -172,7 +167,7 @@ class StreamingWorker:
             thread.join(timeout)
         self._thread = None
 
-    def status(self) -> Dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         """Counters for dashboards/tests; ``state`` is running, paused or stopped."""
         alive = self._thread is not None and self._thread.is_alive()
         if not alive or self._stop_event.is_set():
@@ -239,7 +234,7 @@ class StreamingWorker:
         logger.info("pushed %d user_activity rows", len(df))
         return len(df)
 
-    def next_batch(self, now: Optional[datetime] = None) -> pd.DataFrame:
+    def next_batch(self, now: datetime | None = None) -> pd.DataFrame:
         """Draw events for ``batch_size`` users at ``now`` and return the rows to push."""
         now = now or self._clock()
         users = self._rng.sample(self.user_ids, self.batch_size)
@@ -258,16 +253,14 @@ class StreamingWorker:
             state = UserActivityState(
                 home_country=home,
                 devices=devices,
-                last_login_ts=(now - timedelta(seconds=rng.randint(60, 6 * 3600))).replace(
-                    microsecond=0
-                ),
+                last_login_ts=(now - timedelta(seconds=rng.randint(60, 6 * 3600))).replace(microsecond=0),
                 last_device_id=devices[0],
                 session_country=home,
             )
             self._users[uid] = state
         return state
 
-    def _advance(self, uid: str, now: datetime) -> Dict[str, Any]:
+    def _advance(self, uid: str, now: datetime) -> dict[str, Any]:
         """Apply this tick's events to one user and return its feature row."""
         rng = self._rng
         st = self._state(uid, now)
@@ -282,9 +275,7 @@ class StreamingWorker:
                 if rng.random() < 0.08:  # a new phone / browser
                     st.devices.append(f"dev-{rng.randrange(16**6):06x}")
                 st.last_device_id = rng.choice(st.devices)
-                st.session_country = (
-                    st.home_country if rng.random() < 0.95 else rng.choice(COUNTRIES)
-                )
+                st.session_country = st.home_country if rng.random() < 0.95 else rng.choice(COUNTRIES)
         # Transactions: a few per user per minute at most.
         st.tx_times.extend([now] * rng.choices([0, 1, 2, 3], weights=[55, 30, 10, 5])[0])
         st.prune(now)
@@ -331,14 +322,14 @@ class StreamingWorker:
             raise RuntimeError(f"POST {self.push_url}/push -> HTTP {exc.code}: {body}") from exc
 
 
-def http_push_columns(df: pd.DataFrame) -> Dict[str, List[Any]]:
+def http_push_columns(df: pd.DataFrame) -> dict[str, list[Any]]:
     """Column-oriented JSON for feast serve (it rebuilds the frame with ``pd.DataFrame``).
 
     Event/created timestamps go as ISO-8601 strings (Feast parses them with
     ``pd.to_datetime``); UnixTimestamp *features* go as integer epoch seconds, the
     form Feast's value conversion accepts without a datetime object.
     """
-    out: Dict[str, List[Any]] = {}
+    out: dict[str, list[Any]] = {}
     for col in df.columns:
         series = df[col]
         if col in ("event_timestamp", "created"):
@@ -350,9 +341,9 @@ def http_push_columns(df: pd.DataFrame) -> Dict[str, List[Any]]:
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m feast_redis_hexpire.streaming",
+        prog="python -m feature_repo.stream_producer",
         description="Push synthetic user_activity features through Feast's push API.",
     )
     parser.add_argument("--repo", default="feature_repo", help="Feast repo directory")

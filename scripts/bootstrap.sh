@@ -70,4 +70,4 @@ fi
 
 # --- 3. Redis >= 7.4 ------------------------------------------------------------
 step "checking for Redis >= 7.4 (builds once from source if missing)"
-.venv/bin/python -m feast_redis_hexpire.local_redis ensure
+.venv/bin/python -m devsupport ensure

@@ -1,0 +1,73 @@
+"""`python -m devsupport ensure|serve`: a Redis >= 7.4 for this checkout.
+
+python -m devsupport ensure          print the redis-server path, building it once if needed
+python -m devsupport serve [--port]  run a throwaway Redis in the foreground until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from feast_redis_hexpire.redis_version import version_text
+
+from .redis_binary import RedisProvisioningError, binary_version, find_redis_server
+from .redis_server import LocalRedisServer, tail
+
+
+def _ensure(_: argparse.Namespace) -> int:
+    path = find_redis_server()
+    print(f"{path} (Redis {version_text(binary_version(path))})")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    stop_requested = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    server = LocalRedisServer(port=args.port)
+    try:
+        server.start()
+        print(f"Redis {version_text(binary_version(find_redis_server()))} listening on {server.url}")
+        print(f"  REDIS_URL={server.url}")
+        print(f"  Feast connection_string: {server.connection_string}")
+        print("Press Ctrl-C to stop.", flush=True)
+        while server.running and not stop_requested:
+            time.sleep(0.5)
+        if not server.running and not stop_requested:
+            log = tail(server.logfile) if server.logfile else ""
+            print(f"redis-server exited unexpectedly. Log tail:\n{log}")
+            return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    print("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devsupport", description="Find/build and run a local Redis >= 7.4 (needed for HEXPIRE)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("ensure", help="print the redis-server path and version, building it if needed")
+    serve = sub.add_parser("serve", help="run a throwaway Redis in the foreground until Ctrl-C")
+    serve.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
+    args = parser.parse_args(argv)
+    try:
+        return {"ensure": _ensure, "serve": _serve}[args.command](args)
+    except RedisProvisioningError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
