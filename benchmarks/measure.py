@@ -7,8 +7,9 @@ import contextlib
 import gc
 import io
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ class GcWatch:
         self.max_pause_s = 0.0
         self._t0 = 0.0
 
-    def _callback(self, phase: str, info: Dict[str, Any]) -> None:
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._t0 = time.perf_counter()
         else:
@@ -39,17 +40,20 @@ class GcWatch:
             self.max_pause_s = max(self.max_pause_s, pause)
             self.collections[info["generation"]] += 1
 
-    def __enter__(self) -> "GcWatch":
+    def __enter__(self) -> GcWatch:
         gc.callbacks.append(self._callback)
         return self
 
     def __exit__(self, *exc: object) -> None:
         gc.callbacks.remove(self._callback)
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
-            "gen0": self.collections[0], "gen1": self.collections[1], "gen2": self.collections[2],
-            "pause_ms_total": round(self.pause_s * 1000, 3), "pause_ms_max": round(self.max_pause_s * 1000, 3),
+            "gen0": self.collections[0],
+            "gen1": self.collections[1],
+            "gen2": self.collections[2],
+            "pause_ms_total": round(self.pause_s * 1000, 3),
+            "pause_ms_max": round(self.max_pause_s * 1000, 3),
         }
 
 
@@ -90,18 +94,18 @@ class WriteBatchTimer:
 
         online_store.online_write_batch = timed_write_batch
 
-    def take(self) -> Dict[str, Any]:
+    def take(self) -> dict[str, Any]:
         out = {"seconds": round(self.seconds, 4), "calls": self.calls, "rows": self.rows}
         self.seconds, self.calls, self.rows = 0.0, 0, 0
         return out
 
 
-def commandstats(client) -> Dict[str, Dict[str, float]]:
+def commandstats(client) -> dict[str, dict[str, float]]:
     stats = client.info("commandstats")
-    return {k[len("cmdstat_"):]: {"calls": v.get("calls", 0), "usec": v.get("usec", 0)} for k, v in stats.items()}
+    return {k[len("cmdstat_") :]: {"calls": v.get("calls", 0), "usec": v.get("usec", 0)} for k, v in stats.items()}
 
 
-def server_delta(before: Dict[str, Dict[str, float]], after: Dict[str, Dict[str, float]], rows: int) -> Dict[str, Any]:
+def server_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], rows: int) -> dict[str, Any]:
     """Redis-side time per command between two snapshots (no CONFIG RESETSTAT: safe on a shared server).
     Commands a Lua script calls are counted inside EVALSHA's time *and* on their own line."""
     commands = {}
@@ -114,8 +118,7 @@ def server_delta(before: Dict[str, Dict[str, float]], after: Dict[str, Dict[str,
         top = commands["evalsha"]["usec"]
     else:
         top = sum(c["usec"] for c in commands.values())
-    return {"commands": commands, "top_level_usec": int(top),
-            "usec_per_row": round(top / rows, 3) if rows else None}
+    return {"commands": commands, "top_level_usec": int(top), "usec_per_row": round(top / rows, 3) if rows else None}
 
 
 @dataclass
@@ -123,22 +126,28 @@ class Throughput:
     rows: int
     seconds: float
     cpu_seconds: float  # this process's CPU time (user+sys): less sensitive to a busy machine
-    gc: Dict[str, Any] = field(default_factory=dict)
-    extra: Dict[str, Any] = field(default_factory=dict)
+    gc: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds else float("nan")
 
-    def as_dict(self) -> Dict[str, Any]:
-        return {"rows": self.rows, "seconds": round(self.seconds, 4), "rows_per_s": round(self.rows_per_s, 1),
-                "cpu_seconds": round(self.cpu_seconds, 4),
-                "rows_per_cpu_s": round(self.rows / self.cpu_seconds, 1) if self.cpu_seconds else None,
-                "gc": self.gc, **self.extra}
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "seconds": round(self.seconds, 4),
+            "rows_per_s": round(self.rows_per_s, 1),
+            "cpu_seconds": round(self.cpu_seconds, 4),
+            "rows_per_cpu_s": round(self.rows / self.cpu_seconds, 1) if self.cpu_seconds else None,
+            "gc": self.gc,
+            **self.extra,
+        }
 
 
-def measure_throughput(rows: int, fn: Callable[[], Any], client=None,
-                       timer: Optional[WriteBatchTimer] = None) -> Throughput:
+def measure_throughput(
+    rows: int, fn: Callable[[], Any], client=None, timer: WriteBatchTimer | None = None
+) -> Throughput:
     """One timed run. gc.collect() first, so no run inherits another's garbage. With a
     client, also the Redis-side time (commandstats delta); with a timer, the store's share."""
     gc.collect()
@@ -149,7 +158,7 @@ def measure_throughput(rows: int, fn: Callable[[], Any], client=None,
         cpu0 = time.process_time()
         seconds = timed(fn)
         cpu = time.process_time() - cpu0
-    extra: Dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     if timer is not None:
         store = timer.take()
         extra["online_write_batch"] = store
@@ -160,7 +169,7 @@ def measure_throughput(rows: int, fn: Callable[[], Any], client=None,
     return Throughput(rows, seconds, cpu, watch.as_dict(), extra)
 
 
-def summarize_repeats(runs: List[Throughput]) -> Dict[str, Any]:
+def summarize_repeats(runs: list[Throughput]) -> dict[str, Any]:
     """Median of the repeats (by wall time) plus every run."""
     ordered = sorted(runs, key=lambda t: t.seconds)
     median = ordered[len(ordered) // 2]
@@ -178,13 +187,12 @@ def raw_key(prefix: str, user_id: str) -> bytes:
     return f"{prefix}:user_id={user_id}".encode()
 
 
-def _iso_text(ts: pd.Series) -> List[str]:
+def _iso_text(ts: pd.Series) -> list[str]:
     values = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]")
     return [s + "Z" for s in np.datetime_as_string(values, unit="us").tolist()]
 
 
-def raw_write(client, frames: Dict[str, pd.DataFrame], prefix: str, field_expiry: bool,
-              chunk: int = RAW_CHUNK) -> None:
+def raw_write(client, frames: dict[str, pd.DataFrame], prefix: str, field_expiry: bool, chunk: int = RAW_CHUNK) -> None:
     """Same rows, same flat-hash shape as this store, no Feast and no Lua.
 
     field_expiry=False: HSET <fields + _ts:view> then EXPIRE key (the built-in's pattern).
@@ -234,12 +242,12 @@ def percentile(values_ms: Sequence[float], q: float) -> float:
 class Series:
     """One latency series: one sample per call after warm-up."""
 
-    samples_ms: List[float] = field(default_factory=list)
-    cpu_ms: List[float] = field(default_factory=list)  # this thread's CPU time per call: client-side cost
-    gc: Dict[str, Any] = field(default_factory=dict)
+    samples_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # this thread's CPU time per call: client-side cost
+    gc: dict[str, Any] = field(default_factory=dict)
     frozen: bool = False
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         s = self.samples_ms
         return {
             "n": len(s),
@@ -258,18 +266,18 @@ class AttributingGcWatch:
     """GcWatch that charges each collection to the target whose timed call it interrupted."""
 
     def __init__(self, names: Sequence[str]) -> None:
-        self.current: Optional[str] = None
+        self.current: str | None = None
         self.watches = {name: GcWatch() for name in names}
         self._t0 = 0.0
-        self._charged: Optional[str] = None
+        self._charged: str | None = None
 
-    def _callback(self, phase: str, info: Dict[str, Any]) -> None:
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._charged = self.current
         if self._charged is not None:
             self.watches[self._charged]._callback(phase, info)
 
-    def __enter__(self) -> "AttributingGcWatch":
+    def __enter__(self) -> AttributingGcWatch:
         gc.callbacks.append(self._callback)
         return self
 
@@ -277,10 +285,10 @@ class AttributingGcWatch:
         gc.callbacks.remove(self._callback)
 
 
-Target = Tuple[Callable[[Any], Any], Optional[Callable[[Any], Any]]]
+Target = tuple[Callable[[Any], Any], Callable[[Any], Any] | None]
 
 
-def run_round_robin(targets: Dict[str, Target], args: Sequence[Any], warmup: int, freeze: bool) -> Dict[str, Series]:
+def run_round_robin(targets: dict[str, Target], args: Sequence[Any], warmup: int, freeze: bool) -> dict[str, Series]:
     """Call every target on every arg, rotating the order each round, so a busy machine (or a
     GC pass) hits all targets alike rather than whichever series ran at the bad moment.
 
@@ -325,7 +333,7 @@ def run_round_robin(targets: Dict[str, Target], args: Sequence[Any], warmup: int
 # ---------------------------------------------------------------- memory
 
 
-def memory_per_key(client, keys: Sequence[bytes]) -> Dict[str, Any]:
+def memory_per_key(client, keys: Sequence[bytes]) -> dict[str, Any]:
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.memory_usage(key, samples=0)

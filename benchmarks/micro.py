@@ -23,9 +23,10 @@ import json
 import sys
 import time
 import timeit
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def per_op_us(fn: Callable[[], Any], ops: int, repeat: int = 5) -> float:
 # ---------------------------------------------------------------- client side
 
 
-def client_side(n: int = 1000) -> Dict[str, Any]:
+def client_side(n: int = 1000) -> dict[str, Any]:
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
     from feast.type_map import python_values_to_proto_values
@@ -54,7 +55,7 @@ def client_side(n: int = 1000) -> Dict[str, Any]:
     iso = [(ts.isoformat(timespec="microseconds") + "Z").encode() for ts in stamps]
     epoch = datetime(1970, 1, 1)
     micros = [b"%016d" % ((ts - epoch) // timedelta(microseconds=1)) for ts in stamps]
-    out: Dict[str, Any] = {"n": n}
+    out: dict[str, Any] = {"n": n}
 
     # -- event timestamp text -> Timestamp proto
     def ts_current():  # what planning._timestamp_proto does today
@@ -84,14 +85,16 @@ def client_side(n: int = 1000) -> Dict[str, Any]:
             Timestamp(seconds=v // 1_000_000, nanos=v % 1_000_000 * 1000)
 
     def ts_epoch_micros_cached_date():  # same, reusing the date part: rows of one batch share a day
-        cache: Dict[bytes, int] = {}
+        cache: dict[bytes, int] = {}
         for raw in iso:
             day = raw[:10]
             base = cache.get(day)
             if base is None:
                 base = cache[day] = int((datetime.fromisoformat(day.decode()) - epoch).total_seconds())
-            Timestamp(seconds=base + int(raw[11:13]) * 3600 + int(raw[14:16]) * 60 + int(raw[17:19]),
-                      nanos=int(raw[20:26]) * 1000)
+            Timestamp(
+                seconds=base + int(raw[11:13]) * 3600 + int(raw[14:16]) * 60 + int(raw[17:19]),
+                nanos=int(raw[20:26]) * 1000,
+            )
 
     out["timestamp_decode_us"] = {
         "current_fromisoformat_minus_epoch": per_op_us(ts_current, n),
@@ -134,6 +137,7 @@ def client_side(n: int = 1000) -> Dict[str, Any]:
         def run():
             for blob in blobs:
                 ValueProto.FromString(blob)
+
         return run
 
     out["value_decode_us"] = {
@@ -181,8 +185,9 @@ def client_side(n: int = 1000) -> Dict[str, Any]:
         "FeatureVector(values=, statuses=, event_timestamps=)": per_op_us(fv_kwargs, n, repeat=20),
         "FeatureVector() then .extend x3": per_op_us(fv_extend, n, repeat=20),
         "without event_timestamps (the copy of n Timestamps)": per_op_us(fv_values_only, n, repeat=20),
-        "int column: ValueProto objects then FeatureVector(values=...) appended (today)":
-            per_op_us(int_vector_today, n, repeat=20),
+        "int column: ValueProto objects then FeatureVector(values=...) appended (today)": per_op_us(
+            int_vector_today, n, repeat=20
+        ),
         "int column: results.add(); values.add(int64_val=...) in place": per_op_us(int_vector_in_place, n, repeat=20),
     }
 
@@ -205,10 +210,11 @@ def client_side(n: int = 1000) -> Dict[str, Any]:
     return out
 
 
-def response_build(n: int = 1000) -> Dict[str, float]:
+def response_build(n: int = 1000) -> dict[str, float]:
     """A simplified replica of the grouped read's response building (planning.fill_response):
     HMGET replies -> Feast's FeatureVectors, 5 features over 3 views, one `_ts` per view."""
-    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse as Response
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+    from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse as Response
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
     from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -217,11 +223,23 @@ def response_build(n: int = 1000) -> Dict[str, float]:
 
     def iso(i: int) -> bytes:
         return (datetime(2026, 11, 25, 17, 0, 0) + timedelta(microseconds=i * 7919)).isoformat(
-            timespec="microseconds").encode() + b"Z"
+            timespec="microseconds"
+        ).encode() + b"Z"
 
     countries = [b"US", b"GB", b"DE", b"FR"]
-    replies = [[countries[i % 4], b"%d" % (i * 7), iso(i * 13), repr(i * 0.37).encode(), b"%d" % (i % 50),
-                iso(i * 17), repr(i * 1.1).encode(), iso(i * 19)] for i in range(n)]
+    replies = [
+        [
+            countries[i % 4],
+            b"%d" % (i * 7),
+            iso(i * 13),
+            repr(i * 0.37).encode(),
+            b"%d" % (i % 50),
+            iso(i * 17),
+            repr(i * 1.1).encode(),
+            iso(i * 19),
+        ]
+        for i in range(n)
+    ]
     views = [(["string", "int"], [0, 1], 2), (["double", "int"], [3, 4], 5), (["double"], [6], 7)]
     kwarg = {"string": "string_val", "int": "int64_val", "double": "double_val"}
     conv = {"string": bytes.decode, "int": int, "double": float}
@@ -239,7 +257,7 @@ def response_build(n: int = 1000) -> Dict[str, float]:
                 stamps.append(Timestamp(seconds=s, nanos=ns))
             for kind, c in zip(kinds, cols):
                 field, f = kwarg[kind], conv[kind]
-                cache: Dict[bytes, Any] = {}
+                cache: dict[bytes, Any] = {}
                 values = []
                 for r in replies:
                     raw = r[c]
@@ -247,8 +265,9 @@ def response_build(n: int = 1000) -> Dict[str, float]:
                     if v is None:
                         v = cache[raw] = ValueProto(**{field: f(raw)})
                     values.append(v)
-                resp.results.append(Response.FeatureVector(values=values, statuses=[present] * n,
-                                                           event_timestamps=stamps))
+                resp.results.append(
+                    Response.FeatureVector(values=values, statuses=[present] * n, event_timestamps=stamps)
+                )
         return resp
 
     def in_place():  # results.add(); values.add(field=...) per row; timestamps built in the first
@@ -281,26 +300,39 @@ def response_build(n: int = 1000) -> Dict[str, float]:
         return resp
 
     assert today() == in_place()
-    ms = lambda fn: round(min(timeit.repeat(fn, number=1, repeat=30, timer=time.process_time)) * 1e3, 3)
-    return {"today: objects then FeatureVector(...) copies": ms(today),
-            "in place: results.add()/values.add(), one ts blob per view": ms(in_place)}
+
+    def ms(fn):
+        return round(min(timeit.repeat(fn, number=1, repeat=30, timer=time.process_time)) * 1e3, 3)
+
+    return {
+        "today: objects then FeatureVector(...) copies": ms(today),
+        "in place: results.add()/values.add(), one ts blob per view": ms(in_place),
+    }
 
 
 # ---------------------------------------------------------------- wire: packing and reading
 
 
-def wire(client, n: int = 1000) -> Dict[str, Any]:
+def wire(client, n: int = 1000) -> dict[str, Any]:
     import hiredis
 
-    fields = [b"country", b"account_age_days", b"_ts:profile", b"avg_amount_30d", b"tx_count_7d", b"_ts:tx_stats",
-              b"last_amount", b"_ts:activity"]
+    fields = [
+        b"country",
+        b"account_age_days",
+        b"_ts:profile",
+        b"avg_amount_30d",
+        b"tx_count_7d",
+        b"_ts:tx_stats",
+        b"last_amount",
+        b"_ts:activity",
+    ]
     keys = [b"microhx:user_id=u%07d" % i for i in range(n)]
     pipe = client.pipeline(transaction=False)
     for k in keys:
         pipe.hset(k, mapping={f: b"x" * 12 for f in fields})
     pipe.execute()
     connection = client.connection_pool.get_connection()
-    out: Dict[str, Any] = {"n": n}
+    out: dict[str, Any] = {"n": n}
     try:
         commands = [(b"HMGET", k, *fields) for k in keys]
 
@@ -317,15 +349,34 @@ def wire(client, n: int = 1000) -> Dict[str, Any]:
             b"".join(map(hiredis.pack_command, commands))
 
         assert b"".join(connection.pack_commands(commands)) == b"".join(
-            [head + b"$%d\r\n%s\r\n" % (len(k), k) + suffix for k in keys])
+            [head + b"$%d\r\n%s\r\n" % (len(k), k) + suffix for k in keys]
+        )
         out["pack_us_per_command"] = {
             "redis-py Connection.pack_commands (today)": per_op_us(pack_redis_py, n, repeat=20),
             "hand-built RESP, field block precomputed": per_op_us(pack_by_hand, n, repeat=20),
             "hiredis.pack_command per command, no redis-py wrapper": per_op_us(pack_hiredis_direct, n, repeat=20),
         }
-        evalsha = [(b"EVALSHA", b"0" * 40, 1, k, b"b", b"_ts:profile", b"2026-11-25T18:00:00.000000Z", 172800000,
-                    1764093600000, 3, b"country", b"US", b"account_age_days", 1234, b"credit_score", b"700.5")
-                   for k in keys]
+        evalsha = [
+            (
+                b"EVALSHA",
+                b"0" * 40,
+                1,
+                k,
+                b"b",
+                b"_ts:profile",
+                b"2026-11-25T18:00:00.000000Z",
+                172800000,
+                1764093600000,
+                3,
+                b"country",
+                b"US",
+                b"account_age_days",
+                1234,
+                b"credit_score",
+                b"700.5",
+            )
+            for k in keys
+        ]
 
         def pack_evalsha_redis_py():
             connection.pack_commands(evalsha)
@@ -350,7 +401,7 @@ def wire(client, n: int = 1000) -> Dict[str, Any]:
         def read_hiredis_direct():
             sock.sendall(payload)
             reader = hiredis.Reader()
-            replies: List[Any] = []
+            replies: list[Any] = []
             buf = bytearray(1 << 16)
             view = memoryview(buf)
             while len(replies) < n:
@@ -374,7 +425,7 @@ def wire(client, n: int = 1000) -> Dict[str, Any]:
 # ---------------------------------------------------------------- server side
 
 
-def server_side(client, n: int = 5000) -> Dict[str, Any]:
+def server_side(client, n: int = 5000) -> dict[str, Any]:
     from feast_redis_hexpire.write_script import SCRIPT_SHA, SCRIPT_SOURCE
 
     from .measure import commandstats, server_delta
@@ -385,43 +436,65 @@ def server_side(client, n: int = 5000) -> Dict[str, Any]:
     stream_fields = [b"tx_count_5m", b"last_amount", b"last_device", b"failed_logins_15m"]
     now_ms = int(time.time() * 1000)
 
-    def seed(prefix: bytes) -> List[bytes]:
+    def seed(prefix: bytes) -> list[bytes]:
         """Keys shaped like this store's: batch fields + key TTL, stream fields with field TTLs."""
         keys = [prefix + b":user_id=u%07d" % i for i in range(n)]
         pipe = client.pipeline(transaction=False)
         for k in keys:
-            pipe.hset(k, mapping={**{f: b"12345" for f in batch_fields}, b"_ts:profile": b"2026-11-25T17:00:00.000000Z",
-                                  b"tx_count_7d": b"3", b"avg_amount_30d": b"10.5", b"chargebacks_180d": b"0",
-                                  b"_ts:tx_stats": b"2026-11-25T17:00:00.000000Z",
-                                  **{f: b"7" for f in stream_fields}, b"_ts:activity": b"2026-11-25T17:00:00.000000Z"})
+            pipe.hset(
+                k,
+                mapping={
+                    **{f: b"12345" for f in batch_fields},
+                    b"_ts:profile": b"2026-11-25T17:00:00.000000Z",
+                    b"tx_count_7d": b"3",
+                    b"avg_amount_30d": b"10.5",
+                    b"chargebacks_180d": b"0",
+                    b"_ts:tx_stats": b"2026-11-25T17:00:00.000000Z",
+                    **{f: b"7" for f in stream_fields},
+                    b"_ts:activity": b"2026-11-25T17:00:00.000000Z",
+                },
+            )
             pipe.pexpire(k, 172800000)
             pipe.hpexpireat(k, now_ms + 86_400_000, *stream_fields, b"_ts:activity")
         pipe.execute()
         return keys
 
-    def run(name: str, keys: List[bytes], queue: Callable[[Any, bytes, int], None], chunk: int = 500) -> Dict[str, Any]:
+    def run(name: str, keys: list[bytes], queue: Callable[[Any, bytes, int], None], chunk: int = 500) -> dict[str, Any]:
         before = commandstats(client)
         t0 = time.perf_counter()
         for start in range(0, len(keys), chunk):
             pipe = client.pipeline(transaction=False)
-            for i, k in enumerate(keys[start:start + chunk], start):
+            for i, k in enumerate(keys[start : start + chunk], start):
                 queue(pipe, k, i)
             pipe.execute(raise_on_error=True)
         wall = time.perf_counter() - t0
         delta = server_delta(before, commandstats(client), len(keys))
         client.delete(*keys)
-        return {"server_usec_per_row": delta["usec_per_row"], "wall_usec_per_row": round(wall / len(keys) * 1e6, 2),
-                "commands": delta["commands"]}
+        return {
+            "server_usec_per_row": delta["usec_per_row"],
+            "wall_usec_per_row": round(wall / len(keys) * 1e6, 2),
+            "commands": delta["commands"],
+        }
 
     ts = b"2026-11-25T18:00:00.000000Z"
     expire_at = now_ms + 86_400_000
     stream_values = [b"1", b"12.5", b"dev-00ab12", b"0"]
     batch_values = [b"US", b"1234", b"700.5"]
-    results: Dict[str, Any] = {"n": n, "redis_version": ".".join(map(str, version))}
+    results: dict[str, Any] = {"n": n, "redis_version": ".".join(map(str, version))}
 
     def stream_script(pipe, k, i):
-        pipe.evalsha(SCRIPT_SHA, 1, k, "s", b"_ts:activity", ts, 86_400_000, now_ms, 4,
-                     *[x for pair in zip(stream_fields, stream_values) for x in pair])
+        pipe.evalsha(
+            SCRIPT_SHA,
+            1,
+            k,
+            "s",
+            b"_ts:activity",
+            ts,
+            86_400_000,
+            now_ms,
+            4,
+            *[x for pair in zip(stream_fields, stream_values) for x in pair],
+        )
 
     def stream_hset_hpexpireat(pipe, k, i):
         pipe.hset(k, mapping={**dict(zip(stream_fields, stream_values)), b"_ts:activity": ts})
@@ -432,9 +505,19 @@ def server_side(client, n: int = 5000) -> Dict[str, Any]:
         "HSET + HPEXPIREAT, no Lua (no newest-wins check)": run("s2", seed(b"microB"), stream_hset_hpexpireat),
     }
     if version >= (8, 0):
+
         def stream_hsetex(pipe, k, i):
-            pipe.execute_command("HSETEX", k, "PXAT", expire_at, "FIELDS", 5,
-                                 *[x for pair in zip(stream_fields, stream_values) for x in pair], b"_ts:activity", ts)
+            pipe.execute_command(
+                "HSETEX",
+                k,
+                "PXAT",
+                expire_at,
+                "FIELDS",
+                5,
+                *[x for pair in zip(stream_fields, stream_values) for x in pair],
+                b"_ts:activity",
+                ts,
+            )
 
         lua_hsetex = """
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
@@ -444,16 +527,34 @@ return 1"""
         sha = client.script_load(lua_hsetex)
 
         def stream_lua_hsetex(pipe, k, i):
-            pipe.evalsha(sha, 1, k, b"_ts:activity", ts, expire_at,
-                         *[x for pair in zip(stream_fields, stream_values) for x in pair])
+            pipe.evalsha(
+                sha,
+                1,
+                k,
+                b"_ts:activity",
+                ts,
+                expire_at,
+                *[x for pair in zip(stream_fields, stream_values) for x in pair],
+            )
 
         results["stream_row"]["HSETEX PXAT, no Lua (Redis >= 8.0)"] = run("s3", seed(b"microC"), stream_hsetex)
         results["stream_row"]["minimal Lua: HGET check + one HSETEX PXAT (Redis >= 8.0)"] = run(
-            "s4", seed(b"microD"), stream_lua_hsetex)
+            "s4", seed(b"microD"), stream_lua_hsetex
+        )
 
     def batch_script(pipe, k, i):
-        pipe.evalsha(SCRIPT_SHA, 1, k, "b", b"_ts:profile", ts, 172_800_000, now_ms, 3,
-                     *[x for pair in zip(batch_fields, batch_values) for x in pair])
+        pipe.evalsha(
+            SCRIPT_SHA,
+            1,
+            k,
+            "b",
+            b"_ts:profile",
+            ts,
+            172_800_000,
+            now_ms,
+            3,
+            *[x for pair in zip(batch_fields, batch_values) for x in pair],
+        )
 
     def batch_plain(pipe, k, i):
         pipe.hset(k, mapping={**dict(zip(batch_fields, batch_values)), b"_ts:profile": ts})
@@ -479,15 +580,15 @@ end
 return codes"""
     multi_sha = client.script_load(multi_row)
 
-    def run_multi(keys: List[bytes], rows_per_call: int) -> Dict[str, Any]:
+    def run_multi(keys: list[bytes], rows_per_call: int) -> dict[str, Any]:
         before = commandstats(client)
         t0 = time.perf_counter()
         for start in range(0, len(keys), 500):
             pipe = client.pipeline(transaction=False)
-            block = keys[start:start + 500]
+            block = keys[start : start + 500]
             for j in range(0, len(block), rows_per_call):
-                chunk = block[j:j + rows_per_call]
-                args: List[Any] = [b"_ts:profile", 172_800_000]
+                chunk = block[j : j + rows_per_call]
+                args: list[Any] = [b"_ts:profile", 172_800_000]
                 for _k in chunk:
                     args += [ts, 3, *[x for pair in zip(batch_fields, batch_values) for x in pair]]
                 pipe.evalsha(multi_sha, len(chunk), *chunk, *args)
@@ -495,8 +596,11 @@ return codes"""
         wall = time.perf_counter() - t0
         delta = server_delta(before, commandstats(client), len(keys))
         client.delete(*keys)
-        return {"server_usec_per_row": delta["usec_per_row"], "wall_usec_per_row": round(wall / len(keys) * 1e6, 2),
-                "commands": delta["commands"]}
+        return {
+            "server_usec_per_row": delta["usec_per_row"],
+            "wall_usec_per_row": round(wall / len(keys) * 1e6, 2),
+            "commands": delta["commands"],
+        }
 
     results["batch_row"] = {
         "EVALSHA write script, batch mode (today)": run("b1", seed(b"microE"), batch_script),
@@ -506,12 +610,12 @@ return codes"""
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.micro", description=__doc__.split("\n\n")[0])
     parser.add_argument("--redis-url", default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "micro.json")
     args = parser.parse_args(argv)
-    result: Dict[str, Any] = {}
+    result: dict[str, Any] = {}
     log("client-side micro-benchmarks")
     result["client"] = client_side()
     with redis_server(args.redis_url) as server:

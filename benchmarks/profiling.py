@@ -26,32 +26,41 @@ os.environ.setdefault("FEAST_USAGE", "False")
 import argparse
 import cProfile
 import gc
-import io
 import json
 import pstats
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
-from . import measure, repo as benchrepo
+from . import measure
+from . import repo as benchrepo
 from .run import ROOT, log, redis_server
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "profiles"
 GOF_CALLS = {1: 1000, 100: 200, 1000: 30}
 
 LAYERS = (
-    "this package", "feast", "typeguard (Feast @typechecked)", "redis-py", "hiredis (C)", "protobuf (upb C)",
-    "pandas/pyarrow/numpy", "socket I/O", "python stdlib/builtins", "other",
+    "this package",
+    "feast",
+    "typeguard (Feast @typechecked)",
+    "redis-py",
+    "hiredis (C)",
+    "protobuf (upb C)",
+    "pandas/pyarrow/numpy",
+    "socket I/O",
+    "python stdlib/builtins",
+    "other",
 )
 
 
-def layer_of(func: Tuple[str, int, str]) -> str:
+def layer_of(func: tuple[str, int, str]) -> str:
     filename, _line, name = func
     path = filename.replace("\\", "/")
     if "feast_redis_hexpire" in path:
@@ -81,7 +90,7 @@ def layer_of(func: Tuple[str, int, str]) -> str:
     return "other"
 
 
-def _fname(func: Tuple[str, int, str]) -> str:
+def _fname(func: tuple[str, int, str]) -> str:
     filename, line, name = func
     if filename == "~":
         return name
@@ -92,12 +101,12 @@ def _fname(func: Tuple[str, int, str]) -> str:
     return f"{short}:{line}({name})"
 
 
-def analyse(prof: cProfile.Profile, entry_points: Sequence[str], top: int = 35) -> Dict[str, Any]:
+def analyse(prof: cProfile.Profile, entry_points: Sequence[str], top: int = 35) -> dict[str, Any]:
     stats = pstats.Stats(prof)
     raw = stats.stats  # func -> (cc, nc, tt, ct, callers)
     total = sum(v[2] for v in raw.values()) or 1e-12
-    by_layer: Dict[str, float] = {layer: 0.0 for layer in LAYERS}
-    charged: Dict[str, float] = {layer: 0.0 for layer in LAYERS}
+    by_layer: dict[str, float] = {layer: 0.0 for layer in LAYERS}
+    charged: dict[str, float] = {layer: 0.0 for layer in LAYERS}
     for func, (_cc, _nc, tt, _ct, callers) in raw.items():
         layer = layer_of(func)
         by_layer[layer] += tt
@@ -109,31 +118,49 @@ def analyse(prof: cProfile.Profile, entry_points: Sequence[str], top: int = 35) 
         for caller, caller_stats in callers.items():
             charged[layer_of(caller)] += caller_stats[2]
     entries = []
-    for func, (_cc, nc, tt, ct, _callers) in raw.items():
+    for func, (_cc, nc, _tt, ct, _callers) in raw.items():
         label = _fname(func)
         if any(ep in label for ep in entry_points):
-            entries.append({"function": label, "calls": nc, "cum_s": round(ct, 4), "cum_pct": round(100 * ct / total, 1)})
+            entries.append(
+                {"function": label, "calls": nc, "cum_s": round(ct, 4), "cum_pct": round(100 * ct / total, 1)}
+            )
     entries.sort(key=lambda e: -e["cum_s"])
 
-    def top_by(index: int) -> List[Dict[str, Any]]:
+    def top_by(index: int) -> list[dict[str, Any]]:
         items = sorted(raw.items(), key=lambda kv: -kv[1][index])[:top]
-        return [{"function": _fname(f), "layer": layer_of(f), "calls": v[1], "self_s": round(v[2], 4),
-                 "self_pct": round(100 * v[2] / total, 1), "cum_s": round(v[3], 4),
-                 "cum_pct": round(100 * v[3] / total, 1)} for f, v in items]
+        return [
+            {
+                "function": _fname(f),
+                "layer": layer_of(f),
+                "calls": v[1],
+                "self_s": round(v[2], 4),
+                "self_pct": round(100 * v[2] / total, 1),
+                "cum_s": round(v[3], 4),
+                "cum_pct": round(100 * v[3] / total, 1),
+            }
+            for f, v in items
+        ]
 
     return {
         "total_s": round(total, 4),
-        "self_time_by_layer_pct": {k: round(100 * v / total, 1) for k, v in sorted(by_layer.items(), key=lambda kv: -kv[1]) if v},
+        "self_time_by_layer_pct": {
+            k: round(100 * v / total, 1) for k, v in sorted(by_layer.items(), key=lambda kv: -kv[1]) if v
+        },
         "self_time_by_layer_stdlib_charged_to_caller_pct": {
-            k: round(100 * v / total, 1) for k, v in sorted(charged.items(), key=lambda kv: -kv[1]) if v},
+            k: round(100 * v / total, 1) for k, v in sorted(charged.items(), key=lambda kv: -kv[1]) if v
+        },
         "entry_points": entries,
         "top_cumulative": top_by(3),
         "top_self": top_by(2),
     }
 
 
-def text_report(title: str, a: Dict[str, Any], wall_s: float, note: str) -> str:
-    out = [f"# {title}", f"wall time under profiler {wall_s:.3f} s; profiled self time {a['total_s']:.3f} s. {note}", ""]
+def text_report(title: str, a: dict[str, Any], wall_s: float, note: str) -> str:
+    out = [
+        f"# {title}",
+        f"wall time under profiler {wall_s:.3f} s; profiled self time {a['total_s']:.3f} s. {note}",
+        "",
+    ]
     out.append("## self time by layer")
     out += [f"  {pct:5.1f}%  {layer}" for layer, pct in a["self_time_by_layer_pct"].items()]
     out.append("")
@@ -146,33 +173,52 @@ def text_report(title: str, a: Dict[str, Any], wall_s: float, note: str) -> str:
         out.append("")
         out.append(f"## {label}")
         out.append("   cum%   self%     calls  layer                           function")
-        out += [f"  {e['cum_pct']:5.1f}  {e['self_pct']:5.1f}  {e['calls']:>8}  {e['layer']:30}  {e['function']}"
-                for e in a[key]]
+        out += [
+            f"  {e['cum_pct']:5.1f}  {e['self_pct']:5.1f}  {e['calls']:>8}  {e['layer']:30}  {e['function']}"
+            for e in a[key]
+        ]
     return "\n".join(out) + "\n"
 
 
 ENTRY_POINTS = [
     # Feast
-    "feature_store.py:", "(get_online_features)", "(materialize)", "(push)", "(write_to_online_store)",
-    "(_prepare_entities_to_read_from_online_store)", "(_convert_arrow_to_proto)", "(_populate_response_from_feature_data)",
-    "(_get_unique_entities)", "(_get_entity_key_protos)", "(_drop_unneeded_columns)", "(_build_feature_types)",
-    "(ingest_df)", "(python_values_to_proto_values)", "(pull_latest_from_table_or_query)",
-    "(_run_pyarrow_field_mapping)", "(_get_column_names)",
+    "feature_store.py:",
+    "(get_online_features)",
+    "(materialize)",
+    "(push)",
+    "(write_to_online_store)",
+    "(_prepare_entities_to_read_from_online_store)",
+    "(_convert_arrow_to_proto)",
+    "(_populate_response_from_feature_data)",
+    "(_get_unique_entities)",
+    "(_get_entity_key_protos)",
+    "(_drop_unneeded_columns)",
+    "(_build_feature_types)",
+    "(ingest_df)",
+    "(python_values_to_proto_values)",
+    "(pull_latest_from_table_or_query)",
+    "(_run_pyarrow_field_mapping)",
+    "(_get_column_names)",
     # this package
     "feast_redis_hexpire/",
     # redis-py
-    "(execute)", "(_execute_pipeline)", "(pack_commands)", "(read_response)", "(hmget)", "(evalsha)",
+    "(execute)",
+    "(_execute_pipeline)",
+    "(pack_commands)",
+    "(read_response)",
+    "(hmget)",
+    "(evalsha)",
 ]
 
 
-def _keep(e: Dict[str, Any], min_pct: float = 0.5) -> bool:
+def _keep(e: dict[str, Any], min_pct: float = 0.5) -> bool:
     return e["cum_pct"] >= min_pct
 
 
-PLAIN_LOOP_SECONDS: Optional[float] = None  # --plain: no cProfile, repeat each path (for py-spy)
+PLAIN_LOOP_SECONDS: float | None = None  # --plain: no cProfile, repeat each path (for py-spy)
 
 
-def profile_path(name: str, fn: Callable[[], Any], out_dir: Path, store: str, note: str) -> Dict[str, Any]:
+def profile_path(name: str, fn: Callable[[], Any], out_dir: Path, store: str, note: str) -> dict[str, Any]:
     gc.collect()
     if PLAIN_LOOP_SECONDS is not None:
         t_end, runs = time.perf_counter() + PLAIN_LOOP_SECONDS, 0
@@ -198,12 +244,14 @@ def profile_path(name: str, fn: Callable[[], Any], out_dir: Path, store: str, no
     a["note"] = note
     (out_dir / f"{store}-{name}.txt").write_text(text_report(f"{store}: {name}", a, wall, note))
     log(f"profiled {name}: {wall:.2f} s -> {out_dir / f'{store}-{name}.txt'}")
-    log("   self time by layer (stdlib charged to caller): "
-        + ", ".join(f"{k} {v}%" for k, v in a["self_time_by_layer_stdlib_charged_to_caller_pct"].items()))
+    log(
+        "   self time by layer (stdlib charged to caller): "
+        + ", ".join(f"{k} {v}%" for k, v in a["self_time_by_layer_stdlib_charged_to_caller_pct"].items())
+    )
     return a
 
 
-def phase_split(fs: Any, users: List[str], seed: int) -> Dict[str, Any]:
+def phase_split(fs: Any, users: list[str], seed: int) -> dict[str, Any]:
     """Median thread-CPU ms of each phase of one get_online_features, no profiler attached."""
     import statistics
 
@@ -215,22 +263,29 @@ def phase_split(fs: Any, users: List[str], seed: int) -> Dict[str, Any]:
     config = fs.config
     rng = np.random.default_rng(seed)
     clock = time.thread_time_ns
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for n in (1, 10, 100, 1000):
         if n > len(users):
             continue
-        acc: Dict[str, List[int]] = {k: [] for k in ("get_online_features", "feast_prepare", "plan", "hmget",
-                                                     "populate")}
+        acc: dict[str, list[int]] = {
+            k: [] for k in ("get_online_features", "feast_prepare", "plan", "hmget", "populate")
+        }
         for _ in range(200 if n < 100 else 60 if n == 100 else 30):
             ids = [users[i] for i in rng.choice(len(users), n, replace=False)]
             t0 = clock()
             fs.get_online_features(features=benchrepo.READ_FEATURES, entity_rows=[{"user_id": u} for u in ids])
             acc["get_online_features"].append(clock() - t0)
             t0 = clock()
-            join_key_values, grouped_refs, entity_map, _, _, _, response = \
+            join_key_values, grouped_refs, entity_map, _, _, _, response = (
                 utils._prepare_entities_to_read_from_online_store(
-                    registry=fs.registry, project=fs.project, features=benchrepo.READ_FEATURES,
-                    entity_values={"user_id": ids}, full_feature_names=False, native_entity_values=True)
+                    registry=fs.registry,
+                    project=fs.project,
+                    features=benchrepo.READ_FEATURES,
+                    entity_values={"user_id": ids},
+                    full_feature_names=False,
+                    native_entity_values=True,
+                )
+            )
             t1 = clock()
             plan = planning.plan_grouped_read(config, grouped_refs, join_key_values, entity_map)
             commands = plan.commands()
@@ -274,7 +329,7 @@ def summarise_collapsed(path: Path, root: str = "get_online_features", top: int 
     return "\n".join(out) + "\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--store", choices=("hexpire", "builtin"), default="hexpire")
@@ -283,13 +338,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--push-batch", type=int, default=1000)
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--collapsed", type=Path, default=None, metavar="FILE",
-                        help="instead: summarise a py-spy `record -f raw` file (inclusive and leaf shares)")
-    parser.add_argument("--phases", action="store_true",
-                        help="instead: thread-CPU split of get_online_features into Feast / plan / HMGET / populate "
-                             "(uses the store's internal planning API; may need updating when it changes)")
-    parser.add_argument("--plain", type=float, default=None, metavar="SECONDS",
-                        help="no cProfile: repeat each selected path for SECONDS (attach py-spy to this)")
+    parser.add_argument(
+        "--collapsed",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="instead: summarise a py-spy `record -f raw` file (inclusive and leaf shares)",
+    )
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="instead: thread-CPU split of get_online_features into Feast / plan / HMGET / populate "
+        "(uses the store's internal planning API; may need updating when it changes)",
+    )
+    parser.add_argument(
+        "--plain",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="no cProfile: repeat each selected path for SECONDS (attach py-spy to this)",
+    )
     args = parser.parse_args(argv)
     global PLAIN_LOOP_SECONDS
     PLAIN_LOOP_SECONDS = args.plain
@@ -300,8 +368,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     from .run import package_fingerprint
 
-    summary: Dict[str, Any] = {"store": args.store, "users": args.users, "package_sha256": package_fingerprint(),
-                               "paths": {}}
+    summary: dict[str, Any] = {
+        "store": args.store,
+        "users": args.users,
+        "package_sha256": package_fingerprint(),
+        "paths": {},
+    }
 
     from feast.data_source import PushMode
 
@@ -313,7 +385,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rows = sum(len(df) for df in frames.values())
             users = frames["profile"]["user_id"].tolist()
             with measure.quiet():
-                r = benchrepo.build_repo(args.store, server.connection_string, paths, benchrepo.new_run_id(), root=workdir)
+                r = benchrepo.build_repo(
+                    args.store, server.connection_string, paths, benchrepo.new_run_id(), root=workdir
+                )
             fs = r.store
             end = datetime.now(timezone.utc) + timedelta(seconds=1)
             start = end - timedelta(days=2)
@@ -323,8 +397,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             if "materialize" in what and args.plain is None:
                 summary["paths"]["materialize"] = profile_path(
-                    "materialize", materialize, args.out_dir, args.store,
-                    f"FeatureStore.materialize over 3 views, {rows:,} rows")
+                    "materialize",
+                    materialize,
+                    args.out_dir,
+                    args.store,
+                    f"FeatureStore.materialize over 3 views, {rows:,} rows",
+                )
             else:
                 with measure.quiet():
                     materialize()
@@ -341,16 +419,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             if "push" in what:
                 summary["paths"]["push"] = profile_path(
-                    "push", push, args.out_dir, args.store,
-                    f"{len(batches)} x FeatureStore.push of {args.push_batch} rows ({args.users:,} rows)")
+                    "push",
+                    push,
+                    args.out_dir,
+                    args.store,
+                    f"{len(batches)} x FeatureStore.push of {args.push_batch} rows ({args.users:,} rows)",
+                )
 
             rng = np.random.default_rng(args.seed)
             for n in (1, 100, 1000):
                 key = f"gof{n}"
                 if key not in what or n > len(users):
                     continue
-                calls = [[{"user_id": users[i]} for i in rng.choice(len(users), size=n, replace=False)]
-                         for _ in range(GOF_CALLS[n])]
+                calls = [
+                    [{"user_id": users[i]} for i in rng.choice(len(users), size=n, replace=False)]
+                    for _ in range(GOF_CALLS[n])
+                ]
                 for rows_ in calls[:5]:  # warm-up: registry cache, connections
                     fs.get_online_features(features=benchrepo.READ_FEATURES, entity_rows=rows_)
 
@@ -359,8 +443,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         fs.get_online_features(features=benchrepo.READ_FEATURES, entity_rows=rows_)
 
                 summary["paths"][key] = profile_path(
-                    key, gof, args.out_dir, args.store,
-                    f"{len(calls)} x get_online_features({n} entities, 5 features over 3 views)")
+                    key,
+                    gof,
+                    args.out_dir,
+                    args.store,
+                    f"{len(calls)} x get_online_features({n} entities, 5 features over 3 views)",
+                )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     if args.plain is None:

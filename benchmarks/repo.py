@@ -23,7 +23,6 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -33,7 +32,7 @@ BATCH_TTL_SECONDS = 172800  # both stores: key-level expiry of 2 days
 STREAM_TTL_SECONDS = 86400  # this store: per-field expiry of pushed/stream fields (long enough for any run)
 HEXPIRE_KEY_PREFIX = "benchhx"
 
-VIEWS: Dict[str, List[str]] = {
+VIEWS: dict[str, list[str]] = {
     "profile": ["country", "account_age_days", "credit_score"],
     "tx_stats": ["tx_count_7d", "avg_amount_30d", "chargebacks_180d"],
     "activity": ["tx_count_5m", "last_amount", "last_device", "failed_logins_15m"],
@@ -50,7 +49,7 @@ READ_FEATURES = [
     "tx_stats:tx_count_7d",
     "activity:last_amount",
 ]
-READ_BY_VIEW: Dict[str, List[str]] = {}
+READ_BY_VIEW: dict[str, list[str]] = {}
 for _ref in READ_FEATURES:
     _view, _name = _ref.split(":")
     READ_BY_VIEW.setdefault(_view, []).append(_name)
@@ -69,31 +68,35 @@ def _timestamps(rng: np.random.Generator, n: int, now: datetime, lo_s: float, hi
     return pd.Series(base - offsets).dt.tz_localize("UTC")
 
 
-def generate(n: int, seed: int = 42, now: Optional[datetime] = None) -> Dict[str, pd.DataFrame]:
+def generate(n: int, seed: int = 42, now: datetime | None = None) -> dict[str, pd.DataFrame]:
     """One row per user per view; batch rows 1 min .. 1 h old, activity rows 1 s .. 2 min old."""
     now = now or datetime.now(timezone.utc)
     rng = np.random.default_rng(seed)
     ids = user_ids(n)
-    frames: Dict[str, pd.DataFrame] = {}
+    frames: dict[str, pd.DataFrame] = {}
 
     ts = _timestamps(rng, n, now, 60, 3600)
-    frames["profile"] = pd.DataFrame({
-        "user_id": ids,
-        "country": COUNTRIES[rng.integers(0, len(COUNTRIES), n)],
-        "account_age_days": rng.integers(1, 3650, n).astype("int64"),
-        "credit_score": np.round(rng.uniform(300, 850, n), 4),
-        "event_timestamp": ts,
-        "created": ts,
-    })
+    frames["profile"] = pd.DataFrame(
+        {
+            "user_id": ids,
+            "country": COUNTRIES[rng.integers(0, len(COUNTRIES), n)],
+            "account_age_days": rng.integers(1, 3650, n).astype("int64"),
+            "credit_score": np.round(rng.uniform(300, 850, n), 4),
+            "event_timestamp": ts,
+            "created": ts,
+        }
+    )
     ts = _timestamps(rng, n, now, 60, 3600)
-    frames["tx_stats"] = pd.DataFrame({
-        "user_id": ids,
-        "tx_count_7d": rng.poisson(12, n).astype("int64"),
-        "avg_amount_30d": np.round(rng.lognormal(3.5, 0.6, n), 2),
-        "chargebacks_180d": rng.choice([0, 1, 2, 3], n, p=[0.85, 0.10, 0.04, 0.01]).astype("int64"),
-        "event_timestamp": ts,
-        "created": ts,
-    })
+    frames["tx_stats"] = pd.DataFrame(
+        {
+            "user_id": ids,
+            "tx_count_7d": rng.poisson(12, n).astype("int64"),
+            "avg_amount_30d": np.round(rng.lognormal(3.5, 0.6, n), 2),
+            "chargebacks_180d": rng.choice([0, 1, 2, 3], n, p=[0.85, 0.10, 0.04, 0.01]).astype("int64"),
+            "event_timestamp": ts,
+            "created": ts,
+        }
+    )
     frames["activity"] = activity_frame(rng, ids, now, 1, 120)
     return frames
 
@@ -101,18 +104,20 @@ def generate(n: int, seed: int = 42, now: Optional[datetime] = None) -> Dict[str
 def activity_frame(rng: np.random.Generator, ids: np.ndarray, now: datetime, lo_s: float, hi_s: float) -> pd.DataFrame:
     n = len(ids)
     ts = _timestamps(rng, n, now, lo_s, hi_s)
-    return pd.DataFrame({
-        "user_id": ids,
-        "tx_count_5m": rng.choice([0, 1, 2, 3, 5], n, p=[0.5, 0.3, 0.12, 0.06, 0.02]).astype("int64"),
-        "last_amount": np.round(rng.lognormal(3.0, 1.0, n), 2),
-        "last_device": np.array([f"dev-{x:06x}" for x in rng.integers(0, 16**6, n)], dtype=object),
-        "failed_logins_15m": rng.choice([0, 1, 2, 4], n, p=[0.8, 0.12, 0.06, 0.02]).astype("int64"),
-        "event_timestamp": ts,
-        "created": ts,
-    })
+    return pd.DataFrame(
+        {
+            "user_id": ids,
+            "tx_count_5m": rng.choice([0, 1, 2, 3, 5], n, p=[0.5, 0.3, 0.12, 0.06, 0.02]).astype("int64"),
+            "last_amount": np.round(rng.lognormal(3.0, 1.0, n), 2),
+            "last_device": np.array([f"dev-{x:06x}" for x in rng.integers(0, 16**6, n)], dtype=object),
+            "failed_logins_15m": rng.choice([0, 1, 2, 4], n, p=[0.8, 0.12, 0.06, 0.02]).astype("int64"),
+            "event_timestamp": ts,
+            "created": ts,
+        }
+    )
 
 
-def push_frames(n: int, batch: int, seed: int = 7) -> List[pd.DataFrame]:
+def push_frames(n: int, batch: int, seed: int = 7) -> list[pd.DataFrame]:
     """Fresh activity rows for every user, pre-split. Event times are "now" minus < 1 ms, so a
     push is always newer than anything written before it (no row is skipped as stale)."""
     rng = np.random.default_rng(seed)
@@ -120,7 +125,7 @@ def push_frames(n: int, batch: int, seed: int = 7) -> List[pd.DataFrame]:
     return [df.iloc[i : i + batch].reset_index(drop=True) for i in range(0, n, batch)]
 
 
-def write_parquet(frames: Dict[str, pd.DataFrame], data_dir: Path) -> Dict[str, Path]:
+def write_parquet(frames: dict[str, pd.DataFrame], data_dir: Path) -> dict[str, Path]:
     data_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for view, df in frames.items():
@@ -129,22 +134,31 @@ def write_parquet(frames: Dict[str, pd.DataFrame], data_dir: Path) -> Dict[str, 
     return paths
 
 
-def feast_objects(paths: Dict[str, Path]) -> list:
+def feast_objects(paths: dict[str, Path]) -> list:
     from feast import Entity, FeatureView, Field, FileSource, PushSource
     from feast.types import Float64, Int64, String
     from feast.value_type import ValueType
 
     dtypes = {
-        "country": String, "account_age_days": Int64, "credit_score": Float64,
-        "tx_count_7d": Int64, "avg_amount_30d": Float64, "chargebacks_180d": Int64,
-        "tx_count_5m": Int64, "last_amount": Float64, "last_device": String, "failed_logins_15m": Int64,
+        "country": String,
+        "account_age_days": Int64,
+        "credit_score": Float64,
+        "tx_count_7d": Int64,
+        "avg_amount_30d": Float64,
+        "chargebacks_180d": Int64,
+        "tx_count_5m": Int64,
+        "last_amount": Float64,
+        "last_device": String,
+        "failed_logins_15m": Int64,
     }
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING)
 
     def source(view: str) -> FileSource:
         return FileSource(
-            name=f"{view}_source", path=str(paths[view]),
-            timestamp_field="event_timestamp", created_timestamp_column="created",
+            name=f"{view}_source",
+            path=str(paths[view]),
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created",
         )
 
     def schema(view: str) -> list:
@@ -156,8 +170,14 @@ def feast_objects(paths: Dict[str, Path]) -> list:
         for v in BATCH_VIEWS
     ]
     views.append(
-        FeatureView(name=STREAM_VIEW, entities=[user], ttl=timedelta(days=1), schema=schema(STREAM_VIEW),
-                    source=push, online=True)
+        FeatureView(
+            name=STREAM_VIEW,
+            entities=[user],
+            ttl=timedelta(days=1),
+            schema=schema(STREAM_VIEW),
+            source=push,
+            online=True,
+        )
     )
     return [user, push, *views]
 
@@ -191,8 +211,9 @@ def online_store_block(kind: str, connection_string: str) -> dict:
     raise ValueError(kind)
 
 
-def build_repo(kind: str, connection_string: str, paths: Dict[str, Path], run_id: str,
-               root: Optional[Path] = None) -> BenchRepo:
+def build_repo(
+    kind: str, connection_string: str, paths: dict[str, Path], run_id: str, root: Path | None = None
+) -> BenchRepo:
     """Temp dir with feature_store.yaml, FeatureStore over it, definitions applied."""
     from feast import FeatureStore
 

@@ -37,13 +37,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from . import measure, repo as benchrepo, report
+from . import measure, report
+from . import repo as benchrepo
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "latest.json"
@@ -64,7 +66,7 @@ def log(msg: str) -> None:
 
 
 @contextlib.contextmanager
-def redis_server(url: Optional[str]) -> Iterator[Any]:
+def redis_server(url: str | None) -> Iterator[Any]:
     from feast_redis_hexpire.local_redis import ExternalRedis, check_server_version, server_for_local_use
 
     if url:
@@ -82,7 +84,7 @@ def redis_client(server: Any):
     return redis.Redis.from_url(server.url)
 
 
-def clear_keys(client, repos: Dict[str, "benchrepo.BenchRepo"], raw_prefixes: Sequence[str]) -> None:
+def clear_keys(client, repos: dict[str, benchrepo.BenchRepo], raw_prefixes: Sequence[str]) -> None:
     """Remove every key the run wrote (this store's, the built-in's, the raw baselines')."""
     for kind, r in repos.items():
         if kind == "hexpire":
@@ -95,7 +97,7 @@ def clear_keys(client, repos: Dict[str, "benchrepo.BenchRepo"], raw_prefixes: Se
 
 def delete_prefix(client, pattern: str) -> int:
     deleted = 0
-    batch: List[bytes] = []
+    batch: list[bytes] = []
     for key in client.scan_iter(match=pattern, count=5000):
         batch.append(key)
         if len(batch) >= 5000:
@@ -109,25 +111,34 @@ def delete_prefix(client, pattern: str) -> int:
 # ---------------------------------------------------------------- machine info
 
 
-def _version(module: str) -> Optional[str]:
+def _version(module: str) -> str | None:
     try:
         from importlib.metadata import version
 
         return version(module)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a missing package is reported as None
         return None
 
 
-def machine_info(client) -> Dict[str, Any]:
+def machine_info(client) -> dict[str, Any]:
     info = client.info("server")
     git = {}
     try:
-        git["head"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                     timeout=10).stdout.strip() or None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "feast_redis_hexpire"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.splitlines()
+        git["head"] = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "feast_redis_hexpire"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.splitlines()
         git["package_changes"] = dirty
-    except Exception:
+    except Exception:  # noqa: BLE001 - no git: the run is still valid
         pass
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -166,7 +177,7 @@ def package_fingerprint() -> str:
 # ---------------------------------------------------------------- the read targets
 
 
-def share_feature_resolution_cache(repos: Dict[str, "benchrepo.BenchRepo"]) -> None:
+def share_feature_resolution_cache(repos: dict[str, benchrepo.BenchRepo]) -> None:
     """Let both FeatureStores of this process use Feast's feature-resolution cache at once.
 
     feast.utils._get_cached_request_context keeps ONE process-wide cache and clears it
@@ -182,13 +193,13 @@ def share_feature_resolution_cache(repos: Dict[str, "benchrepo.BenchRepo"]) -> N
         r.store.registry.cached_registry_proto_created = shared
 
 
-def read_targets(repos: Dict[str, benchrepo.BenchRepo], client, raw_prefix: str) -> Dict[str, tuple]:
+def read_targets(repos: dict[str, benchrepo.BenchRepo], client, raw_prefix: str) -> dict[str, tuple]:
     """name -> (fn, prepare): prepare(ids) runs untimed, fn(prepared) is timed."""
     from feast import utils
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    targets: Dict[str, tuple] = {}
+    targets: dict[str, tuple] = {}
     for kind, r in repos.items():
         fs = r.store
         online_store = r.online_store
@@ -202,16 +213,23 @@ def read_targets(repos: Dict[str, benchrepo.BenchRepo], client, raw_prefix: str)
             return [{"user_id": u} for u in ids]
 
         def grouped_prepare(ids, fs=fs):
-            (join_key_values, grouped_refs, entity_map, _odfvs, _refs, _names, response) = \
+            (join_key_values, grouped_refs, entity_map, _odfvs, _refs, _names, response) = (
                 utils._prepare_entities_to_read_from_online_store(
-                    registry=fs.registry, project=fs.project, features=benchrepo.READ_FEATURES,
-                    entity_values={"user_id": list(ids)}, full_feature_names=False, native_entity_values=True)
+                    registry=fs.registry,
+                    project=fs.project,
+                    features=benchrepo.READ_FEATURES,
+                    entity_values={"user_id": list(ids)},
+                    full_feature_names=False,
+                    native_entity_values=True,
+                )
+            )
             return grouped_refs, join_key_values, entity_map, response
 
         def grouped(prepared, online_store=online_store, config=config):
             grouped_refs, join_key_values, entity_map, response = prepared
-            online_store._read_features_per_fv(config, grouped_refs, join_key_values, entity_map, response,
-                                               False, False)
+            online_store._read_features_per_fv(
+                config, grouped_refs, join_key_values, entity_map, response, False, False
+            )
 
         def keys_prepare(ids):
             return [EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=u)]) for u in ids]
@@ -219,8 +237,9 @@ def read_targets(repos: Dict[str, benchrepo.BenchRepo], client, raw_prefix: str)
         def online_read(keys, online_store=online_store, config=config, views=views):
             for view, names in benchrepo.READ_BY_VIEW.items():
                 # a fresh list: Feast's built-in store appends to requested_features
-                online_store.online_read(config=config, table=views[view], entity_keys=keys,
-                                         requested_features=list(names))
+                online_store.online_read(
+                    config=config, table=views[view], entity_keys=keys, requested_features=list(names)
+                )
 
         targets[f"{kind}.gof"] = (gof, gof_prepare)
         targets[f"{kind}.grouped_read"] = (grouped, grouped_prepare)
@@ -230,9 +249,15 @@ def read_targets(repos: Dict[str, benchrepo.BenchRepo], client, raw_prefix: str)
     return targets
 
 
-def run_latency(targets: Dict[str, tuple], users: Sequence[str], counts: Sequence[int], iterations: Dict[int, int],
-                warmup: Dict[int, int], seed: int) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+def run_latency(
+    targets: dict[str, tuple],
+    users: Sequence[str],
+    counts: Sequence[int],
+    iterations: dict[int, int],
+    warmup: dict[int, int],
+    seed: int,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     pool = np.asarray(users, dtype=object)
     for n in counts:
         if n > len(pool):
@@ -246,44 +271,61 @@ def run_latency(targets: Dict[str, tuple], users: Sequence[str], counts: Sequenc
             series = measure.run_round_robin(targets, args, warmup[n], frozen)
             out[str(n)][mode] = {name: s.summary() for name, s in series.items()}
             row = out[str(n)][mode]
-            log(f"  {n:>4} entities, {mode:9}: gof p50 hexpire {row['hexpire.gof']['p50_ms']:.3f} ms / "
+            log(
+                f"  {n:>4} entities, {mode:9}: gof p50 hexpire {row['hexpire.gof']['p50_ms']:.3f} ms / "
                 f"built-in {row['builtin.gof']['p50_ms']:.3f} ms; grouped {row['hexpire.grouped_read']['p50_ms']:.3f}"
-                f" ms; raw HMGET {row['raw.hmget5']['p50_ms']:.3f} ms")
+                f" ms; raw HMGET {row['raw.hmget5']['p50_ms']:.3f} ms"
+            )
     return out
 
 
 # ---------------------------------------------------------------- consistency
 
 
-def consistency(repos: Dict[str, benchrepo.BenchRepo], users: Sequence[str], sample: int = 200) -> Dict[str, Any]:
+def consistency(repos: dict[str, benchrepo.BenchRepo], users: Sequence[str], sample: int = 200) -> dict[str, Any]:
     """Not a timing check: both stores must answer the same values, or the comparison is moot."""
     rng = np.random.default_rng(1)
     ids = [users[i] for i in rng.choice(len(users), size=min(sample, len(users)), replace=False)]
-    answers = {kind: r.store.get_online_features(features=benchrepo.READ_FEATURES,
-                                                 entity_rows=[{"user_id": u} for u in ids]).to_dict()
-               for kind, r in repos.items()}
+    answers = {
+        kind: r.store.get_online_features(
+            features=benchrepo.READ_FEATURES, entity_rows=[{"user_id": u} for u in ids]
+        ).to_dict()
+        for kind, r in repos.items()
+    }
     a, b = answers["hexpire"], answers["builtin"]
     mismatched = sorted(k for k in a if a[k] != b.get(k))
     nulls = sum(v is None for col in a.values() for v in col)
-    return {"checked_entities": len(ids), "equal": not mismatched, "mismatched_columns": mismatched,
-            "null_values_in_this_store": nulls}
+    return {
+        "checked_entities": len(ids),
+        "equal": not mismatched,
+        "mismatched_columns": mismatched,
+        "null_values_in_this_store": nulls,
+    }
 
 
 # ---------------------------------------------------------------- main run
 
 
-def main_run(args: argparse.Namespace) -> Dict[str, Any]:
+def main_run(args: argparse.Namespace) -> dict[str, Any]:
     users_n = args.users
     iterations = QUICK_ITERATIONS if args.quick else ITERATIONS
     warmup = QUICK_WARMUP if args.quick else WARMUP
     run_id = benchrepo.new_run_id()
     workdir = Path(tempfile.mkdtemp(prefix="feast-hexpire-bench-"))
-    results: Dict[str, Any] = {
-        "params": {"users": users_n, "quick": args.quick, "push_batch": args.push_batch, "seed": args.seed,
-                   "repeats": args.repeats,
-                   "iterations": iterations, "warmup": warmup, "read_features": benchrepo.READ_FEATURES,
-                   "raw_write_chunk": measure.RAW_CHUNK, "run_id": run_id,
-                   "ttl": {"batch_s": benchrepo.BATCH_TTL_SECONDS, "stream_s": benchrepo.STREAM_TTL_SECONDS}},
+    results: dict[str, Any] = {
+        "params": {
+            "users": users_n,
+            "quick": args.quick,
+            "push_batch": args.push_batch,
+            "seed": args.seed,
+            "repeats": args.repeats,
+            "iterations": iterations,
+            "warmup": warmup,
+            "read_features": benchrepo.READ_FEATURES,
+            "raw_write_chunk": measure.RAW_CHUNK,
+            "run_id": run_id,
+            "ttl": {"batch_s": benchrepo.BATCH_TTL_SECONDS, "stream_s": benchrepo.STREAM_TTL_SECONDS},
+        },
         "throughput": {},
     }
     t_start = time.perf_counter()
@@ -292,7 +334,7 @@ def main_run(args: argparse.Namespace) -> Dict[str, Any]:
         results["machine"] = machine_info(client)
         raw_exp = f"benchraw_{run_id}"
         raw_hexp = f"benchrawfx_{run_id}"
-        repos: Dict[str, benchrepo.BenchRepo] = {}
+        repos: dict[str, benchrepo.BenchRepo] = {}
         try:
             log(f"generating {users_n:,} users x 3 views in {workdir}")
             frames = benchrepo.generate(users_n, seed=args.seed)
@@ -306,13 +348,14 @@ def main_run(args: argparse.Namespace) -> Dict[str, Any]:
                 log(f"applied {kind} repo: project {repos[kind].project} in {repos[kind].path}")
             results["projects"] = {k: r.project for k, r in repos.items()}
             results["online_store_config"] = {
-                k: json.loads(r.store.config.online_store.model_dump_json()) for k, r in repos.items()}
+                k: json.loads(r.store.config.online_store.model_dump_json()) for k, r in repos.items()
+            }
 
             # ---- materialize (apply excluded) and the raw writes of the same rows, interleaved.
             # Every repeat starts from empty keys (an initial load), so repeats are alike.
             from feast.data_source import PushMode
 
-            runs: Dict[str, List[measure.Throughput]] = {}
+            runs: dict[str, list[measure.Throughput]] = {}
             timers = {kind: measure.WriteBatchTimer(r.online_store) for kind, r in repos.items()}
             for rep in range(args.repeats):
                 clear_keys(client, repos, (raw_exp, raw_hexp))
@@ -320,18 +363,30 @@ def main_run(args: argparse.Namespace) -> Dict[str, Any]:
                 start = end - timedelta(days=2)
                 for kind in ("hexpire", "builtin"):
                     fs = repos[kind].store
-                    tp = measure.measure_throughput(rows_total, lambda: fs.materialize(start, end), client,
-                                                    timers[kind])
-                    runs.setdefault(f"{kind}_materialize", []).append(tp)
-                    log(f"[{rep + 1}/{args.repeats}] materialize {kind}: {tp.rows:,} rows in {tp.seconds:.2f} s = "
-                        f"{tp.rows_per_s:,.0f} rows/s (cpu {tp.cpu_seconds:.2f} s)")
-                for name, prefix, field_expiry in (("raw_hset_expire", raw_exp, False),
-                                                   ("raw_hset_hexpire", raw_hexp, True)):
                     tp = measure.measure_throughput(
-                        rows_total, lambda: measure.raw_write(client, frames, prefix, field_expiry), client)
+                        rows_total, lambda fs=fs, start=start, end=end: fs.materialize(start, end), client, timers[kind]
+                    )
+                    runs.setdefault(f"{kind}_materialize", []).append(tp)
+                    log(
+                        f"[{rep + 1}/{args.repeats}] materialize {kind}: {tp.rows:,} rows in {tp.seconds:.2f} s = "
+                        f"{tp.rows_per_s:,.0f} rows/s (cpu {tp.cpu_seconds:.2f} s)"
+                    )
+                for name, prefix, field_expiry in (
+                    ("raw_hset_expire", raw_exp, False),
+                    ("raw_hset_hexpire", raw_hexp, True),
+                ):
+                    tp = measure.measure_throughput(
+                        rows_total,
+                        lambda prefix=prefix, field_expiry=field_expiry: measure.raw_write(
+                            client, frames, prefix, field_expiry
+                        ),
+                        client,
+                    )
                     runs.setdefault(name, []).append(tp)
-                    log(f"[{rep + 1}/{args.repeats}] {name}: {tp.rows:,} rows in {tp.seconds:.2f} s = "
-                        f"{tp.rows_per_s:,.0f} rows/s")
+                    log(
+                        f"[{rep + 1}/{args.repeats}] {name}: {tp.rows:,} rows in {tp.seconds:.2f} s = "
+                        f"{tp.rows_per_s:,.0f} rows/s"
+                    )
             results["hexpire_store_stats_after_materialize"] = repos["hexpire"].online_store.stats.as_dict()
 
             # ---- push: fresh (newer) activity rows for every user, onto the materialized keys
@@ -346,8 +401,10 @@ def main_run(args: argparse.Namespace) -> Dict[str, Any]:
 
                     tp = measure.measure_throughput(users_n, push_all, client, timers[kind])
                     runs.setdefault(f"{kind}_push", []).append(tp)
-                    log(f"[{rep + 1}/{args.repeats}] push {kind}: {tp.rows:,} rows in {len(batches)} pushes, "
-                        f"{tp.seconds:.2f} s = {tp.rows_per_s:,.0f} rows/s (cpu {tp.cpu_seconds:.2f} s)")
+                    log(
+                        f"[{rep + 1}/{args.repeats}] push {kind}: {tp.rows:,} rows in {len(batches)} pushes, "
+                        f"{tp.seconds:.2f} s = {tp.rows_per_s:,.0f} rows/s (cpu {tp.cpu_seconds:.2f} s)"
+                    )
             results["hexpire_store_stats_after_push"] = repos["hexpire"].online_store.stats.as_dict()
             for name, tps in runs.items():
                 results["throughput"][name] = measure.summarize_repeats(tps)
@@ -362,10 +419,12 @@ def main_run(args: argparse.Namespace) -> Dict[str, Any]:
             rng = np.random.default_rng(3)
             sample = [users[i] for i in rng.choice(len(users), size=min(1000, len(users)), replace=False)]
             results["memory"] = {
-                "hexpire": measure.memory_per_key(client, [benchrepo.hexpire_key(repos["hexpire"].project, u)
-                                                           for u in sample]),
-                "builtin": measure.memory_per_key(client, [benchrepo.builtin_key(repos["builtin"].project, u)
-                                                           for u in sample]),
+                "hexpire": measure.memory_per_key(
+                    client, [benchrepo.hexpire_key(repos["hexpire"].project, u) for u in sample]
+                ),
+                "builtin": measure.memory_per_key(
+                    client, [benchrepo.builtin_key(repos["builtin"].project, u) for u in sample]
+                ),
                 "raw_hset_expire": measure.memory_per_key(client, [measure.raw_key(raw_exp, u) for u in sample]),
                 "raw_hset_hexpire": measure.memory_per_key(client, [measure.raw_key(raw_hexp, u) for u in sample]),
             }
@@ -405,11 +464,11 @@ def main_run(args: argparse.Namespace) -> Dict[str, Any]:
 # ---------------------------------------------------------------- scale mode
 
 
-def scale_run(args: argparse.Namespace) -> Dict[str, Any]:
-    points: List[Dict[str, Any]] = []
+def scale_run(args: argparse.Namespace) -> dict[str, Any]:
+    points: list[dict[str, Any]] = []
     stores = [s.strip() for s in args.scale_stores.split(",") if s.strip()]
     sizes = [int(s.replace("_", "")) for s in args.scale.split(",") if s.strip()]
-    result: Dict[str, Any] = {"params": {"scale": sizes, "stores": stores, "seed": args.seed}, "points": points}
+    result: dict[str, Any] = {"params": {"scale": sizes, "stores": stores, "seed": args.seed}, "points": points}
     with redis_server(args.redis_url) as server:
         client = redis_client(server)
         result["machine"] = machine_info(client)
@@ -429,17 +488,24 @@ def scale_run(args: argparse.Namespace) -> Dict[str, Any]:
                     start = end - timedelta(days=2)
                     gc.collect()
                     timer = measure.WriteBatchTimer(r.online_store)
-                    tp = measure.measure_throughput(rows, lambda: r.store.materialize(start, end), client, timer)
+                    tp = measure.measure_throughput(
+                        rows, lambda r=r, start=start, end=end: r.store.materialize(start, end), client, timer
+                    )
                     mem = client.info("memory")
                     extra = tp.as_dict()
                     point = {
-                        "store": kind, "users": n, "rows": rows, "seconds": round(tp.seconds, 3),
+                        "store": kind,
+                        "users": n,
+                        "rows": rows,
+                        "seconds": round(tp.seconds, 3),
                         "cpu_seconds": extra["cpu_seconds"],
                         "online_write_batch_seconds": extra["online_write_batch"]["seconds"],
                         "feast_seconds": extra["feast_seconds"],
                         "redis_server_usec_per_row": extra["redis_server"]["usec_per_row"],
-                        "rows_per_s": round(tp.rows_per_s, 1), "us_per_row": round(tp.seconds / rows * 1e6, 3),
-                        "gc": tp.gc, "redis_used_memory_mb": mem["used_memory"] / 2**20,
+                        "rows_per_s": round(tp.rows_per_s, 1),
+                        "us_per_row": round(tp.seconds / rows * 1e6, 3),
+                        "gc": tp.gc,
+                        "redis_used_memory_mb": mem["used_memory"] / 2**20,
                         "process_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                     }
                     points.append(point)
@@ -466,20 +532,32 @@ def scale_run(args: argparse.Namespace) -> Dict[str, Any]:
 # ---------------------------------------------------------------- cli
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=None, help="users (rows per view); default 20000, --quick 2000")
     parser.add_argument("--redis-url", default=None, help="Redis >= 7.4 to use (default: $REDIS_URL or a private one)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"JSON output (default {DEFAULT_OUT.relative_to(ROOT)}; --quick: {QUICK_OUT.relative_to(ROOT)}; "
-                             "scale mode: results/scale.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"JSON output (default {DEFAULT_OUT.relative_to(ROOT)}; --quick: {QUICK_OUT.relative_to(ROOT)}; "
+        "scale mode: results/scale.json)",
+    )
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_USERS} users, fewer iterations")
     parser.add_argument("--push-batch", type=int, default=1000, help="rows per FeatureStore.push call")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="runs of each write measurement, median reported (default 5, --quick 2)")
-    parser.add_argument("--scale", default=None, metavar="N1,N2,...",
-                        help="scale mode only: materialize time vs users, e.g. 20000,100000,1000000")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="runs of each write measurement, median reported (default 5, --quick 2)",
+    )
+    parser.add_argument(
+        "--scale",
+        default=None,
+        metavar="N1,N2,...",
+        help="scale mode only: materialize time vs users, e.g. 20000,100000,1000000",
+    )
     parser.add_argument("--scale-stores", default="hexpire", help="scale mode: hexpire[,builtin]")
     args = parser.parse_args(argv)
     if args.users is None:
@@ -491,14 +569,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def write_json(path: Path, data: Dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     tmp.replace(path)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.scale:
         result = scale_run(args)

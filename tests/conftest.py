@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Callable, Iterator, Union
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 
-from feast_redis_hexpire.local_redis import (
+from devsupport.redis_server import (
     ExternalRedis,
     LocalRedisServer,
     check_server_version,
 )
 
-RedisServer = Union[LocalRedisServer, ExternalRedis]
+RedisServer = LocalRedisServer | ExternalRedis
 
 
 # --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ a screenshot to test-artifacts/demo.png.
 from __future__ import annotations
 
 import os
-import os
 import uuid
 from pathlib import Path
 
@@ -25,16 +24,22 @@ except ImportError:
         raise
     pytest.skip("playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
 
-from feast_redis_hexpire import connection  # noqa: E402
-from feast_redis_hexpire.demo.runtime import DemoRuntime  # noqa: E402
-from feast_redis_hexpire.demo.server import BackgroundServer  # noqa: E402
+from demo.runtime import DemoRuntime  # noqa: E402
+from demo.server import BackgroundServer  # noqa: E402
+from feast_redis_hexpire import clients  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 USERS = 25
@@ -61,7 +66,7 @@ def demo(redis_server, tmp_path_factory):
     finally:
         server.stop()
         runtime.close()
-        connection.reset_clients()  # the demo's threads grew the shared client's pool
+        clients.reset_clients()  # the demo's threads grew the shared client's pool
 
 
 @pytest.fixture

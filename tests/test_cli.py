@@ -5,25 +5,34 @@ feature_repo/ applied and materialized into the test Redis, then the CLI in-proc
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from e2e_helpers import STREAM_FIELDS as E2E_STREAM_FIELDS, E2ERepo, free_port, installed_script, make_repo, subprocess_env
-from feast_redis_hexpire.cli import main
-from feast_redis_hexpire.inspection import load_definitions
+from feast_redis_hexpire.cli.main import main
+from feast_redis_hexpire.cli.repo import load_definitions
+from tests.support.e2e import (
+    STREAM_FIELDS as E2E_STREAM_FIELDS,
+)
+from tests.support.e2e import E2ERepo, free_port, installed_script, make_repo, subprocess_env
 
 pytestmark = pytest.mark.e2e
 
 USERS = 12
 STREAM_FIELDS = set(E2E_STREAM_FIELDS)
 BATCH_FIELDS = {
-    "country_iso", "risk_segment", "account_age_days", "_ts:user_profile",
-    "tx_count_7d", "avg_amount_30d", "chargeback_count_180d", "_ts:user_tx_stats",
+    "country_iso",
+    "risk_segment",
+    "account_age_days",
+    "_ts:user_profile",
+    "tx_count_7d",
+    "avg_amount_30d",
+    "chargeback_count_180d",
+    "_ts:user_tx_stats",
 }
 
 
@@ -47,7 +56,6 @@ def repo(redis_server, tmp_path_factory) -> E2ERepo:
     )
     _apply_and_materialize(repo)
     return repo
-
 
 
 def run(capsys, *argv: str) -> tuple:
@@ -78,7 +86,9 @@ def test_inspect_prints_fields_values_and_ttls(repo, raw, capsys):
 
 
 def test_inspect_json_matches_httl_and_ttl(repo, raw, redis_server, capsys):
-    code, out, _ = run(capsys, "inspect", "user_id=u0002", "--repo", str(repo.path), "--redis-url", redis_server.url, "--json")
+    code, out, _ = run(
+        capsys, "inspect", "user_id=u0002", "--repo", str(repo.path), "--redis-url", redis_server.url, "--json"
+    )
     assert code == 0
     body = json.loads(out)
     key = repo.key("u0002").decode()
@@ -106,7 +116,9 @@ def test_inspect_and_stats_follow_the_hash_tag_layout(redis_server, tmp_path, ca
     """`hash_tag: project` keys are `fs:{<project>}:user_id=...`: the CLI finds them."""
     import yaml
 
-    tagged = make_repo(tmp_path / "tagged", f"t_{uuid.uuid4().hex[:8]}_tag", redis_server.connection_string, count=3, days=1)
+    tagged = make_repo(
+        tmp_path / "tagged", f"t_{uuid.uuid4().hex[:8]}_tag", redis_server.connection_string, count=3, days=1
+    )
     config = yaml.safe_load((tagged.path / "feature_store.yaml").read_text())
     config["online_store"]["hash_tag"] = "project"
     (tagged.path / "feature_store.yaml").write_text(yaml.safe_dump(config))
@@ -149,21 +161,32 @@ def test_stats_rejects_bad_sample_size(repo, capsys):
 # ---------------------------------------------------------------- doctor
 
 
-def test_doctor_reports_version_hexpire_and_views(repo, raw, capsys):
+def test_doctor_reports_version_permissions_and_views_without_writing(repo, raw, capsys):
+    keys_before, writes_before = raw.dbsize(), _write_calls(raw)
     code, out, err = run(capsys, "doctor", "--repo", str(repo.path))
     assert code == 0, out + err
     version = raw.info("server")["redis_version"]
     assert f"Redis {version}" in out
-    assert "[ok  ] HEXPIRE" in out
+    assert "[ok  ] version" in out and "per-field expiry" in out
+    assert "stream fields are written with HSETEX" in out  # the test server is Redis 8
+    for role in ("reader", "writer", "operator"):
+        assert f"the user may run what a {role} sends (ACL DRYRUN)" in out
     view_lines = {line.split()[3]: line for line in out.splitlines() if line.startswith("[ok  ] view")}
     assert set(view_lines) == {"user_profile", "user_tx_stats", "user_activity"}
     assert " batch " in view_lines["user_profile"] and "key TTL 3600s" in view_lines["user_profile"]
+    assert "from batch_ttl_seconds" in view_lines["user_profile"]
     assert " stream " in view_lines["user_activity"] and "per-field TTL 600s" in view_lines["user_activity"]
+    assert "from stream_ttl_seconds" in view_lines["user_activity"]
     assert "hexpire.kind=stream" in view_lines["user_activity"]
     assert all("join keys (user_id)" in line for line in view_lines.values())  # inferred as apply does
     assert "no two views of one entity write the same hash field" in out
     assert "everything looks fine" in out
-    assert list(raw.scan_iter(match="feast-redis-hexpire:doctor:*")) == []  # scratch key removed
+    assert (raw.dbsize(), _write_calls(raw)) == (keys_before, writes_before)  # doctor never writes
+
+
+def _write_calls(raw) -> int:
+    stats = raw.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("set", "hset", "evalsha", "del", "unlink"))
 
 
 def test_doctor_reports_bad_view_tags(repo, tmp_path, capsys):
@@ -179,8 +202,8 @@ def test_doctor_reports_bad_view_tags(repo, tmp_path, capsys):
         )
     code, out, _ = run(capsys, "doctor", "--repo", str(bad))
     assert code == 1
-    assert "[FAIL] view       user_bad_tag" in out and "hexpire.ttl_seconds" in out
-    assert "[ok  ] HEXPIRE" in out  # the server is fine; the repo is not
+    assert re.search(r"\[FAIL\] view\s+user_bad_tag", out) and "hexpire.ttl_seconds" in out
+    assert "[ok  ] version" in out  # the server is fine; the repo is not
     assert "problem(s) found" in out
 
 
@@ -214,7 +237,11 @@ def test_console_script_inspect_and_help(repo, tmp_path):
     script = installed_script("feast-redis-hexpire")
     proc = subprocess.run(
         [script, "inspect", "u0003", "--repo", str(repo.path)],
-        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert f"key {repo.key('u0003').decode()}" in proc.stdout
@@ -223,5 +250,6 @@ def test_console_script_inspect_and_help(repo, tmp_path):
 
     help_proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60, env=subprocess_env())
     assert help_proc.returncode == 0
-    for command in ("inspect", "stats", "doctor", "demo"):
+    for command in ("inspect", "stats", "doctor"):
         assert command in help_proc.stdout
+    assert "demo" not in help_proc.stdout  # the demo lives in the checkout (`make demo`), not the wheel

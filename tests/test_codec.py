@@ -16,16 +16,15 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import feast.type_map as feast_type_map
 import numpy as np
 import pytest
-from google.protobuf import text_format
-from hypothesis import HealthCheck, Phase, assume, example, given, settings
-from hypothesis import strategies as st
-
-import feast.type_map as feast_type_map
 from feast.protos.feast.types import Value_pb2 as V
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
+from google.protobuf import text_format
+from hypothesis import HealthCheck, Phase, assume, example, given, settings
+from hypothesis import strategies as st
 
 from feast_redis_hexpire.codec import (
     CODECS,
@@ -35,9 +34,10 @@ from feast_redis_hexpire.codec import (
     decode_value,
     encode_event_ts,
     encode_value,
-    event_ts_millis,
+    event_ts_micros,
+    timestamp_proto,
 )
-from feast_redis_hexpire.errors import InvalidFeatureValue
+from feast_redis_hexpire.errors import CorruptStoredValue, InvalidFeatureValue, InvalidViewConfig
 
 # Budget: the whole file must stay well under 20 s on a busy CI box. The per-type round
 # trips run once per codec (45 types), so they get fewer examples each; edge values hypothesis would
@@ -90,10 +90,24 @@ def _canonical_nan(x: float) -> float:
 
 
 DOUBLE_SPECIALS = [
-    0.0, -0.0, 0.1, -0.1, 1 / 3, math.nan, math.inf, -math.inf,
-    5e-324, -5e-324, 2.225073858507201e-308,  # smallest / largest subnormal
-    2.2250738585072014e-308, 1.7976931348623157e308, -1.7976931348623157e308,
-    1e16, 1e-7, 123456789012345680.0, 2.0**53 + 2,
+    0.0,
+    -0.0,
+    0.1,
+    -0.1,
+    1 / 3,
+    math.nan,
+    math.inf,
+    -math.inf,
+    5e-324,
+    -5e-324,
+    2.225073858507201e-308,  # smallest / largest subnormal
+    2.2250738585072014e-308,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    1e16,
+    1e-7,
+    123456789012345680.0,
+    2.0**53 + 2,
 ]
 DOUBLES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(_canonical_nan),
@@ -103,9 +117,23 @@ DOUBLES = st.one_of(
 FLOAT32_SPECIALS = [
     f32(x)
     for x in (
-        0.0, -0.0, 0.1, -0.1, 1 / 3, math.nan, math.inf, -math.inf,
-        1e-45, -1e-45, 1.1754942e-38, 1.1754944e-38,  # subnormal min / max, normal min
-        FLT_MAX, -FLT_MAX, 16777217.0, 1e20, 3.4028233e38,
+        0.0,
+        -0.0,
+        0.1,
+        -0.1,
+        1 / 3,
+        math.nan,
+        math.inf,
+        -math.inf,
+        1e-45,
+        -1e-45,
+        1.1754942e-38,
+        1.1754944e-38,  # subnormal min / max, normal min
+        FLT_MAX,
+        -FLT_MAX,
+        16777217.0,
+        1e20,
+        3.4028233e38,
     )
 ]
 FLOAT32S = st.one_of(
@@ -154,9 +182,7 @@ def _scalar_strategies(floats=FLOAT32S):
         ValueType.JSON: _scalar("json_val", TEXT),
         ValueType.UUID: _scalar("uuid_val", st.one_of(st.uuids().map(str), TEXT)),
         ValueType.TIME_UUID: _scalar("time_uuid_val", st.one_of(st.uuids(version=1).map(str), TEXT)),
-        ValueType.DECIMAL: _scalar(
-            "decimal_val", st.one_of(DECIMAL_TEXT, TEXT)
-        ),
+        ValueType.DECIMAL: _scalar("decimal_val", st.one_of(DECIMAL_TEXT, TEXT)),
         ValueType.BYTES: _scalar("bytes_val", BYTES),
         # Feast writes these as bytes_val too (type_map); ready for when they get a codec.
         ValueType.PDF_BYTES: _scalar("bytes_val", BYTES),
@@ -171,16 +197,10 @@ def _scalar_strategies(floats=FLOAT32S):
                 ValueType[f"UNIX_TIMESTAMP_{kind}"]: _repeated(
                     f"unix_timestamp_{low}_val", getattr(V, f"Int64{cls_suffix}"), INT64
                 ),
-                ValueType[f"DOUBLE_{kind}"]: _repeated(
-                    f"double_{low}_val", getattr(V, f"Double{cls_suffix}"), DOUBLES
-                ),
+                ValueType[f"DOUBLE_{kind}"]: _repeated(f"double_{low}_val", getattr(V, f"Double{cls_suffix}"), DOUBLES),
                 ValueType[f"FLOAT_{kind}"]: _repeated(f"float_{low}_val", getattr(V, f"Float{cls_suffix}"), floats),
-                ValueType[f"BOOL_{kind}"]: _repeated(
-                    f"bool_{low}_val", getattr(V, f"Bool{cls_suffix}"), st.booleans()
-                ),
-                ValueType[f"STRING_{kind}"]: _repeated(
-                    f"string_{low}_val", getattr(V, f"String{cls_suffix}"), TEXT
-                ),
+                ValueType[f"BOOL_{kind}"]: _repeated(f"bool_{low}_val", getattr(V, f"Bool{cls_suffix}"), st.booleans()),
+                ValueType[f"STRING_{kind}"]: _repeated(f"string_{low}_val", getattr(V, f"String{cls_suffix}"), TEXT),
                 ValueType[f"BYTES_{kind}"]: _repeated(f"bytes_{low}_val", getattr(V, f"Bytes{cls_suffix}"), BYTES),
                 ValueType[f"UUID_{kind}"]: _repeated(
                     f"uuid_{low}_val", getattr(V, f"String{cls_suffix}"), st.uuids().map(str)
@@ -268,9 +288,7 @@ STRATEGIES: dict[ValueType, st.SearchStrategy[ValueProto]] = {
     ValueType.MAP: MAPS.map(lambda m: ValueProto(map_val=m)),
     ValueType.STRUCT: MAPS.map(lambda m: ValueProto(struct_val=m)),
     ValueType.MAP_LIST: st.lists(MAPS, max_size=3).map(lambda ms: ValueProto(map_list_val=V.MapList(val=ms))),
-    ValueType.STRUCT_LIST: st.lists(MAPS, max_size=3).map(
-        lambda ms: ValueProto(struct_list_val=V.MapList(val=ms))
-    ),
+    ValueType.STRUCT_LIST: st.lists(MAPS, max_size=3).map(lambda ms: ValueProto(struct_list_val=V.MapList(val=ms))),
     ValueType.VALUE_LIST: st.lists(NESTED, max_size=4).map(lambda vs: ValueProto(list_val=V.RepeatedValue(val=vs))),
     ValueType.VALUE_SET: st.lists(NESTED, max_size=4).map(lambda vs: ValueProto(set_val=V.RepeatedValue(val=vs))),
     ValueType.SCALAR_MAP: st.lists(st.tuples(_map_key(), NESTED), max_size=4).map(
@@ -282,8 +300,14 @@ STRATEGIES: dict[ValueType, st.SearchStrategy[ValueProto]] = {
 }
 
 COMPOSITE_TYPES = {
-    ValueType.MAP, ValueType.STRUCT, ValueType.MAP_LIST, ValueType.STRUCT_LIST,
-    ValueType.VALUE_LIST, ValueType.VALUE_SET, ValueType.SCALAR_MAP, ValueType.ZONED_TIMESTAMP,
+    ValueType.MAP,
+    ValueType.STRUCT,
+    ValueType.MAP_LIST,
+    ValueType.STRUCT_LIST,
+    ValueType.VALUE_LIST,
+    ValueType.VALUE_SET,
+    ValueType.SCALAR_MAP,
+    ValueType.ZONED_TIMESTAMP,
 }
 ALL_TYPES = sorted(CODECS, key=lambda vt: vt.name)
 SIMPLE_TYPES = [vt for vt in ALL_TYPES if vt not in COMPOSITE_TYPES]
@@ -294,8 +318,8 @@ NESTED_TYPES = [vt for vt in ALL_TYPES if vt in COMPOSITE_TYPES]
 
 
 def test_strategy_table_covers_every_codec():
-    assert set(CODECS) <= set(STRATEGIES), (
-        "add a strategy for new codec types: " + ", ".join(vt.name for vt in set(CODECS) - set(STRATEGIES))
+    assert set(CODECS) <= set(STRATEGIES), "add a strategy for new codec types: " + ", ".join(
+        vt.name for vt in set(CODECS) - set(STRATEGIES)
     )
 
 
@@ -328,7 +352,7 @@ def test_every_type_feast_can_materialize_has_a_codec():
 
 @pytest.mark.parametrize("value_type", [ValueType.UNKNOWN, ValueType.NULL])
 def test_codec_for_unsupported_type_names_view_feature_and_type(value_type):
-    with pytest.raises(InvalidFeatureValue) as err:
+    with pytest.raises(InvalidViewConfig) as err:
         codec_for(value_type, view=VIEW, feature=FEATURE)
     message = str(err.value)
     assert VIEW in message and FEATURE in message and value_type.name in message
@@ -537,21 +561,33 @@ def test_composite_with_float32_max_round_trips():
         (ValueType.STRING, ValueProto(string_val="héllo wörld ✓"), "héllo wörld ✓".encode()),
         (ValueType.STRING, ValueProto(string_val=""), b""),
         (ValueType.JSON, ValueProto(json_val='{"a": [1, 2]}'), b'{"a": [1, 2]}'),
-        (ValueType.UUID, ValueProto(uuid_val="550e8400-e29b-41d4-a716-446655440000"),
-         b"550e8400-e29b-41d4-a716-446655440000"),
+        (
+            ValueType.UUID,
+            ValueProto(uuid_val="550e8400-e29b-41d4-a716-446655440000"),
+            b"550e8400-e29b-41d4-a716-446655440000",
+        ),
         (ValueType.DECIMAL, ValueProto(decimal_val="3.14159"), b"3.14159"),
         (ValueType.BYTES, ValueProto(bytes_val=b"\x00\xff raw"), b"\x00\xff raw"),
         (ValueType.INT64_LIST, ValueProto(int64_list_val=V.Int64List(val=[1, 2, 3])), b"[1,2,3]"),
         (ValueType.INT32_LIST, ValueProto(int32_list_val=V.Int32List(val=[-1, 0])), b"[-1,0]"),
         (ValueType.INT32_SET, ValueProto(int32_set_val=V.Int32Set(val=[5])), b"[5]"),
         (ValueType.INT64_LIST, ValueProto(int64_list_val=V.Int64List()), b"[]"),
-        (ValueType.STRING_LIST, ValueProto(string_list_val=V.StringList(val=["a", "é", "日本"])),
-         '["a","é","日本"]'.encode()),
-        (ValueType.STRING_LIST, ValueProto(string_list_val=V.StringList(val=['say "hi"', "back\\slash"])),
-         b'["say \\"hi\\"","back\\\\slash"]'),
+        (
+            ValueType.STRING_LIST,
+            ValueProto(string_list_val=V.StringList(val=["a", "é", "日本"])),
+            '["a","é","日本"]'.encode(),
+        ),
+        (
+            ValueType.STRING_LIST,
+            ValueProto(string_list_val=V.StringList(val=['say "hi"', "back\\slash"])),
+            b'["say \\"hi\\"","back\\\\slash"]',
+        ),
         (ValueType.DOUBLE_LIST, ValueProto(double_list_val=V.DoubleList(val=[0.5, math.nan])), b"[0.5,NaN]"),
-        (ValueType.DOUBLE_LIST, ValueProto(double_list_val=V.DoubleList(val=[math.inf, -math.inf, 0.1])),
-         b"[Infinity,-Infinity,0.1]"),
+        (
+            ValueType.DOUBLE_LIST,
+            ValueProto(double_list_val=V.DoubleList(val=[math.inf, -math.inf, 0.1])),
+            b"[Infinity,-Infinity,0.1]",
+        ),
         (ValueType.FLOAT_LIST, ValueProto(float_list_val=V.FloatList(val=[0.1, 2.5])), b"[0.1,2.5]"),
         (ValueType.BOOL_LIST, ValueProto(bool_list_val=V.BoolList(val=[True, False])), b"[true,false]"),
         (ValueType.BYTES_LIST, ValueProto(bytes_list_val=V.BytesList(val=[b"\x00\x01", b""])), b'["AAE=",""]'),
@@ -713,7 +749,7 @@ def test_wrong_type_property(declared, actual, data):
     ids=lambda x: x.name if isinstance(x, ValueType) else repr(x),
 )
 def test_decode_garbage_raises_naming_view_and_feature(value_type, raw):
-    with pytest.raises(InvalidFeatureValue) as err:
+    with pytest.raises(CorruptStoredValue) as err:
         decode_value(CODECS[value_type], raw, view="driver_stats", feature="trips")
     message = str(err.value)
     assert "driver_stats" in message and "trips" in message and value_type.name in message
@@ -723,7 +759,7 @@ def test_decode_garbage_raises_naming_view_and_feature(value_type, raw):
     "value_type", [vt for vt in ALL_TYPES if CODECS[vt].proto_field != "bytes_val"], ids=lambda vt: vt.name
 )
 def test_decode_invalid_utf8_garbage_raises_for_every_non_bytes_type(value_type):
-    with pytest.raises(InvalidFeatureValue) as err:
+    with pytest.raises(CorruptStoredValue) as err:
         dec(value_type, b"\xff{garbage")
     assert VIEW in str(err.value) and FEATURE in str(err.value)
 
@@ -731,9 +767,9 @@ def test_decode_invalid_utf8_garbage_raises_for_every_non_bytes_type(value_type)
 # =========================================================================== event timestamps
 
 # Fixed offsets (always available) plus IANA zones (DST, odd offsets).
-FIXED_OFFSETS = st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59)).map(
-    timezone
-)
+FIXED_OFFSETS = st.timedeltas(
+    min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59)
+).map(timezone)
 TZINFOS = st.one_of(st.none(), st.just(UTC), FIXED_OFFSETS, st.timezones())
 DATETIMES = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 12, 31), timezones=TZINFOS)
 
@@ -743,25 +779,33 @@ def as_utc(dt: datetime) -> datetime:
 
 
 def test_event_ts_example():
-    assert encode_event_ts(datetime(2026, 11, 25, 17, 34, 0, 123456, tzinfo=UTC)) == b"2026-11-25T17:34:00.123456Z"
-    assert encode_event_ts(datetime(2026, 11, 25, 17, 34)) == b"2026-11-25T17:34:00.000000Z"
+    """`_ts:<view>` holds integer microseconds since the epoch: what Redis keeps as an integer."""
+    assert encode_event_ts(datetime(2026, 11, 25, 17, 34, 0, 123456, tzinfo=UTC)) == b"1795628040123456"
+    assert encode_event_ts(datetime(2026, 11, 25, 17, 34)) == b"1795628040000000"
     plus2 = timezone(timedelta(hours=2))
-    assert encode_event_ts(datetime(2026, 11, 25, 19, 34, tzinfo=plus2)) == b"2026-11-25T17:34:00.000000Z"
+    assert encode_event_ts(datetime(2026, 11, 25, 19, 34, tzinfo=plus2)) == b"1795628040000000"
+    assert decode_event_ts(b"1795628040123456") == datetime(2026, 11, 25, 17, 34, 0, 123456, tzinfo=UTC)
+    assert encode_event_ts(datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)) == b"-1"
+
+
+def test_event_ts_written_as_iso_text_by_earlier_versions_still_decodes():
     assert decode_event_ts(b"2026-11-25T17:34:00.123456Z") == datetime(2026, 11, 25, 17, 34, 0, 123456, tzinfo=UTC)
+    assert timestamp_proto(b"2026-11-25T17:34:00.123456Z") == timestamp_proto(b"1795628040123456")
 
 
 @PROPERTY
 @given(dt=DATETIMES)
-def test_event_ts_fixed_width_and_format(dt):
+def test_event_ts_is_an_integer_redis_keeps_as_one(dt):
     raw = encode_event_ts(dt)
-    assert len(raw) == len(b"2026-11-25T17:34:00.123456Z")
-    assert re.fullmatch(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z", raw), raw
+    assert re.fullmatch(rb"-?[1-9]\d*|0", raw), raw
+    # Lua numbers are doubles: every event time up to 2200 compares exactly in the script.
+    assert abs(int(raw)) < 2**53
 
 
 @PROPERTY
 @given(a=DATETIMES, b=DATETIMES)
-def test_event_ts_text_order_is_chronological(a, b):
-    ea, eb = encode_event_ts(a), encode_event_ts(b)
+def test_event_ts_numeric_order_is_chronological(a, b):
+    ea, eb = int(encode_event_ts(a)), int(encode_event_ts(b))
     ua, ub = as_utc(a), as_utc(b)
     assert (ea < eb) == (ua < ub)
     assert (ea == eb) == (ua == ub)
@@ -774,59 +818,35 @@ def test_event_ts_round_trip(dt):
     assert back.tzinfo is not None and back.utcoffset() == timedelta(0)
     assert back == as_utc(dt)
     assert back.microsecond == as_utc(dt).microsecond
-    assert back.replace(tzinfo=None) == as_utc(dt).replace(tzinfo=None)
 
 
 @PROPERTY
 @given(dt=DATETIMES)
-def test_event_ts_naive_is_utc(dt):
-    naive = as_utc(dt).replace(tzinfo=None)
-    assert encode_event_ts(naive) == encode_event_ts(as_utc(dt)) == encode_event_ts(dt)
+def test_event_ts_timestamp_proto_matches_feast(dt):
+    """Reads hand Feast a Timestamp proto: the same one Feast makes from the datetime."""
+    from google.protobuf.timestamp_pb2 import Timestamp
 
-
-def test_event_ts_millis_examples():
-    dt = datetime(2026, 11, 25, 17, 34, 0, 123456, tzinfo=UTC)
-    assert event_ts_millis(dt) == int(dt.timestamp() * 1000) == 1795628040123
-    assert event_ts_millis(datetime(2026, 11, 25, 17, 34, 0, 123456)) == 1795628040123
-    assert event_ts_millis(datetime(2026, 11, 25, 19, 34, 0, 123999, tzinfo=timezone(timedelta(hours=2)))) == 1795628040123
-    assert event_ts_millis(EPOCH) == 0
-
-
-@PROPERTY
-@given(dt=DATETIMES.filter(lambda d: d.tzinfo is not None))
-def test_event_ts_millis_aware(dt):
-    # Agrees with Feast-style `int(dt.timestamp() * 1000)`; that float formula can itself be
-    # 1 ms low for some whole-millisecond times (see the exact test below), hence the 1 ms slack.
-    assert abs(event_ts_millis(dt) - int(dt.timestamp() * 1000)) <= 1
-    assert event_ts_millis(dt) == event_ts_millis(dt.astimezone(UTC))
+    expected = Timestamp()
+    expected.FromDatetime(as_utc(dt))
+    assert timestamp_proto(encode_event_ts(dt)) == expected
 
 
 @PROPERTY
 @given(dt=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 12, 31)))
-def test_event_ts_millis_naive_is_utc(dt):
+def test_event_ts_naive_is_utc(dt):
     with local_timezone("Asia/Kathmandu"):  # +05:45: a naive-as-local bug cannot hide here
-        assert event_ts_millis(dt) == event_ts_millis(dt.replace(tzinfo=UTC))
-        assert abs(event_ts_millis(dt) - int(dt.replace(tzinfo=UTC).timestamp() * 1000)) <= 1
         assert encode_event_ts(dt) == encode_event_ts(dt.replace(tzinfo=UTC))
+        assert event_ts_micros(dt) == (dt - datetime(1970, 1, 1)) // timedelta(microseconds=1)
 
 
 @PROPERTY
 @given(dt=DATETIMES)
 @example(dt=datetime(2026, 11, 25, 17, 34, 0, 1000, tzinfo=UTC))
-@example(dt=datetime(2200, 12, 31, 23, 59, 59, 999000, tzinfo=UTC))
-@example(dt=datetime(1971, 2, 2, 10, 57, 6, 800000, tzinfo=UTC))  # float rounding: gives ...799
-@example(dt=datetime(2108, 4, 8, 2, 37, 47, 947000, tzinfo=UTC))  # float rounding: gives ...946
-def test_event_ts_millis_is_whole_milliseconds_since_epoch(dt):
-    exact = (as_utc(dt) - EPOCH) // timedelta(milliseconds=1)
-    assert event_ts_millis(dt) == exact
-
-
-@PROPERTY
-@given(a=DATETIMES, b=DATETIMES)
-def test_event_ts_millis_consistent_with_text_order(a, b):
-    # The write script compares text; the TTL uses millis: they must not disagree.
-    if encode_event_ts(a) <= encode_event_ts(b):
-        assert event_ts_millis(a) <= event_ts_millis(b)
+@example(dt=datetime(2200, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+@example(dt=datetime(1971, 2, 2, 10, 57, 6, 800000, tzinfo=UTC))  # float rounding would give ...799
+def test_event_ts_micros_is_exact(dt):
+    exact = (as_utc(dt) - EPOCH) // timedelta(microseconds=1)
+    assert event_ts_micros(dt) == exact
 
 
 @contextmanager

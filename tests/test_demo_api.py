@@ -13,11 +13,11 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from e2e_helpers import STREAM_FIELDS as E2E_STREAM_FIELDS
-from feast_redis_hexpire import connection
-from feast_redis_hexpire.demo.app import create_app
-from feast_redis_hexpire.demo.runtime import MAX_USERS, DemoRuntime
-from feast_redis_hexpire.streaming import StreamingWorker
+from demo.app import create_app
+from demo.runtime import MAX_USERS, DemoRuntime
+from feast_redis_hexpire import clients
+from feature_repo.stream_producer import StreamingWorker
+from tests.support.e2e import STREAM_FIELDS as E2E_STREAM_FIELDS
 
 pytestmark = pytest.mark.e2e
 
@@ -25,10 +25,17 @@ USERS = 30
 BATCH_TTL = 7200
 STREAM_TTL = 300
 ALL_REFS = [
-    "user_profile:country_iso", "user_profile:risk_segment", "user_profile:account_age_days",
-    "user_tx_stats:tx_count_7d", "user_tx_stats:avg_amount_30d", "user_tx_stats:chargeback_count_180d",
-    "user_activity:last_login_ts", "user_activity:last_device_id", "user_activity:tx_count_5m",
-    "user_activity:failed_logins_15m", "user_activity:session_country",
+    "user_profile:country_iso",
+    "user_profile:risk_segment",
+    "user_profile:account_age_days",
+    "user_tx_stats:tx_count_7d",
+    "user_tx_stats:avg_amount_30d",
+    "user_tx_stats:chargeback_count_180d",
+    "user_activity:last_login_ts",
+    "user_activity:last_device_id",
+    "user_activity:tx_count_5m",
+    "user_activity:failed_logins_15m",
+    "user_activity:session_country",
 ]
 STREAM_FIELDS = set(E2E_STREAM_FIELDS)
 
@@ -53,14 +60,13 @@ def runtime(redis_server, tmp_path_factory):
         rt.close()
         # The demo used the process-wide cached client from several threads, so its pool
         # holds several connections: later tests get fresh clients.
-        connection.reset_clients()
+        clients.reset_clients()
 
 
 @pytest.fixture(scope="module")
 def client(runtime):
     with TestClient(create_app(runtime)) as test_client:
         yield test_client
-
 
 
 def _key(runtime, user_id: str) -> str:
@@ -106,8 +112,12 @@ def test_state_reports_entities_ttls_counters_and_worker(client, runtime):
     kinds = {f["view"]: f["kind"] for f in state["features"]}
     assert kinds == {"user_profile": "batch", "user_tx_stats": "batch", "user_activity": "stream"}
     assert state["feature_services"]["fraud_model_v1"] == [
-        "user_profile:risk_segment", "user_tx_stats:tx_count_7d", "user_tx_stats:avg_amount_30d",
-        "user_activity:tx_count_5m", "user_activity:failed_logins_15m", "user_activity:last_device_id",
+        "user_profile:risk_segment",
+        "user_tx_stats:tx_count_7d",
+        "user_tx_stats:avg_amount_30d",
+        "user_activity:tx_count_5m",
+        "user_activity:failed_logins_15m",
+        "user_activity:last_device_id",
     ]
     load = state["last_bulk_load"]
     assert load["users"] == USERS and load["seconds"] > 0

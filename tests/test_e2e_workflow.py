@@ -20,21 +20,22 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from e2e_helpers import (
-    STREAM_FIELDS,
+from devsupport.net import wait_until
+from tests.support.e2e import (
     ALL_FEATURE_REFS,
     BATCH_VIEWS,
     FEATURES,
+    STREAM_FIELDS,
     STREAM_VIEW,
     E2ERepo,
     FeastServe,
     activity_frame,
+    clear_project,
     expected_fields,
     feast_cli,
     field_pttls,
     field_ttls,
     hgetall_text,
-    clear_project,
     iso,
     latest_per_user,
     make_repo,
@@ -43,7 +44,6 @@ from e2e_helpers import (
     project_keys,
     remove_view_from_definitions,
     ts_field_text,
-    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -100,12 +100,12 @@ def test_materialize_and_incremental_write_flat_hashes(fresh_repo: E2ERepo, redi
     feast_cli(repo, "materialize", iso(now - timedelta(days=3)), iso(mid))
     old = {view: latest_per_user(repo.frame(view), end=mid) for view in BATCH_VIEWS}
     assert all(set(rows) == set(users) for rows in old.values())
-    assert sorted(project_keys(redis_client, repo.key_prefix, repo.project)) == sorted(
-        repo.key(u) for u in users
-    )
+    assert sorted(project_keys(redis_client, repo.key_prefix, repo.project)) == sorted(repo.key(u) for u in users)
     for uid in users:
-        want = {**expected_fields("user_profile", old["user_profile"][uid]),
-                **expected_fields("user_tx_stats", old["user_tx_stats"][uid])}
+        want = {
+            **expected_fields("user_profile", old["user_profile"][uid]),
+            **expected_fields("user_tx_stats", old["user_tx_stats"][uid]),
+        }
         assert hgetall_text(redis_client, repo.key(uid)) == want, uid
         ttl = redis_client.ttl(repo.key(uid))
         assert repo.batch_ttl_seconds - 60 < ttl <= repo.batch_ttl_seconds, (uid, ttl)
@@ -123,9 +123,9 @@ def test_materialize_and_incremental_write_flat_hashes(fresh_repo: E2ERepo, redi
         for view in FEATURES:
             want.update(expected_fields(view, new[view][uid]))
         assert stored == want, uid
-        # `_ts` is fixed width: 2026-11-25T17:34:00.123456Z
+        # `_ts` holds the event time in epoch microseconds: 1764091200123456
         for view in FEATURES:
-            assert len(stored[f"_ts:{view}"]) == 27 and stored[f"_ts:{view}"].endswith("Z")
+            assert stored[f"_ts:{view}"].isdigit() and len(stored[f"_ts:{view}"]) == 16
 
         ttl = redis_client.ttl(key)
         assert repo.batch_ttl_seconds - 60 < ttl <= repo.batch_ttl_seconds, (uid, ttl)
@@ -182,11 +182,14 @@ def test_push_python_api_and_feast_serve(shared_repo: E2ERepo, redis_client, tmp
     assert got["last_device_id"] == ["dev-push-0", "dev-push-1"]
     assert got["session_country"] == ["PT", "PT"]
 
-    # An event stamped in the future is anchored at "now": it cannot outlive the TTL.
-    future_user = "u0009"
-    _push(store, activity_frame([future_user], now + timedelta(hours=1)))
+    # An event stamped a little in the future (clock skew) is anchored at "now": it cannot
+    # outlive the TTL. One stamped beyond max_future_seconds (300 s) is not stored at all.
+    future_user, far_user = "u0009", "u0010"
+    _push(store, activity_frame([future_user], now + timedelta(seconds=120)))
     ttls = field_ttls(redis_client, repo.key(future_user), STREAM_FIELDS)
     assert all(0 < t <= repo.stream_ttl_seconds for t in ttls.values()), ttls
+    _push(store, activity_frame([far_user], now + timedelta(hours=1)))
+    assert not redis_client.exists(repo.key(far_user))
 
     # Join-key values are percent-escaped in the key and read back unchanged.
     odd_user = "x:y=z%{1}"
@@ -221,8 +224,12 @@ def test_push_python_api_and_feast_serve(shared_repo: E2ERepo, redis_client, tmp
         assert hgetall_text(redis_client, repo.key("u0004"))["failed_logins_15m"] == "7"
 
         reply = serve.get_online_features(
-            ["user_activity:tx_count_5m", "user_activity:last_device_id",
-             "user_activity:failed_logins_15m", "user_profile:country_iso"],
+            [
+                "user_activity:tx_count_5m",
+                "user_activity:last_device_id",
+                "user_activity:failed_logins_15m",
+                "user_profile:country_iso",
+            ],
             py_users + http_users + ["u_missing"],
         )
         assert reply["tx_count_5m"]["values"] == [10, 11, 3, 4, None]
@@ -263,8 +270,12 @@ def test_mixed_staleness_stream_expires_before_batch(short_ttl_repo: E2ERepo, re
     store.materialize(now - timedelta(days=3), now + timedelta(seconds=1), feature_views=list(BATCH_VIEWS))
     _push(store, activity_frame(users, _utcnow()))
 
-    refs = ["user_profile:risk_segment", "user_tx_stats:tx_count_7d", "user_activity:tx_count_5m",
-            "user_activity:last_device_id"]
+    refs = [
+        "user_profile:risk_segment",
+        "user_tx_stats:tx_count_7d",
+        "user_activity:tx_count_5m",
+        "user_activity:last_device_id",
+    ]
     resp = store.get_online_features(features=refs, entity_rows=[{"user_id": u} for u in users])
     statuses = online_statuses(resp)
     assert all(s == ["PRESENT"] * 3 for name, s in statuses.items() if name != "user_id"), statuses
@@ -373,9 +384,7 @@ def test_apply_removing_a_view_and_teardown(shared_repo: E2ERepo, redis_server, 
     # The other project, written through its own FeatureStore.
     shared_store = shared_repo.store()
     _push(shared_store, activity_frame(["u0001", "u0002"], _utcnow()))
-    other_before = {
-        k: redis_client.hgetall(k) for k in project_keys(redis_client, "fs", shared_repo.project)
-    }
+    other_before = {k: redis_client.hgetall(k) for k in project_keys(redis_client, "fs", shared_repo.project)}
     assert len(other_before) == 2
 
     for uid in users:
@@ -392,9 +401,7 @@ def test_apply_removing_a_view_and_teardown(shared_repo: E2ERepo, redis_server, 
 
     feast_cli(repo, "teardown")
     assert project_keys(redis_client, repo.key_prefix, repo.project) == []
-    other_after = {
-        k: redis_client.hgetall(k) for k in project_keys(redis_client, "fs", shared_repo.project)
-    }
+    other_after = {k: redis_client.hgetall(k) for k in project_keys(redis_client, "fs", shared_repo.project)}
     assert other_after == other_before
 
 

@@ -8,18 +8,17 @@ with ``hash_tag: project`` the project component is ``{<project>}`` (a Redis Clu
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import BoolList, Null, StringList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from feast_redis_hexpire.config import HashTag
-from feast_redis_hexpire.errors import InvalidFeatureValue
+from feast_redis_hexpire.errors import InvalidEntityKey
 from feast_redis_hexpire.keys import (
     PROJECT_HASH_TAG,
     entity_redis_key,
@@ -306,7 +305,7 @@ def test_key_structure_no_hash_tags_no_raw_separators(data, project):
     assert len(parts) == 2 + len(row)
     assert parts[0] == "fs"
     assert parts[1] == escape_component(project)
-    for part, (name, value) in zip(parts[2:], sorted(row, key=lambda p: p[0])):
+    for part, (name, _value) in zip(parts[2:], sorted(row, key=lambda p: p[0])):
         # Exactly one `=`: no raw `=` in a name or value.
         assert part.count("=") == 1
         key_name, _, key_value = part.partition("=")
@@ -425,9 +424,7 @@ def test_join_key_names_accepts_str_and_unescapes():
     other_projects=st.lists(any_text, max_size=2),
     schema_list=st.lists(schemas(), min_size=1, max_size=4),
 )
-def test_scan_pattern_plus_join_key_filter_selects_exactly_one_entity_set(
-    data, project, other_projects, schema_list
-):
+def test_scan_pattern_plus_join_key_filter_selects_exactly_one_entity_set(data, project, other_projects, schema_list):
     wanted_schema = schema_list[0]
     wanted = tuple(name for name, _ in wanted_schema)
     population = []  # (key, project, layout, join-key names)
@@ -465,7 +462,7 @@ def test_same_join_keys():
     "value, kind",
     [
         (ValueProto(), "null"),
-        (ValueProto(null_val=Null.NULL), "null_val"),
+        (ValueProto(null_val=Null.NULL), "null"),
         (ValueProto(double_val=1.5), "double_val"),
         (ValueProto(float_val=1.5), "float_val"),
         (ValueProto(bool_val=True), "bool_val"),
@@ -474,7 +471,7 @@ def test_same_join_keys():
     ],
 )
 def test_unsupported_entity_value_raises_naming_join_key(value, kind):
-    with pytest.raises(InvalidFeatureValue) as err:
+    with pytest.raises(InvalidEntityKey) as err:
         key_of([("customer_ref", value)])
     message = str(err.value)
     assert "customer_ref" in message
@@ -482,7 +479,7 @@ def test_unsupported_entity_value_raises_naming_join_key(value, kind):
 
 
 def test_unsupported_value_in_composite_key_names_the_offending_join_key():
-    with pytest.raises(InvalidFeatureValue) as err:
+    with pytest.raises(InvalidEntityKey) as err:
         key_of([("user_id", s("u1")), ("bad_key", ValueProto(double_val=2.0)), ("zone", s("z"))])
     assert "bad_key" in str(err.value)
     assert "user_id" not in str(err.value)
@@ -491,8 +488,8 @@ def test_unsupported_value_in_composite_key_names_the_offending_join_key():
 def test_join_keys_and_values_of_different_lengths_are_rejected_by_name():
     prefix = project_prefix("fs", "proj")
     short = EntityKeyProto(join_keys=["user_id"], entity_values=[])
-    with pytest.raises(InvalidFeatureValue, match=r"1 join keys \['user_id'\] but 0 values"):
+    with pytest.raises(InvalidEntityKey, match=r"1 join keys \['user_id'\] but 0 values"):
         entity_redis_key(prefix, short)
     extra = EntityKeyProto(join_keys=["a", "b"], entity_values=[ValueProto(string_val="x")])
-    with pytest.raises(InvalidFeatureValue, match=r"2 join keys \['a', 'b'\] but 1 values"):
+    with pytest.raises(InvalidEntityKey, match=r"2 join keys \['a', 'b'\] but 1 values"):
         entity_redis_key(prefix, extra)

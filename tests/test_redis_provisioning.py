@@ -1,4 +1,4 @@
-"""Tests for getting and running a local Redis >= 7.4 (real servers only)."""
+"""The dev tooling that finds, builds and runs a local Redis >= 7.4 (real servers only)."""
 
 from __future__ import annotations
 
@@ -14,20 +14,18 @@ from pathlib import Path
 import pytest
 import redis
 
-from feast_redis_hexpire import local_redis
-from feast_redis_hexpire.local_redis import (
-    MIN_REDIS_VERSION,
-    ExternalRedis,
-    LocalRedisServer,
+from devsupport import redis_binary
+from devsupport.net import free_port
+from devsupport.redis_binary import (
     RedisProvisioningError,
     binary_version,
     cache_dir,
-    check_server_version,
     find_redis_server,
     find_tool,
-    parse_version,
-    server_for_local_use,
 )
+from devsupport.redis_server import ExternalRedis, LocalRedisServer, check_server_version, server_for_local_use
+from feast_redis_hexpire.redis_version import MIN_SERVER_VERSION as MIN_REDIS_VERSION
+from feast_redis_hexpire.redis_version import parse_version
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +74,7 @@ def test_parse_version_rejects_garbage() -> None:
 @pytest.mark.parametrize("version", ["6.2.14", "7.0.15", "7.2.5", "7.3.99"])
 def test_version_gate_rejects_pre_hexpire_versions(version: str) -> None:
     with pytest.raises(RedisProvisioningError) as err:
-        local_redis._require_min_version(version, "redis://example:6379")
+        redis_binary.require_min_version(version, "redis://example:6379")
     message = str(err.value)
     assert "HEXPIRE needs Redis 7.4+" in message
     assert f"found {version} at redis://example:6379" in message
@@ -84,7 +82,7 @@ def test_version_gate_rejects_pre_hexpire_versions(version: str) -> None:
 
 @pytest.mark.parametrize("version", ["7.4.0", "7.4.2", "8.0.0", "8.10.2"])
 def test_version_gate_accepts_hexpire_versions(version: str) -> None:
-    assert local_redis._require_min_version(version, "x") == parse_version(version)
+    assert redis_binary.require_min_version(version, "x") == parse_version(version)
 
 
 def test_external_redis_connection_string_uses_feast_format() -> None:
@@ -114,9 +112,7 @@ def test_tools_sit_next_to_the_server(server_binary: Path) -> None:
     assert parse_version(version) >= MIN_REDIS_VERSION
 
 
-def test_missing_redis_server_bin_is_a_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_redis_server_bin_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = tmp_path / "no-such-redis-server"
     monkeypatch.setenv("REDIS_SERVER_BIN", str(missing))
     with pytest.raises(RedisProvisioningError) as err:
@@ -140,9 +136,7 @@ def test_redis_server_bin_is_honoured(server_binary: Path, monkeypatch: pytest.M
     assert find_redis_server(build=False) == server_binary.absolute()
 
 
-def test_nothing_found_without_build_says_what_was_tried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_nothing_found_without_build_says_what_was_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_SERVER_BIN", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server here
@@ -150,14 +144,14 @@ def test_nothing_found_without_build_says_what_was_tried(
         find_redis_server(build=False)
     message = str(err.value)
     assert "no cached build in" in message and str(tmp_path / "cache") in message
-    assert "local_redis ensure" in message
+    assert "devsupport ensure" in message
 
 
 @pytest.fixture
 def empty_cache(server_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty cache dir, no REDIS_SERVER_BIN and nothing on PATH: only the cache can
     answer. Yields the directory holding a real build to install from."""
-    if not all((server_binary.parent / t).is_file() for t in local_redis._TOOLS):
+    if not all((server_binary.parent / t).is_file() for t in redis_binary._TOOLS):
         pytest.skip(f"{server_binary.parent} lacks redis-cli/redis-benchmark to copy")
     monkeypatch.delenv("REDIS_SERVER_BIN", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -170,7 +164,7 @@ def test_cached_build_is_found_again_without_rebuilding(
 ) -> None:
     """A build installed into the cache layout is what later runs pick up."""
     cache_dir().mkdir(parents=True)
-    installed = local_redis._install_from_source_tree(server_binary.parent, cache_dir())
+    installed = redis_binary._install_from_source_tree(server_binary.parent, cache_dir())
 
     version = ".".join(map(str, binary_version(server_binary)))
     assert installed == tmp_path / "feast-redis-hexpire" / "redis" / f"redis-{version}" / "bin" / "redis-server"
@@ -183,8 +177,10 @@ def test_cached_build_is_found_again_without_rebuilding(
 
 def test_ensure_cli_prints_path_and_version(server_binary: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "feast_redis_hexpire.local_redis", "ensure"],
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "devsupport", "ensure"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert "redis-server" in proc.stdout
@@ -256,14 +252,12 @@ def test_real_server_passes_version_check(redis_server) -> None:
 
 
 def test_unreachable_server_is_a_clear_error() -> None:
-    port = local_redis.free_port()  # nothing listens here
+    port = free_port()  # nothing listens here
     with pytest.raises(RedisProvisioningError, match="could not query Redis"):
         check_server_version(f"redis://127.0.0.1:{port}")
 
 
-def test_server_for_local_use_starts_and_stops_its_own(
-    server_binary: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_server_for_local_use_starts_and_stops_its_own(server_binary: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     with server_for_local_use(log=lambda _: None) as server:
         client = redis.Redis.from_url(server.url)
@@ -298,28 +292,26 @@ def test_concurrent_build_waits_for_the_lock_holder(
     def no_second_build(*_: object) -> Path:
         raise AssertionError("built again although the lock holder had finished")
 
-    monkeypatch.setattr(local_redis, "_build", no_second_build)
+    monkeypatch.setattr(redis_binary, "_build", no_second_build)
     cache_dir().mkdir(parents=True)
     messages: list[str] = []
     result: list[object] = []
     with open(cache_dir() / ".build.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # we are "the other process", mid-build
-        waiter = threading.Thread(
-            target=lambda: result.append(_call(find_redis_server, log=messages.append))
-        )
+        waiter = threading.Thread(target=lambda: result.append(_call(find_redis_server, log=messages.append)))
         waiter.start()
         deadline = time.monotonic() + 30
         while not messages and waiter.is_alive() and time.monotonic() < deadline:
             time.sleep(0.02)
         assert waiter.is_alive(), result  # blocked on the lock
         assert "another process is building Redis" in messages[-1]
-        installed = local_redis._install_from_source_tree(server_binary.parent, cache_dir())
+        installed = redis_binary._install_from_source_tree(server_binary.parent, cache_dir())
         fcntl.flock(lock, fcntl.LOCK_UN)
     waiter.join(timeout=30)
     assert result == [installed]
 
 
-def _call(fn, **kwargs):  # noqa: ANN001, ANN202 - keeps exceptions visible to the test
+def _call(fn, **kwargs):
     try:
         return fn(**kwargs)
     except BaseException as exc:  # noqa: BLE001

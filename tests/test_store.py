@@ -4,7 +4,6 @@ newest-wins, grouped reads, async, lifecycle and bad input (issue: core store)."
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,23 +11,23 @@ from pathlib import Path
 import pytest
 import redis
 from feast import FeatureStore, Field
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
-from feast_redis_hexpire import RedisHexpireOnlineStore
-from feast_redis_hexpire import connection
+from devsupport.redis_server import LocalRedisServer
+from feast_redis_hexpire import RedisHexpireOnlineStore, clients
+from feast_redis_hexpire.codec import encode_event_ts
 from feast_redis_hexpire.errors import (
     FieldConflictError,
     FieldExpiryError,
-    InvalidFeatureValue,
+    InvalidInput,
     InvalidViewConfig,
-    UnsupportedRedisServer,
+    ServerCheckError,
 )
-from feast_redis_hexpire.local_redis import LocalRedisServer
-from feast_redis_hexpire.planning import WriteCall, tally_writes
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-
-from store_helpers import (
+from feast_redis_hexpire.writes import script_calls, tally
+from tests.support.faults import DroppingProxy
+from tests.support.store import (
     USER,
     batch_view,
     command_calls,
@@ -46,8 +45,13 @@ from store_helpers import (
 
 @pytest.fixture
 def make_config(redis_server, unique_project, tmp_path):
+    """These tests read hash fields by feature name, so they ask for `field_naming: plain`;
+    the qualified default is specified in test_naming.py."""
+
     def make(**store):
+        store.setdefault("field_naming", "plain")
         return repo_config(redis_server.connection_string, unique_project, tmp_path, **store)
+
     return make
 
 
@@ -73,7 +77,7 @@ def test_flat_readable_hash_per_entity(store, make_config, redis_client):
     assert redis_client.hgetall(key) == {
         b"risk_segment": b"low",
         b"tx_count_7d": b"14",
-        b"_ts:user_profile": (ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z").encode(),
+        b"_ts:user_profile": encode_event_ts(ts),  # epoch microseconds, an integer in the listpack
     }
     assert redis_client.hmget(key, "risk_segment", "tx_count_7d") == [b"low", b"14"]
 
@@ -143,7 +147,7 @@ def test_reserved_field_prefix_and_bad_tags_rejected(store, make_config):
 
 
 ALL_TYPES = [
-    (Field(name="f_int32", dtype=Int32), ValueProto(int32_val=-2**31)),
+    (Field(name="f_int32", dtype=Int32), ValueProto(int32_val=-(2**31))),
     (Field(name="f_int64", dtype=Int64), ValueProto(int64_val=2**63 - 1)),
     (Field(name="f_float", dtype=Float32), ValueProto(float_val=0.1)),
     (Field(name="f_double", dtype=Float64), ValueProto(double_val=float("nan"))),
@@ -215,8 +219,9 @@ def test_batch_write_sets_key_ttl_and_rematerialize_refreshes_it(store, make_con
 
 def test_batch_ttl_tag_overrides_and_zero_disables(store, make_config, redis_client):
     config = make_config(batch_ttl_seconds=1000)
-    store.online_write_batch(config, batch_view("short", tags={"hexpire.ttl_seconds": "50"}),
-                             [row("u1", now(), tx_count_7d=1)], None)
+    store.online_write_batch(
+        config, batch_view("short", tags={"hexpire.ttl_seconds": "50"}), [row("u1", now(), tx_count_7d=1)], None
+    )
     assert 45 <= redis_client.ttl(key_of(config, "u1")) <= 50
     store.online_write_batch(make_config(batch_ttl_seconds=0), batch_view(), [row("u2", now(), tx_count_7d=1)], None)
     assert redis_client.ttl(key_of(config, "u2")) == -1
@@ -241,8 +246,8 @@ def test_stream_expiry_is_anchored_at_event_time(store, make_config, redis_clien
     store.online_write_batch(config, stream_view(), [row("u1", seconds_ago(100), tx_count_5m=3)], None)
     [ttl] = redis_client.httl(key_of(config, "u1"), "tx_count_5m")
     assert 195 <= ttl <= 200
-    # A future event time does not buy a longer life than `now + ttl`.
-    store.online_write_batch(config, stream_view(), [row("u2", now() + timedelta(hours=1), tx_count_5m=3)], None)
+    # A future event time (within max_future_seconds) does not buy a longer life than `now + ttl`.
+    store.online_write_batch(config, stream_view(), [row("u2", now() + timedelta(seconds=200), tx_count_5m=3)], None)
     [ttl] = redis_client.httl(key_of(config, "u2"), "tx_count_5m")
     assert 295 <= ttl <= 300
 
@@ -283,14 +288,16 @@ def test_short_ttls_stream_fields_vanish_then_the_entity(store, make_config, red
     assert not redis_client.exists(key_of(config, "u1"))
 
 
-def test_every_expiry_reply_is_checked(redis_client):
-    """A real Redis error reply from the script is turned into an error naming key and field."""
-    reply = redis_client.pipeline(transaction=False).eval(
-        "return redis.error_reply('HEXPIRE_FAILED HPEXPIREAT on key fs:p:user_id=u1 field tx_count_5m answered -2 (expected 1)')",
-        0,
-    ).execute(raise_on_error=False)
-    with pytest.raises(FieldExpiryError, match=r"fs:p:user_id=u1.*tx_count_5m.*-2"):
-        tally_writes([WriteCall(b"fs:p:user_id=u1", [])], reply)
+def test_every_expiry_reply_is_checked(store, make_config, redis_client):
+    """A row the script answers with an expiry failure (a real Redis error reply inside the
+    script's reply array) raises an error naming the view, key and field."""
+    config = make_config()
+    plan = store.plan_write(config, stream_view(), [row("u1", now(), tx_count_5m=1)])
+    [call] = script_calls(plan, plan.rows, by_slot=False)
+    failure = "HEXPIRE_FAILED HPEXPIREAT 1 on key fs:p:user_id=u1 field tx_count_5m answered -2 (expected 1)"
+    replies = redis_client.pipeline(transaction=False).eval(f"return {{ {{err='{failure}'}} }}", 0).execute()
+    with pytest.raises(FieldExpiryError, match=r"'user_activity'.*fs:p:user_id=u1.*tx_count_5m.*-2"):
+        tally(plan, [call], replies, "test")
 
 
 # ---------------------------------------------------------------- 5. newest wins, atomic, one round trip
@@ -316,14 +323,15 @@ def test_rows_for_one_entity_in_one_batch_keep_the_newest(store, make_config, re
     assert redis_client.hget(key_of(config, "u1"), "tx_count_7d") == b"2"
 
 
-def test_write_is_one_script_call_per_entity_without_a_read_round_trip(store, make_config, redis_client):
+def test_write_is_one_script_call_per_hundred_entities_without_a_read_round_trip(store, make_config, redis_client):
     config = make_config()
     store.online_write_batch(config, batch_view(), [row("warm", now(), tx_count_7d=0)], None)
     redis_client.config_resetstat()
-    rows = [row(f"u{i}", now(), risk_segment="low", tx_count_7d=i) for i in range(50)]
+    rows = [row(f"u{i}", now(), risk_segment="low", tx_count_7d=i) for i in range(250)]
     store.online_write_batch(config, batch_view(), rows, None)
-    assert command_calls(redis_client, "evalsha") == 50
+    assert command_calls(redis_client, "evalsha") == 3  # 100 + 100 + 50 entities
     assert command_calls(redis_client, "hmget") == 0  # Feast's own store reads timestamps first
+    assert command_calls(redis_client, "hset") == 250 and command_calls(redis_client, "pexpire") == 250
 
 
 def test_script_is_reloaded_after_script_flush(store, make_config, redis_client):
@@ -359,11 +367,18 @@ def test_get_online_features_reads_all_views_with_one_hmget_per_entity(make_conf
     fs = _feature_store(config, tmp_path, [profile, stream, extra])
     online = fs._get_provider().online_store
     users = [f"u{i}" for i in range(5)]
-    online.online_write_batch(config, profile, [row(u, now(), risk_segment="low", tx_count_7d=i) for i, u in enumerate(users)], None)
+    online.online_write_batch(
+        config, profile, [row(u, now(), risk_segment="low", tx_count_7d=i) for i, u in enumerate(users)], None
+    )
     online.online_write_batch(config, stream, [row(u, now(), tx_count_5m=i) for i, u in enumerate(users)], None)
     online.online_write_batch(config, extra, [row(u, now(), country_iso="DE") for u in users], None)
 
-    refs = ["user_profile:tx_count_7d", "user_activity:tx_count_5m", "user_extra:country_iso", "user_profile:risk_segment"]
+    refs = [
+        "user_profile:tx_count_7d",
+        "user_activity:tx_count_5m",
+        "user_extra:country_iso",
+        "user_profile:risk_segment",
+    ]
     redis_client.config_resetstat()
     result = fs.get_online_features(refs, [{"user_id": u} for u in users + ["nobody"]]).to_dict()
     assert command_calls(redis_client, "hmget") == 6  # one per entity, not one per entity per view
@@ -398,8 +413,11 @@ def test_expired_stream_field_reads_as_not_found(make_config, tmp_path):
     response = fs.get_online_features(refs, [{"user_id": "u1"}])
     assert response.to_dict()["tx_count_5m"] == [None]
     assert response.to_dict()["risk_segment"] == ["low"]
-    statuses = {name: vec.statuses[0] for name, vec in zip(response.proto.metadata.feature_names.val, response.proto.results)}
+    statuses = {
+        name: vec.statuses[0] for name, vec in zip(response.proto.metadata.feature_names.val, response.proto.results)
+    }
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
     assert statuses["tx_count_5m"] == FieldStatus.NOT_FOUND
     assert statuses["risk_segment"] == FieldStatus.PRESENT
 
@@ -426,8 +444,10 @@ def test_async_write_and_read_match_sync(store, make_config, tmp_path):
     fs = _feature_store(config, tmp_path, [view])
     refs = ["user_profile:tx_count_7d"]
     entity_rows = [{"user_id": f"u{i}"} for i in range(21)]
-    assert asyncio.run(fs.get_online_features_async(refs, entity_rows)).to_dict() == \
-        fs.get_online_features(refs, entity_rows).to_dict()
+    assert (
+        asyncio.run(fs.get_online_features_async(refs, entity_rows)).to_dict()
+        == fs.get_online_features(refs, entity_rows).to_dict()
+    )
 
 
 # ---------------------------------------------------------------- 8. lifecycle
@@ -437,7 +457,7 @@ def test_update_refuses_redis_older_than_7_4(tmp_path, unique_project):
     binary = old_redis_server_binary()
     with LocalRedisServer(binary=binary) as old:
         config = repo_config(old.connection_string, unique_project, tmp_path)
-        with pytest.raises(UnsupportedRedisServer) as err:
+        with pytest.raises(ServerCheckError) as err:
             RedisHexpireOnlineStore().update(config, [], [batch_view()], [], [USER], partial=False)
     message = str(err.value)
     assert "7.4" in message and "7.0.15" in message and "HEXPIRE" in message
@@ -447,9 +467,15 @@ def test_update_removes_deleted_view_fields_only(store, make_config, redis_clien
     config = make_config()
     profile, stream = batch_view(), stream_view()
     moved = batch_view("user_moved", schema=[Field(name="last_amount", dtype=Float64)])
-    store.online_write_batch(config, profile, [row(f"u{i}", now(), risk_segment="low", tx_count_7d=i) for i in range(3)], None)
-    store.online_write_batch(config, stream, [row(f"u{i}", now(), tx_count_5m=i, last_amount=1.5) for i in range(3)], None)
-    other = repo_config(config.online_store.connection_string, config.project + "_other", Path("/tmp"))
+    store.online_write_batch(
+        config, profile, [row(f"u{i}", now(), risk_segment="low", tx_count_7d=i) for i in range(3)], None
+    )
+    store.online_write_batch(
+        config, stream, [row(f"u{i}", now(), tx_count_5m=i, last_amount=1.5) for i in range(3)], None
+    )
+    other = repo_config(
+        config.online_store.connection_string, config.project + "_other", Path("/tmp"), field_naming="plain"
+    )
     store.online_write_batch(other, stream, [row("u0", now(), tx_count_5m=7)], None)
 
     # user_activity is deleted; its `last_amount` now belongs to user_moved and must stay.
@@ -463,7 +489,9 @@ def test_update_removes_deleted_view_fields_only(store, make_config, redis_clien
 
 def test_teardown_unlinks_project_keys_with_scan_not_keys(store, make_config, redis_client):
     config = make_config()
-    other = repo_config(config.online_store.connection_string, config.project + "_other", Path("/tmp"))
+    other = repo_config(
+        config.online_store.connection_string, config.project + "_other", Path("/tmp"), field_naming="plain"
+    )
     store.online_write_batch(config, batch_view(), [row(f"u{i}", now(), tx_count_7d=i) for i in range(1200)], None)
     store.online_write_batch(other, batch_view(), [row("u1", now(), tx_count_7d=1)], None)
     redis_client.config_resetstat()
@@ -471,18 +499,17 @@ def test_teardown_unlinks_project_keys_with_scan_not_keys(store, make_config, re
     assert list(redis_client.scan_iter(match=f"fs:{config.project}:*".encode())) == []
     assert redis_client.hget(key_of(other, "u1"), "tx_count_7d") == b"1"
     assert command_calls(redis_client, "keys") == 0
-    # >= : another client's one-off start-up check may UNLINK its scratch key meanwhile.
     assert command_calls(redis_client, "scan") >= 1 and command_calls(redis_client, "unlink") >= 1200
 
 
 def test_connections_are_created_once_and_reused(store, make_config, redis_client):
     config = make_config()
-    connection.reset_clients()  # start from no cached client, whatever ran before
-    client = connection.sync_client(config.online_store)
+    clients.reset_clients()  # start from no cached client, whatever ran before
+    client = clients.sync_client(config.online_store)
     for i in range(20):
         store.online_write_batch(config, batch_view(), [row("u1", now(), tx_count_7d=i)], None)
         store.online_read(config, batch_view(), [user_key("u1")])
-    assert connection.sync_client(config.online_store) is client
+    assert clients.sync_client(config.online_store) is client
     assert len(client.connection_pool._available_connections) + len(client.connection_pool._in_use_connections) == 1
 
 
@@ -492,7 +519,7 @@ def test_password_db_and_url_connection_options(tmp_path, unique_project):
             f"127.0.0.1:{server.port},password=s3cret,db=2,socket_timeout=5",
             f"redis://:s3cret@127.0.0.1:{server.port}/2",
         ):
-            config = repo_config(connection_string, unique_project, tmp_path)
+            config = repo_config(connection_string, unique_project, tmp_path, field_naming="plain")
             store = RedisHexpireOnlineStore()
             store.online_write_batch(config, batch_view(), [row("u1", now(), tx_count_7d=5)], None)
             assert plain(store.online_read(config, batch_view(), [user_key("u1")])[0][1]) == {"tx_count_7d": 5}
@@ -510,12 +537,29 @@ def test_password_db_and_url_connection_options(tmp_path, unique_project):
 @pytest.mark.parametrize(
     "bad_row, message",
     [
-        (lambda: row("u3", now(), tx_count_7d="fourteen"), r"'user_profile'.*'tx_count_7d'.*INT64.*string_val.*fourteen"),
+        (
+            lambda: row("u3", now(), tx_count_7d="fourteen"),
+            r"'user_profile'.*'tx_count_7d'.*INT64.*string_val.*fourteen",
+        ),
         (lambda: row("u3", now(), churn_score=0.5), r"'user_profile'.*unknown feature 'churn_score'"),
-        (lambda: (EntityKeyProto(join_keys=["account_id"], entity_values=[ValueProto(string_val="a")]),
-                  {"tx_count_7d": to_proto(1)}, now(), None), r"'user_profile'.*join keys.*missing \['user_id'\]"),
-        (lambda: (EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto()]),
-                  {"tx_count_7d": to_proto(1)}, now(), None), r"'user_profile'.*join key 'user_id'.*null"),
+        (
+            lambda: (
+                EntityKeyProto(join_keys=["account_id"], entity_values=[ValueProto(string_val="a")]),
+                {"tx_count_7d": to_proto(1)},
+                now(),
+                None,
+            ),
+            r"'user_profile'.*join keys.*missing \['user_id'\]",
+        ),
+        (
+            lambda: (
+                EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto()]),
+                {"tx_count_7d": to_proto(1)},
+                now(),
+                None,
+            ),
+            r"'user_profile'.*join key 'user_id'.*null",
+        ),
     ],
 )
 def test_bad_row_rejects_the_batch_and_changes_nothing(store, make_config, redis_client, bad_row, message):
@@ -524,7 +568,7 @@ def test_bad_row_rejects_the_batch_and_changes_nothing(store, make_config, redis
     store.online_write_batch(config, view, [row("u1", seconds_ago(60), risk_segment="low", tx_count_7d=1)], None)
     before = redis_client.hgetall(key_of(config, "u1"))
     batch = [row("u1", now(), risk_segment="high", tx_count_7d=2), row("u2", now(), tx_count_7d=3), bad_row()]
-    with pytest.raises(InvalidFeatureValue, match=message):
+    with pytest.raises(InvalidInput, match=message):
         store.online_write_batch(config, view, batch, None)
     assert redis_client.hgetall(key_of(config, "u1")) == before
     assert not redis_client.exists(key_of(config, "u2"))
@@ -536,84 +580,21 @@ def test_bad_row_rejects_the_batch_and_changes_nothing(store, make_config, redis
 def test_progress_callback_counts_every_row_in_chunks(store, make_config):
     config = make_config(write_chunk_size=100)
     calls: list[int] = []
-    store.online_write_batch(config, batch_view(), [row(f"u{i}", now(), tx_count_7d=i) for i in range(250)], calls.append)
+    store.online_write_batch(
+        config, batch_view(), [row(f"u{i}", now(), tx_count_7d=i) for i in range(250)], calls.append
+    )
     assert calls == [100, 100, 50]
 
 
-class DroppingProxy:
-    """A loopback TCP proxy to Redis that, when armed, forwards the next request and then
-    closes the client's connection before any reply reaches it: a batch applied on the
-    server but never acknowledged, the worst case for a retry."""
-
-    def __init__(self, target_port: int) -> None:
-        import socket
-        import threading
-
-        self.target_port = target_port
-        self.armed = threading.Event()
-        self.drops = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            cut = threading.Event()  # set: replies on this connection are swallowed
-            threading.Thread(target=self._pump_requests, args=(client, upstream, cut), daemon=True).start()
-            threading.Thread(target=self._pump_replies, args=(upstream, client, cut), daemon=True).start()
-
-    def _pump_requests(self, client, upstream, cut) -> None:
-        while True:
-            try:
-                data = client.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            if self.armed.is_set():
-                self.armed.clear()
-                self.drops += 1
-                cut.set()
-                upstream.sendall(data)
-                time.sleep(0.2)  # let the server run the batch; its replies go nowhere
-                break
-            upstream.sendall(data)
-        for sock in (client, upstream):
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    @staticmethod
-    def _pump_replies(upstream, client, cut) -> None:
-        while True:
-            try:
-                data = upstream.recv(65536)
-                if not data:
-                    break
-                if not cut.is_set():
-                    client.sendall(data)
-            except OSError:
-                break
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.mark.parametrize("retry_attempts, survives", [(6, True), (0, False)])
-def test_batches_survive_a_connection_dropped_mid_batch(redis_server, unique_project, tmp_path, redis_client,
-                                                        retry_attempts, survives):
+def test_batches_survive_a_connection_dropped_mid_batch(
+    redis_server, unique_project, tmp_path, redis_client, retry_attempts, survives
+):
     proxy = DroppingProxy(redis_server.port)
     try:
-        config = repo_config(f"127.0.0.1:{proxy.port}", unique_project, tmp_path, retry_attempts=retry_attempts)
+        config = repo_config(
+            f"127.0.0.1:{proxy.port}", unique_project, tmp_path, retry_attempts=retry_attempts, field_naming="plain"
+        )
         store, view = RedisHexpireOnlineStore(), batch_view()
         rows = [row(f"u{i}", now(), tx_count_7d=i) for i in range(50)]
         store.online_write_batch(config, view, [row("warm", now(), tx_count_7d=0)], None)
@@ -633,11 +614,12 @@ def test_batches_survive_a_connection_dropped_mid_batch(redis_server, unique_pro
         assert [plain(values) for _, values in result] == [{"tx_count_7d": 7}, {"tx_count_7d": 8}]
     finally:
         proxy.close()
-        connection.reset_clients()
+        clients.reset_clients()
 
 
 def test_connection_string_env_default_syntax(monkeypatch):
     from feast_redis_hexpire.config import RedisHexpireOnlineStoreConfig
+    from feast_redis_hexpire.errors import ConfigError
 
     monkeypatch.delenv("HEXPIRE_TEST_REDIS", raising=False)
     template = "${HEXPIRE_TEST_REDIS:-localhost:6379},db=1"
@@ -645,10 +627,12 @@ def test_connection_string_env_default_syntax(monkeypatch):
     monkeypatch.setenv("HEXPIRE_TEST_REDIS", "10.1.2.3:7000")
     assert RedisHexpireOnlineStoreConfig(connection_string=template).connection_string == "10.1.2.3:7000,db=1"
     # What Feast's expandvars leaves behind for an unset ${VAR}: a clear error, not a DNS failure.
-    with pytest.raises(ValueError, match="HEXPIRE_UNSET_VAR.*not set"):
+    with pytest.raises(ConfigError, match="HEXPIRE_UNSET_VAR.*not set"):
         RedisHexpireOnlineStoreConfig(connection_string="${HEXPIRE_UNSET_VAR}")
     # A '$' inside a password is not a variable.
-    assert RedisHexpireOnlineStoreConfig(connection_string="h:1,password=pa$$w").connection_string == "h:1,password=pa$$w"
+    assert (
+        RedisHexpireOnlineStoreConfig(connection_string="h:1,password=pa$$w").connection_string == "h:1,password=pa$$w"
+    )
 
 
 def test_ttl_changed_in_place_on_the_same_config_applies(store, make_config, redis_client):

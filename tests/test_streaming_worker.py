@@ -14,25 +14,24 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from e2e_helpers import (
-    STREAM_FIELDS,
+from devsupport.net import free_port, wait_until
+from feature_repo.stream_producer import StreamingWorker, user_ids_for
+from tests.support.e2e import (
     FEATURES,
+    STREAM_FIELDS,
     STREAM_VIEW,
     E2ERepo,
     FeastServe,
+    clear_project,
     feast_cli,
     field_ttls,
-    clear_project,
-    free_port,
     hgetall_text,
     make_repo,
     online_dict,
     project_keys,
     subprocess_env,
     ts_field_text,
-    wait_until,
 )
-from feast_redis_hexpire.streaming import StreamingWorker, user_ids_for
 
 pytestmark = pytest.mark.e2e
 
@@ -222,8 +221,21 @@ def test_http_push_through_feast_serve(worker_repo, feature_store, redis_client,
 def test_cli_runs_until_ctrl_c(worker_repo, redis_client):
     clear_project(redis_client, worker_repo)  # "keys appeared" must mean "the CLI pushed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "feast_redis_hexpire.streaming", "--repo", str(worker_repo.path),
-         "--users", str(len(USERS)), "--batch-size", "4", "--interval", "0.3", "--seed", "1"],
+        [
+            sys.executable,
+            "-m",
+            "feature_repo.stream_producer",
+            "--repo",
+            str(worker_repo.path),
+            "--users",
+            str(len(USERS)),
+            "--batch-size",
+            "4",
+            "--interval",
+            "0.3",
+            "--seed",
+            "1",
+        ],
         env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -231,8 +243,10 @@ def test_cli_runs_until_ctrl_c(worker_repo, redis_client):
     )
     try:
         wait_until(
-            lambda: proc.poll() is not None
-            or len(project_keys(redis_client, worker_repo.key_prefix, worker_repo.project)) >= 4,
+            lambda: (
+                proc.poll() is not None
+                or len(project_keys(redis_client, worker_repo.key_prefix, worker_repo.project)) >= 4
+            ),
             timeout=60,
             interval=0.2,
             what="the CLI's first push",

@@ -8,25 +8,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from typing import Dict, List
 
 import pytest
 from redis.cluster import RedisCluster
 
-from feast_redis_hexpire import RedisHexpireOnlineStore, connection
-from feast_redis_hexpire.local_redis import find_tool
+from devsupport.redis_binary import find_tool
+from devsupport.topologies import HOST, Cluster, admin
+from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from feast_redis_hexpire.write_script import SCRIPT_SHA
-
-from store_helpers import USER, batch_view, now, plain, repo_config, row, stream_view, user_key
-from topology_helpers import (
-    CLUSTER_STORE_ACL_RULES,
-    HOST,
-    Cluster,
-    admin,
-    count_round_trips,
-    create_acl_user,
-    feast_workflow,
-)
+from tests.support.store import USER, batch_view, now, plain, repo_config, row, stream_view, user_key
+from tests.support.topology import CLUSTER_STORE_ACL_RULES, count_round_trips, create_acl_user, feast_workflow
 
 pytestmark = pytest.mark.topology
 
@@ -38,7 +29,7 @@ def cluster(tmp_path_factory):
         for port in started.ports:  # ACLs are per node: every node, replicas included
             create_acl_user(admin(port), "feast", "feast-pw", "fs", CLUSTER_STORE_ACL_RULES)
         yield started
-    connection.reset_clients()
+    clients.reset_clients()
 
 
 @pytest.fixture
@@ -54,12 +45,13 @@ def store():
 
 
 def cluster_config(cluster, project, tmp_path, **store):
+    store.setdefault("field_naming", "plain")  # these tests read fields by feature name
     return repo_config(cluster.connection_string, project, tmp_path, redis_type="redis_cluster", **store)
 
 
-def error_stats(cluster) -> Dict[str, int]:
+def error_stats(cluster) -> dict[str, int]:
     """Error replies (MOVED, ASK, NOSCRIPT...) counted by the servers, summed over nodes."""
-    total: Dict[str, int] = {}
+    total: dict[str, int] = {}
     for port in cluster.ports:
         for name, value in admin(port).info("errorstats").items():
             total[name] = total.get(name, 0) + int(value["count"])
@@ -110,7 +102,8 @@ def test_a_batch_costs_one_round_trip_per_node(cluster, store, tmp_path, unique_
         await store.online_read_async(config, view, keys)  # this loop's client: discovery, connections
         with count_round_trips() as async_writes:
             await store.online_write_batch_async(
-                config, view, [row(u, now(), tx_count_7d=-i) for i, u in enumerate(users)], None)
+                config, view, [row(u, now(), tx_count_7d=-i) for i, u in enumerate(users)], None
+            )
         with count_round_trips() as async_reads:
             got = await store.online_read_async(config, view, keys)
         await store.close()
@@ -129,8 +122,12 @@ def test_a_primary_without_the_script_gets_it_reloaded(cluster, store, tmp_path,
     admin(flushed).script_flush()
     users = [f"u{i}" for i in range(60)]
     store.online_write_batch(config, batch_view(), [row(u, now(), tx_count_7d=7) for u in users], None)
-    assert all(plain(v) == {"tx_count_7d": 7} for _, v in store.online_read(config, batch_view(), [user_key(u) for u in users]))
-    assert cluster.for_each_primary(lambda c: c.script_exists(SCRIPT_SHA)[0]) == {p: True for p in cluster.primary_ports()}
+    assert all(
+        plain(v) == {"tx_count_7d": 7} for _, v in store.online_read(config, batch_view(), [user_key(u) for u in users])
+    )
+    assert cluster.for_each_primary(lambda c: c.script_exists(SCRIPT_SHA)[0]) == {
+        p: True for p in cluster.primary_ports()
+    }
 
     admin(flushed).script_flush()  # the async path recovers too
 
@@ -139,12 +136,21 @@ def test_a_primary_without_the_script_gets_it_reloaded(cluster, store, tmp_path,
         await store.close()
 
     asyncio.run(write_async())
-    assert all(plain(v) == {"tx_count_7d": 8} for _, v in store.online_read(config, batch_view(), [user_key(u) for u in users]))
+    assert all(
+        plain(v) == {"tx_count_7d": 8} for _, v in store.online_read(config, batch_view(), [user_key(u) for u in users])
+    )
 
 
 def test_project_hash_tag_puts_the_project_on_one_node(cluster, raw, tmp_path, unique_project):
-    result = feast_workflow(tmp_path / "repo", unique_project, cluster.connection_string, raw,
-                            redis_type="redis_cluster", hash_tag="project", count=12)
+    result = feast_workflow(
+        tmp_path / "repo",
+        unique_project,
+        cluster.connection_string,
+        raw,
+        redis_type="redis_cluster",
+        hash_tag="project",
+        count=12,
+    )
     assert all(key.startswith(f"fs:{{{unique_project}}}:user_id=".encode()) for key in result["keys"])
     assert len({cluster.port_for_key(key) for key in result["keys"]}) == 1
 
@@ -178,14 +184,23 @@ def test_deleting_a_view_removes_its_fields_on_every_primary(cluster, raw, store
 # ---------------------------------------------------------------- topology changes under load
 
 
-def run_load(store, config, users: List[str], done, *, max_seconds: float, max_iterations: int,
-             after_done: int = 5, on_iteration=None) -> Dict[str, object]:
+def run_load(
+    store,
+    config,
+    users: list[str],
+    done,
+    *,
+    max_seconds: float,
+    max_iterations: int,
+    after_done: int = 5,
+    on_iteration=None,
+) -> dict[str, object]:
     """Write then read every entity, sync and async alternately, until `done()` has been
     true for `after_done` iterations. Any exception fails the test (no error may reach
     the caller); returns the last acknowledged value per entity."""
     view = batch_view()
     keys = [user_key(u) for u in users]
-    acked: Dict[str, int] = {}
+    acked: dict[str, int] = {}
     iterations, finished_at = 0, None
 
     async def body():
@@ -216,13 +231,15 @@ def run_load(store, config, users: List[str], done, *, max_seconds: float, max_i
             await store.close()
 
     asyncio.run(body())
-    assert finished_at is not None, f"the topology change did not finish within {max_seconds}s / {max_iterations} iterations"
+    assert finished_at is not None, (
+        f"the topology change did not finish within {max_seconds}s / {max_iterations} iterations"
+    )
     return {"acked": acked, "iterations": iterations}
 
 
-def verify_acknowledged(cluster, tmp_path, project, acked: Dict[str, int]) -> None:
+def verify_acknowledged(cluster, tmp_path, project, acked: dict[str, int]) -> None:
     """Read every entity back through a brand-new client: each holds its last acknowledged write."""
-    connection.reset_clients()
+    clients.reset_clients()
     config = cluster_config(cluster, project, tmp_path)
     users = sorted(acked)
     result = RedisHexpireOnlineStore().online_read(config, batch_view(), [user_key(u) for u in users])
@@ -239,11 +256,14 @@ def test_resharding_under_load_loses_no_acknowledged_write(cluster, store, tmp_p
     store.online_write_batch(config, batch_view(), [row(u, now(), tx_count_7d=-1) for u in users], None)
     source, target = cluster.primary_ports()[:2]
     source_id, target_id = cluster.node_id(source), cluster.node_id(target)
-    moving = next(f"fs:{unique_project}:user_id={u}".encode() for u in users
-                  if cluster.port_for_key(f"fs:{unique_project}:user_id={u}".encode()) == source)
+    moving = next(
+        f"fs:{unique_project}:user_id={u}".encode()
+        for u in users
+        if cluster.port_for_key(f"fs:{unique_project}:user_id={u}".encode()) == source
+    )
     slot = admin(source).execute_command("CLUSTER", "KEYSLOT", moving)
     log = tmp_path / "reshard.log"
-    reshard: List[subprocess.Popen] = []
+    reshard: list[subprocess.Popen] = []
 
     def change_topology(iteration: int) -> None:
         if iteration == 3:  # open the slot's migration and move its key: ASK from now on
@@ -256,17 +276,37 @@ def test_resharding_under_load_loses_no_acknowledged_write(cluster, store, tmp_p
                 admin(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
         elif iteration == 10:
             with open(log, "w") as out:  # a file, not a pipe: redis-cli prints a line per slot
-                reshard.append(subprocess.Popen(
-                    [str(find_tool("redis-cli")), "--cluster", "reshard", f"{HOST}:{source}",
-                     "--cluster-from", source_id, "--cluster-to", target_id,
-                     "--cluster-slots", "1500", "--cluster-yes"],
-                    stdout=out, stderr=subprocess.STDOUT,
-                ))
+                reshard.append(
+                    subprocess.Popen(
+                        [
+                            str(find_tool("redis-cli")),
+                            "--cluster",
+                            "reshard",
+                            f"{HOST}:{source}",
+                            "--cluster-from",
+                            source_id,
+                            "--cluster-to",
+                            target_id,
+                            "--cluster-slots",
+                            "1500",
+                            "--cluster-yes",
+                        ],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
 
     reset_stats(cluster)
     try:
-        outcome = run_load(store, config, users, lambda: bool(reshard) and reshard[0].poll() is not None,
-                           max_seconds=60, max_iterations=3000, on_iteration=change_topology)
+        outcome = run_load(
+            store,
+            config,
+            users,
+            lambda: bool(reshard) and reshard[0].poll() is not None,
+            max_seconds=60,
+            max_iterations=3000,
+            on_iteration=change_topology,
+        )
     finally:
         for process in reshard:
             if process.poll() is None:
@@ -295,11 +335,14 @@ def test_failover_under_load_loses_no_acknowledged_write(cluster, store, tmp_pat
             assert admin(replica).execute_command("CLUSTER", "FAILOVER") in (b"OK", True)
 
     def promoted() -> bool:
-        return admin(replica).info("replication")["role"] == "master" and \
-            admin(old_primary).info("replication")["role"] == "slave"
+        return (
+            admin(replica).info("replication")["role"] == "master"
+            and admin(old_primary).info("replication")["role"] == "slave"
+        )
 
-    outcome = run_load(store, config, users, promoted, max_seconds=60, max_iterations=3000,
-                       after_done=10, on_iteration=maybe_fail_over)
+    outcome = run_load(
+        store, config, users, promoted, max_seconds=60, max_iterations=3000, after_done=10, on_iteration=maybe_fail_over
+    )
     cluster.wait_healthy()
     errors = error_stats(cluster)
     print("failover:", outcome["iterations"], "iterations", errors)

@@ -1,29 +1,26 @@
-"""ACL users and TLS against real servers on 127.0.0.1: the documented least-privilege
-ACL user runs the whole workflow, a user missing a needed permission is refused at
-`feast apply` with the command named, and `rediss://` / `ssl=true` work sync and async
-with a CA, server and client certificates made by the test."""
+"""ACL users and TLS against real servers on 127.0.0.1: the documented reader, writer and
+operator users (read from docs/topologies.md) each do their job and nothing else, a user
+confined to one project's keys runs that project's whole life, a missing permission fails
+the operation that needs it with the command, key and view named, and `rediss://` /
+`ssl=true` work sync and async with a CA, server and client certificates made by the test."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+from datetime import datetime, timedelta, timezone
+
 import pytest
 import redis
 
-from feast_redis_hexpire import RedisHexpireOnlineStore, connection
-from feast_redis_hexpire.connection import RedisPermissionError
-from feast_redis_hexpire.local_redis import RedisProvisioningError, free_port
-
-from e2e_helpers import feast_cli, make_repo
-from store_helpers import USER, batch_view, now, plain, repo_config, row, stream_view, user_key
-from topology_helpers import (
-    STORE_ACL_RULES,
-    Topology,
-    admin,
-    create_acl_user,
-    feast_workflow,
-    make_certificates,
-    tls_server_args,
-)
+from devsupport.net import free_port
+from devsupport.redis_binary import RedisProvisioningError
+from devsupport.topologies import Topology, admin, make_certificates, tls_server_args
+from feast_redis_hexpire import RedisHexpireOnlineStore, clients
+from feast_redis_hexpire.errors import RedisPermissionError
+from tests.support.e2e import ALL_FEATURE_REFS, installed_script, make_repo, subprocess_env
+from tests.support.store import USER, batch_view, now, plain, repo_config, row, stream_view, user_key
+from tests.support.topology import ACL_RULES, STORE_ACL_RULES, create_acl_user, feast_objects, feast_workflow
 
 pytestmark = pytest.mark.topology
 
@@ -40,15 +37,16 @@ def secured(tmp_path_factory):
     with Topology(root) as topology:
         try:
             server = topology.start_server(
-                "server", ["--requirepass", ADMIN_PASSWORD, *tls_server_args(certs, tls_port)])
+                "server", ["--requirepass", ADMIN_PASSWORD, *tls_server_args(certs, tls_port)]
+            )
         except RedisProvisioningError as exc:
             if "tls" in str(exc).lower():
-                pytest.skip(f"this Redis build has no TLS support: {exc}")
+                pytest.fail(f"this Redis build has no TLS support (install libssl-dev and rebuild): {exc}")
             raise
         server.tls_port = tls_port
         server.certs = certs
         yield server
-    connection.reset_clients()
+    clients.reset_clients()
 
 
 @pytest.fixture
@@ -59,62 +57,167 @@ def root_client(secured):
     client.close()
 
 
-def user(root_client, name: str, rules: str = STORE_ACL_RULES, key_prefix: str = "fs") -> str:
-    create_acl_user(root_client, name, f"{name}-pw", key_prefix, rules)
+def user(root_client, name: str, rules: str = STORE_ACL_RULES, key_prefix: str = "fs", keys=()) -> str:
+    create_acl_user(root_client, name, f"{name}-pw", key_prefix, rules, keys)
     return f"username={name},password={name}-pw"
 
 
-# ---------------------------------------------------------------- ACL
+def denied(root_client) -> list[str]:
+    """What the ACL log recorded as refused (one entry per distinct refusal)."""
+    return [f"{entry['reason']}:{entry['object']}" for entry in root_client.acl_log()]
 
 
-def test_documented_acl_user_runs_the_whole_workflow(secured, root_client, tmp_path, unique_project):
-    credentials = user(root_client, "feast")
+# ---------------------------------------------------------------- the three documented users
+
+
+def test_documented_writer_runs_the_whole_workflow(secured, root_client, tmp_path, unique_project):
+    credentials = user(root_client, "feast-writer", ACL_RULES["writer"])
     feast_workflow(tmp_path / "repo", unique_project, f"127.0.0.1:{secured.port},{credentials}", root_client)
-    assert root_client.acl_log() == []  # nothing the store sent was denied
+    assert denied(root_client) == []  # nothing the store sent was refused
+
+
+def test_documented_reader_serves_reads_and_cannot_write(secured, root_client, tmp_path, unique_project):
+    """`feast serve` as a read-only user: it starts (the start-up check never writes), reads
+    sync and async, and a write fails naming the command it lacks."""
+    writer = user(root_client, "feast-writer", ACL_RULES["writer"])
+    reader = user(root_client, "feast-reader", ACL_RULES["reader"])
+    repo = make_repo(tmp_path / "repo", unique_project, f"127.0.0.1:{secured.port},{writer}", count=6)
+    store = repo.store()
+    store.apply(feast_objects(repo))
+    start = repo.data["now"] - timedelta(days=repo.days + 1)
+    store.materialize(start, datetime.now(timezone.utc) + timedelta(seconds=5))
+    rows = [{"user_id": uid} for uid in repo.data["user_ids"]]
+    expected = store.get_online_features(features=ALL_FEATURE_REFS, entity_rows=rows).to_dict()
+    clients.reset_clients()
+
+    reading = make_repo(tmp_path / "reader", unique_project, f"127.0.0.1:{secured.port},{reader}", count=6)
+    (reading.path / "data" / "registry.db").write_bytes((repo.path / "data" / "registry.db").read_bytes())
+    serving = reading.store()
+    root_client.acl_log_reset()
+    assert serving.get_online_features(features=ALL_FEATURE_REFS, entity_rows=rows).to_dict() == expected
+
+    async def read_async():
+        try:
+            response = await serving.get_online_features_async(features=ALL_FEATURE_REFS, entity_rows=rows)
+            return response.to_dict()
+        finally:
+            await serving.close()
+
+    assert asyncio.run(read_async()) == expected
+    assert denied(root_client) == []
+
+    online = serving._get_provider().online_store
+    view = serving.get_feature_view("user_profile")
+    with pytest.raises(RedisPermissionError) as err:
+        online.online_write_batch(serving.config, view, [row("u0001", now(), risk_segment="low")], None)
+    message = str(err.value)
+    assert "may not run EVALSHA" in message and "'user_profile'" in message and "user_id=u0001" in message
+    assert "feast-reader-pw" not in message and "password=***" in message
+
+
+def test_documented_operator_runs_the_cli(secured, root_client, tmp_path, unique_project):
+    writer = user(root_client, "feast-writer", ACL_RULES["writer"])
+    operator = user(root_client, "feast-operator", ACL_RULES["operator"])
+    feast_workflow_keys = make_repo(tmp_path / "repo", unique_project, f"127.0.0.1:{secured.port},{writer}", count=4)
+    store = feast_workflow_keys.store()
+    store.apply(feast_objects(feast_workflow_keys))
+    store.materialize(feast_workflow_keys.data["now"] - timedelta(days=4), datetime.now(timezone.utc))
+    root_client.acl_log_reset()
+    script = installed_script("feast-redis-hexpire")
+    url = f"127.0.0.1:{secured.port},{operator}"
+    outputs = {}
+    for command in (["inspect", "u0001"], ["stats"], ["doctor"]):
+        proc = subprocess.run(
+            [script, *command, "--repo", str(feast_workflow_keys.path), "--connection-string", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=subprocess_env(),
+        )
+        assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
+        assert "feast-operator-pw" not in proc.stdout + proc.stderr
+        outputs[command[0]] = proc.stdout
+    assert "_ts:user_profile" in outputs["inspect"] and "4 entities" in outputs["stats"]
+    # doctor tries ACL WHOAMI to check permissions; the minimal operator may not, and says so.
+    assert "permissions" in outputs["doctor"] and "not checked" in outputs["doctor"]
+    assert set(denied(root_client)) <= {"command:acl|whoami"}
+    clients.reset_clients()
+
+
+@pytest.mark.parametrize("hash_tag", ["none", "project"])
+def test_user_confined_to_one_project_runs_its_whole_life(secured, root_client, tmp_path, unique_project, hash_tag):
+    """`~fs:<project>:* ~fs:{<project>}:*` is all a project's user needs: apply, materialize,
+    push, read and teardown touch no key outside it."""
+    keys = (f"~fs:{unique_project}:*", f"~fs:{{{unique_project}}}:*")
+    credentials = user(root_client, f"only-{hash_tag}", ACL_RULES["writer"], keys=keys)
+    other = "fs:another_project:user_id=u1"
+    root_client.hset(other, "f", "v")
+    feast_workflow(
+        tmp_path / "repo", unique_project, f"127.0.0.1:{secured.port},{credentials}", root_client, hash_tag=hash_tag
+    )
+    assert denied(root_client) == []
+    assert root_client.hget(other, "f") == b"v"
+    confined = redis.Redis(port=secured.port, username=f"only-{hash_tag}", password=f"only-{hash_tag}-pw")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        confined.hget(other, "f")
+    confined.close()
 
 
 @pytest.mark.parametrize(
-    "rules, named",
+    "removed, operation",
     [
-        (STORE_ACL_RULES + " -hpexpireat", "HPEXPIREAT"),
-        (STORE_ACL_RULES + " -pexpire", "PEXPIRE"),
-        (STORE_ACL_RULES + " -time", "TIME"),
-        (STORE_ACL_RULES + " -hget", "HGET"),
-        (STORE_ACL_RULES + " -hset", "HSET"),
-        (STORE_ACL_RULES + " -hdel", "HDEL"),
-        (STORE_ACL_RULES + " -evalsha", "EVALSHA"),
-        (STORE_ACL_RULES + " -script|load", "SCRIPT|LOAD"),
-        (STORE_ACL_RULES + " -hmget", "HMGET"),
-        (STORE_ACL_RULES + " -scan", "SCAN"),
-        (STORE_ACL_RULES + " -unlink", "UNLINK"),
-        (STORE_ACL_RULES + " -info", "INFO"),
+        ("hsetex", "stream write"),
+        ("pexpire", "batch write"),
+        ("time", "batch write"),
+        ("hget", "batch write"),
+        ("hset", "batch write"),
+        ("hdel", "null write"),
+        ("evalsha", "batch write"),
+        ("script|load", "batch write after SCRIPT FLUSH"),
+        ("hmget", "read"),
+        ("scan", "teardown"),
+        ("unlink", "teardown"),
+        ("hgetall", "apply"),
     ],
 )
-def test_missing_permission_is_refused_at_apply_naming_the_command(
-        secured, root_client, tmp_path, unique_project, rules, named):
-    credentials = user(root_client, f"limited{abs(hash(rules)) % 10000}", rules)
+def test_missing_permission_fails_the_operation_naming_the_command(
+    secured, root_client, tmp_path, unique_project, removed, operation
+):
+    name = f"lacks-{removed.replace('|', '-')}"
+    credentials = user(root_client, name, f"{ACL_RULES['writer']} -{removed}")
     config = repo_config(f"127.0.0.1:{secured.port},{credentials}", unique_project, tmp_path)
-    with pytest.raises(RedisPermissionError) as err:
-        RedisHexpireOnlineStore().update(config, [], [batch_view(), stream_view()], [], [USER], partial=False)
+    store = RedisHexpireOnlineStore()
+    if operation == "batch write after SCRIPT FLUSH":
+        root_client.script_flush()
+    actions = {
+        "stream write": lambda: store.online_write_batch(
+            config, stream_view(), [row("u1", now(), tx_count_5m=1)], None
+        ),
+        "batch write": lambda: store.online_write_batch(config, batch_view(), [row("u1", now(), tx_count_7d=1)], None),
+        "batch write after SCRIPT FLUSH": lambda: store.online_write_batch(
+            config, batch_view(), [row("u1", now(), tx_count_7d=1)], None
+        ),
+        "null write": lambda: store.online_write_batch(
+            config, batch_view(), [row("u1", now(), tx_count_7d=None)], None
+        ),
+        "read": lambda: store.online_read(config, batch_view(), [user_key("u1")]),
+        "teardown": lambda: store.teardown(config, [batch_view()], [USER]),
+        "apply": lambda: store.update(config, [], [batch_view()], [], [USER], partial=False),
+    }
+    if operation == "teardown":
+        root_client.hset(f"fs:{unique_project}:user_id=u1", "x", "1")
+    with pytest.raises((RedisPermissionError, redis.exceptions.NoPermissionError)) as err:
+        actions[operation]()
     message = str(err.value)
-    assert f"may not run {named}" in message, message
-    assert "-pw" not in message and "password=***" in message  # no secret in the error
+    assert f"may not run {removed.upper()}" in message or f"'{removed}' command" in message, message
+    assert f"{name}-pw" not in message
 
 
-def test_key_pattern_that_misses_the_prefix_is_refused(secured, root_client, tmp_path, unique_project):
+def test_key_pattern_that_misses_the_prefix_names_the_keys(secured, root_client, tmp_path, unique_project):
     credentials = user(root_client, "elsewhere", key_prefix="other")
     config = repo_config(f"127.0.0.1:{secured.port},{credentials}", unique_project, tmp_path)
-    with pytest.raises(RedisPermissionError, match=r"may not access keys matching fs:\*"):
-        RedisHexpireOnlineStore().update(config, [], [batch_view()], [], [USER], partial=False)
-
-
-def test_feast_apply_cli_names_the_missing_hexpire_permission(secured, root_client, tmp_path, unique_project):
-    credentials = user(root_client, "nohexpire", STORE_ACL_RULES + " -hpexpireat")
-    repo = make_repo(tmp_path / "repo", unique_project, f"127.0.0.1:{secured.port},{credentials}", count=2)
-    proc = feast_cli(repo, "apply", check=False)
-    assert proc.returncode != 0
-    assert "RedisPermissionError" in proc.stderr and "may not run HPEXPIREAT" in proc.stderr, proc.stderr[-3000:]
-    assert "nohexpire-pw" not in proc.stderr
+    with pytest.raises(RedisPermissionError, match=rf"may not access keys like fs:{unique_project}:user_id=u1"):
+        RedisHexpireOnlineStore().online_write_batch(config, batch_view(), [row("u1", now(), tx_count_7d=1)], None)
 
 
 # ---------------------------------------------------------------- TLS
@@ -122,15 +225,19 @@ def test_feast_apply_cli_names_the_missing_hexpire_permission(secured, root_clie
 
 def tls_strings(secured, credentials: str = "") -> dict:
     certs = secured.certs
-    feast_format = (f"127.0.0.1:{secured.tls_port},ssl=true,ssl_ca_certs={certs.ca},"
-                    f"ssl_certfile={certs.client_cert},ssl_keyfile={certs.client_key}")
+    feast_format = (
+        f"127.0.0.1:{secured.tls_port},ssl=true,ssl_ca_certs={certs.ca},"
+        f"ssl_certfile={certs.client_cert},ssl_keyfile={certs.client_key}"
+    )
     url_user = ""
     if credentials:
         feast_format += f",{credentials}"
         name, password = (part.split("=", 1)[1] for part in credentials.split(","))
         url_user = f"{name}:{password}@"
-    url = (f"rediss://{url_user}127.0.0.1:{secured.tls_port}/0?ssl_ca_certs={certs.ca}"
-           f"&ssl_certfile={certs.client_cert}&ssl_keyfile={certs.client_key}")
+    url = (
+        f"rediss://{url_user}127.0.0.1:{secured.tls_port}/0?ssl_ca_certs={certs.ca}"
+        f"&ssl_certfile={certs.client_cert}&ssl_keyfile={certs.client_key}"
+    )
     return {"feast": feast_format, "url": url}
 
 
@@ -142,7 +249,7 @@ def test_tls_workflow_sync_and_async(secured, root_client, tmp_path, unique_proj
     feast_workflow(tmp_path / "repo", unique_project, connection_string, root_client, count=8)
 
     store = RedisHexpireOnlineStore()
-    config = repo_config(connection_string, unique_project, tmp_path)
+    config = repo_config(connection_string, unique_project, tmp_path, field_naming="plain")
 
     async def async_round_trip():
         try:
@@ -166,7 +273,8 @@ def test_tls_workflow_sync_and_async(secured, root_client, tmp_path, unique_proj
 )
 def test_tls_needs_the_ca_and_the_client_certificate(secured, tmp_path, unique_project, options, error):
     options = options.format(ca=secured.certs.ca)
-    config = repo_config(f"127.0.0.1:{secured.tls_port},{options},password={ADMIN_PASSWORD}",
-                         unique_project, tmp_path, retry_attempts=0)
+    config = repo_config(
+        f"127.0.0.1:{secured.tls_port},{options},password={ADMIN_PASSWORD}", unique_project, tmp_path, retry_attempts=0
+    )
     with pytest.raises(redis.ConnectionError, match=error):
         RedisHexpireOnlineStore().online_read(config, batch_view(), [user_key("u1")])

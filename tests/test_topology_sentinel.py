@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from feast_redis_hexpire import RedisHexpireOnlineStore, connection
-
-from store_helpers import batch_view, now, plain, repo_config, row, user_key
-from topology_helpers import SentinelGroup, admin, feast_workflow
+from devsupport.topologies import SentinelGroup, admin
+from feast_redis_hexpire import RedisHexpireOnlineStore, clients
+from tests.support.store import batch_view, now, plain, repo_config, row, user_key
+from tests.support.topology import feast_workflow
 
 pytestmark = pytest.mark.topology
 
@@ -22,18 +22,32 @@ def sentinel(tmp_path_factory):
     with SentinelGroup(tmp_path_factory.mktemp("sentinel"), sentinels=3) as group:
         group.start()
         yield group
-    connection.reset_clients()
+    clients.reset_clients()
 
 
 def sentinel_config(group, project, tmp_path, **store):
-    return repo_config(group.connection_string, project, tmp_path, redis_type="redis_sentinel",
-                       sentinel_master=group.master_name, **store)
+    store.setdefault("field_naming", "plain")  # these tests read fields by feature name
+    return repo_config(
+        group.connection_string,
+        project,
+        tmp_path,
+        redis_type="redis_sentinel",
+        sentinel_master=group.master_name,
+        **store,
+    )
 
 
 def test_feast_workflow_through_sentinel(sentinel, tmp_path, unique_project):
     raw = admin(sentinel.primary_port())
-    feast_workflow(tmp_path / "repo", unique_project, sentinel.connection_string, raw,
-                   redis_type="redis_sentinel", sentinel_master=sentinel.master_name, count=12)
+    feast_workflow(
+        tmp_path / "repo",
+        unique_project,
+        sentinel.connection_string,
+        raw,
+        redis_type="redis_sentinel",
+        sentinel_master=sentinel.master_name,
+        count=12,
+    )
 
 
 def test_failover_during_a_read_loop_is_followed(sentinel, tmp_path, unique_project):
@@ -91,10 +105,12 @@ def test_failover_during_a_read_loop_is_followed(sentinel, tmp_path, unique_proj
     asyncio.run(loop())
     assert switched_at is not None, f"the sentinels did not switch within the loop ({reads} reads)"
     assert followed_at is not None, "reads never reached the new primary"
-    assert followed_at - switched_at < connection.SENTINEL_RECHECK_S + 1.0
+    assert followed_at - switched_at < clients.SENTINEL_RECHECK_S + 1.0
     assert admin(old_primary).info("replication")["role"] == "master"  # not yet demoted...
 
-    # ...yet the cached clients write to the new primary, sync and async.
+    # ...yet the cached clients write to the new primary, sync and async, once their pools
+    # have re-asked the sentinels (at most SENTINEL_RECHECK_S after the switch).
+    time.sleep(clients.SENTINEL_RECHECK_S)
     store.online_write_batch(config, view, [row("u000", now(), tx_count_7d=1000)], None)
     assert admin(new_primary).hget(f"fs:{unique_project}:user_id=u000", "tx_count_7d") == b"1000"
 

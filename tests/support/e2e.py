@@ -13,26 +13,25 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
-import yaml
+from devsupport.net import free_port
+from devsupport.sample_repo import load_module, working_copy
 
-ROOT = Path(__file__).resolve().parents[1]
-FEATURE_REPO = ROOT / "feature_repo"
-REPO_FILES = ("features.py", "generate_data.py")
+ROOT = Path(__file__).resolve().parents[2]
 
 BATCH_VIEWS = ("user_profile", "user_tx_stats")
 STREAM_VIEW = "user_activity"
-FEATURES: Dict[str, List[str]] = {
+FEATURES: dict[str, list[str]] = {
     "user_profile": ["country_iso", "risk_segment", "account_age_days"],
     "user_tx_stats": ["tx_count_7d", "avg_amount_30d", "chargeback_count_180d"],
     "user_activity": [
@@ -45,7 +44,7 @@ FEATURES: Dict[str, List[str]] = {
 }
 
 # The stream view's fields as stored: its features plus its event-time field.
-STREAM_FIELDS: List[str] = FEATURES[STREAM_VIEW] + [f"_ts:{STREAM_VIEW}"]
+STREAM_FIELDS: list[str] = FEATURES[STREAM_VIEW] + [f"_ts:{STREAM_VIEW}"]
 ALL_FEATURE_REFS = [f"{view}:{name}" for view, names in FEATURES.items() for name in names]
 
 
@@ -63,12 +62,12 @@ class E2ERepo:
     stream_ttl_seconds: int
     days: int
     seed: int
-    data: Dict[str, Any] = field(default_factory=dict)  # generate_data.generate() result
+    data: dict[str, Any] = field(default_factory=dict)  # generate_data.generate() result
 
-    def regenerate(self, now: Optional[datetime] = None) -> Dict[str, Any]:
+    def regenerate(self, now: datetime | None = None) -> dict[str, Any]:
         """Rewrite the parquet files (same seed, so same values) relative to ``now``:
         keeps the freshest activity rows inside the stream TTL whatever ran before."""
-        generate_data = _load_module(self.path / "generate_data.py", f"generate_data_{self.project}")
+        generate_data = load_module(self.path / "generate_data.py", f"generate_data_{self.project}")
         self.data = generate_data.generate(
             self.path / "data",
             count=len(self.data["user_ids"]),
@@ -104,25 +103,18 @@ def make_repo(
     count: int = 12,
     days: int = 3,
     seed: int = 1,
-    now: Optional[datetime] = None,
+    now: datetime | None = None,
 ) -> E2ERepo:
     """Copy feature_repo/ into ``dest``, rewrite its yaml and generate its data."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in REPO_FILES:
-        shutil.copy(FEATURE_REPO / name, dest / name)
-    # Read the shipped yaml without env expansion: we only override what tests need,
-    # so a change to the shipped file (e.g. a new option) is exercised here too.
-    config = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
-    config["project"] = project
-    config["registry"] = "data/registry.db"
-    online = config["online_store"]
-    online["connection_string"] = connection_string
-    online["key_prefix"] = key_prefix
-    online["batch_ttl_seconds"] = batch_ttl_seconds
-    online["stream_ttl_seconds"] = stream_ttl_seconds
-    (dest / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-    generate_data = _load_module(dest / "generate_data.py", f"generate_data_{project}")
+    working_copy(
+        dest,
+        connection_string,
+        project=project,
+        key_prefix=key_prefix,
+        batch_ttl_seconds=batch_ttl_seconds,
+        stream_ttl_seconds=stream_ttl_seconds,
+    )
+    generate_data = load_module(dest / "generate_data.py", f"generate_data_{project}")
     data = generate_data.generate(dest / "data", count=count, days=days, seed=seed, now=now)
     return E2ERepo(
         path=dest,
@@ -134,16 +126,6 @@ def make_repo(
         seed=seed,
         data=data,
     )
-
-
-def _load_module(path: Path, name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def remove_view_from_definitions(repo: E2ERepo, view: str) -> None:
@@ -176,12 +158,10 @@ def feast_executable() -> str:
     return installed_script("feast")
 
 
-def subprocess_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Env for child processes: the project importable even when not pip-installed."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("FEAST_USAGE", "False")
     env.setdefault("PYTHONUNBUFFERED", "1")
     if extra:
@@ -189,9 +169,7 @@ def subprocess_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     return env
 
 
-def feast_cli(
-    repo: E2ERepo, *args: str, timeout: float = 180, check: bool = True
-) -> subprocess.CompletedProcess:
+def feast_cli(repo: E2ERepo, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
     """Run `feast -c <repo> <args...>`; on failure raise with its output attached."""
     cmd = [feast_executable(), "-c", str(repo.path), *args]
     proc = subprocess.run(
@@ -216,32 +194,25 @@ def iso(ts: datetime) -> str:
 
 
 def ts_field_text(ts: Any) -> str:
-    """What the store keeps in `_ts:<view>`: fixed-width ISO-8601 UTC with microseconds."""
+    """What the store keeps in `_ts:<view>`: integer microseconds since the epoch."""
     import pandas as pd
 
-    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = pd.Timestamp(ts).tz_convert("UTC")
+    return str(stamp.value // 1000)
 
 
 # ------------------------------------------------------------------ feast serve
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_json(url: str, payload: Optional[Dict[str, Any]] = None, timeout: float = 30) -> Any:
+def http_json(url: str, payload: dict[str, Any] | None = None, timeout: float = 30) -> Any:
     """POST (or GET without payload) JSON; raise with the body on HTTP errors."""
     data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json"}
-    )
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
-        raise AssertionError(f"{url} -> HTTP {exc.code}: {exc.read().decode(errors='replace')}")
+        raise AssertionError(f"{url} -> HTTP {exc.code}: {exc.read().decode(errors='replace')}") from None
     return json.loads(body) if body else None
 
 
@@ -253,28 +224,35 @@ class FeastServe:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90) -> "FeastServe":
-        log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [feast_executable(), "-c", str(self.repo.path), "serve",
-             "-h", "127.0.0.1", "-p", str(self.port), "--no-access-log"],
-            cwd=self.repo.path,
-            env=subprocess_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: stop() reaches the gunicorn workers
-        )
-        log.close()
+    def start(self, timeout: float = 90) -> FeastServe:
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    feast_executable(),
+                    "-c",
+                    str(self.repo.path),
+                    "serve",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "--no-access-log",
+                ],
+                cwd=self.repo.path,
+                env=subprocess_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: stop() reaches the gunicorn workers
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"feast serve exited {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return self
             time.sleep(0.3)
         self.stop()
         raise AssertionError(f"feast serve not healthy after {timeout}s:\n{self.log()}")
@@ -297,18 +275,16 @@ class FeastServe:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
 
-    def __enter__(self) -> "FeastServe":
+    def __enter__(self) -> FeastServe:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def push(self, rows: Dict[str, List[Any]], source: str = "user_activity_push") -> None:
+    def push(self, rows: dict[str, list[Any]], source: str = "user_activity_push") -> None:
         http_json(f"{self.url}/push", {"push_source_name": source, "df": rows, "to": "online"})
 
-    def get_online_features(
-        self, features: Sequence[str], user_ids: Sequence[str]
-    ) -> Dict[str, Dict[str, Any]]:
+    def get_online_features(self, features: Sequence[str], user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """{feature_name: {"values": [...], "statuses": [...]}} from /get-online-features."""
         reply = http_json(
             f"{self.url}/get-online-features",
@@ -321,38 +297,27 @@ class FeastServe:
 # ------------------------------------------------------------------ Redis
 
 
-def hgetall_text(client, key: bytes) -> Dict[str, str]:
+def hgetall_text(client, key: bytes) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
 
 
-def field_ttls(client, key: bytes, fields: Sequence[str]) -> Dict[str, int]:
+def field_ttls(client, key: bytes, fields: Sequence[str]) -> dict[str, int]:
     """HTTL per field: -2 no such field, -1 no expiry, else seconds left."""
     reply = client.execute_command("HTTL", key, "FIELDS", len(fields), *fields)
     return dict(zip(fields, (int(v) for v in reply)))
 
 
-def field_pttls(client, key: bytes, fields: Sequence[str]) -> Dict[str, int]:
+def field_pttls(client, key: bytes, fields: Sequence[str]) -> dict[str, int]:
     reply = client.execute_command("HPTTL", key, "FIELDS", len(fields), *fields)
     return dict(zip(fields, (int(v) for v in reply)))
 
 
-def project_keys(client, key_prefix: str, project: str) -> List[bytes]:
+def project_keys(client, key_prefix: str, project: str) -> list[bytes]:
     return sorted(client.scan_iter(match=f"{key_prefix}:{project}:*", count=1000))
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def online_dict(store, features: Sequence[str], user_ids: Sequence[str]) -> Dict[str, List[Any]]:
-    return store.get_online_features(
-        features=list(features), entity_rows=[{"user_id": u} for u in user_ids]
-    ).to_dict()
+def online_dict(store, features: Sequence[str], user_ids: Sequence[str]) -> dict[str, list[Any]]:
+    return store.get_online_features(features=list(features), entity_rows=[{"user_id": u} for u in user_ids]).to_dict()
 
 
 # ------------------------------------------------------------------ expectations
@@ -374,7 +339,7 @@ def redis_text(value: Any) -> str:
     return str(value)
 
 
-def latest_per_user(df, start: Optional[datetime] = None, end: Optional[datetime] = None):
+def latest_per_user(df, start: datetime | None = None, end: datetime | None = None):
     """What materialize writes: per user the newest row with start <= ts < end."""
     if start is not None:
         df = df[df["event_timestamp"] >= start]
@@ -384,22 +349,19 @@ def latest_per_user(df, start: Optional[datetime] = None, end: Optional[datetime
     return {uid: rows.iloc[-1] for uid, rows in df.groupby("user_id")}
 
 
-def expected_fields(view: str, row) -> Dict[str, str]:
+def expected_fields(view: str, row) -> dict[str, str]:
     """The hash fields one view's row becomes: features plus `_ts:<view>`."""
     out = {name: redis_text(row[name]) for name in FEATURES[view]}
     out[f"_ts:{view}"] = ts_field_text(row["event_timestamp"])
     return out
 
 
-def online_statuses(response) -> Dict[str, List[str]]:
+def online_statuses(response) -> dict[str, list[str]]:
     """{feature_name: [FieldStatus name per entity]} from an OnlineResponse."""
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
     names = list(response.proto.metadata.feature_names.val)
-    return {
-        name: [FieldStatus.Name(s) for s in result.statuses]
-        for name, result in zip(names, response.proto.results)
-    }
+    return {name: [FieldStatus.Name(s) for s in result.statuses] for name, result in zip(names, response.proto.results)}
 
 
 def activity_frame(user_ids: Sequence[str], event_time: datetime, **overrides: Any):

@@ -6,9 +6,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from feast import Entity, FeatureView, Field, FileSource, PushSource, RepoConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -33,14 +34,18 @@ def repo_config(connection_string: str, project: str, registry_dir: Path, **stor
     )
 
 
-def _entity_fields(entities: Sequence[Entity]) -> List[Field]:
+def _entity_fields(entities: Sequence[Entity]) -> list[Field]:
     """Entity columns in the schema, as the registry would hold them after `feast apply`."""
     types = {ValueType.STRING: String, ValueType.INT64: Int64}
     return [Field(name=e.join_key, dtype=types[e.value_type]) for e in entities]
 
 
-def batch_view(name: str = "user_profile", schema: Optional[Sequence[Field]] = None, tags: Optional[Dict[str, str]] = None,
-               entities: Sequence[Entity] = (USER,)) -> FeatureView:
+def batch_view(
+    name: str = "user_profile",
+    schema: Sequence[Field] | None = None,
+    tags: dict[str, str] | None = None,
+    entities: Sequence[Entity] = (USER,),
+) -> FeatureView:
     return FeatureView(
         name=name,
         entities=list(entities),
@@ -51,8 +56,9 @@ def batch_view(name: str = "user_profile", schema: Optional[Sequence[Field]] = N
     )
 
 
-def stream_view(name: str = "user_activity", schema: Optional[Sequence[Field]] = None,
-                tags: Optional[Dict[str, str]] = None) -> FeatureView:
+def stream_view(
+    name: str = "user_activity", schema: Sequence[Field] | None = None, tags: dict[str, str] | None = None
+) -> FeatureView:
     return FeatureView(
         name=name,
         entities=[USER],
@@ -91,7 +97,7 @@ def to_proto(value: Any) -> ValueProto:
     return ValueProto(string_val=value)
 
 
-def plain(values: Optional[Dict[str, ValueProto]]) -> Optional[Dict[str, Any]]:
+def plain(values: dict[str, ValueProto] | None) -> dict[str, Any] | None:
     if values is None:
         return None
     return {k: getattr(v, v.WhichOneof("val")) if v.WhichOneof("val") else None for k, v in values.items()}
