@@ -2,91 +2,134 @@
 -- One view's rows written into many entity hashes, each atomically: newest wins, then expiry.
 -- Touches only KEYS, which on Redis Cluster share one slot (the caller groups them).
 -- The shebang makes Redis refuse the whole call up front when it is out of memory
--- (nothing half written), instead of failing at the first write.
+-- (nothing half written), instead of failing at its first write.
+--
+-- Every row of a call has the same fields (the caller groups rows by them), so field names
+-- come once per call, and event times are compared as fixed-width digit strings: per-row
+-- argument strings and tonumber() calls cost Redis more than the HSET they guard.
 --
 -- ARGV[1]  mode: "b" batch (key-level PEXPIRE) or "s" stream (per-field expiry)
--- ARGV[2]  TTL in milliseconds, 0 for none
+-- ARGV[2]  TTL in milliseconds, "0" for none
 -- ARGV[3]  largest allowed lead of an event time over the server clock, in microseconds;
 --          "" for no bound
+-- ARGV[4]  "n" when event times must be compared as numbers (one is not 16 digits), else ""
+-- ARGV[5]  s, the fields set per row, the event-time field "_ts:<view>" first
+-- ARGV[6]  d, the fields deleted per row (their new value is null)
+-- ARGV[7 .. 6+s]      the fields set
+-- ARGV[7+s .. 6+s+d]  the fields deleted
 -- then one record per key, in KEYS order:
---   n      the number of field/value pairs, the event-time pair first
---   d      the number of fields to delete (their new value is null)
---   "_ts:<view>", event time in epoch microseconds, field, value, ... (n pairs)
---   field ... (d fields)
+--   stream rows with a TTL only: event time + TTL in epoch ms (13 digits unless "n")
+--   event time in epoch microseconds (16 digits unless "n"), then the other s - 1 values
 --
 -- Returns one code per key: 1 written, 0 skipped (older than the stored event time),
 -- 2 skipped (a stream row whose expiry min(event, now) + ttl is already past),
 -- 3 skipped (event time too far ahead of the server clock), or an error for that key.
 local stream = ARGV[1] == 's'
-local ttl_ms = tonumber(ARGV[2])
+local ttl = ARGV[2]
+local numeric = ARGV[4] == 'n'
+local s = tonumber(ARGV[5])
+local d = tonumber(ARGV[6])
+local expiring = stream and ttl ~= '0'
+local ts_field = ARGV[7]
+local deleted = {}
+for f = 1, d do
+  deleted[f] = ARGV[6 + s + f]
+end
+
+-- HSET's arguments, reused row after row: fields stay, values are replaced.
+local set_args = {}
+for f = 1, s do
+  set_args[2 * f - 1] = ARGV[6 + f]
+end
+
 local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local now_ms = math.floor(now_us / 1000)
-local latest_us = nil
+local now_ms_text = string.format('%013d', now_ms)
+local cap_text = string.format('%013d', now_ms + tonumber(ttl))
+local latest_text = nil
 if ARGV[3] ~= '' then
-  latest_us = now_us + tonumber(ARGV[3])
+  latest_text = string.format('%016d', now_us + tonumber(ARGV[3]))
 end
 local hsetex = redis.REDIS_VERSION_NUM >= 0x080000
 
+-- a < b for event times given as digit strings. A stored value of another width (ISO
+-- text written by versions before 0.2) is older than anything.
+local function older(a, b)
+  local x, y = tonumber(a), tonumber(b)
+  if not x or not y then
+    return not x
+  end
+  return x < y
+end
+
 local codes = {}
-local p = 4
+local p = 7 + s + d
 for i, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[p])
-  local d = tonumber(ARGV[p + 1])
-  local first = p + 2
-  local last_pair = first + 2 * n - 1
-  local ts_field = ARGV[first]
-  local ts = tonumber(ARGV[first + 1])
-  p = last_pair + d + 1
+  local expire_at = nil
+  if expiring then
+    expire_at = ARGV[p]
+    p = p + 1
+  end
+  local ts = ARGV[p]
+  for f = 1, s do
+    set_args[2 * f] = ARGV[p + f - 1]
+  end
+  p = p + s
 
   local code = 1
-  if latest_us and ts > latest_us then
+  if latest_text and (numeric and older(latest_text, ts) or not numeric and latest_text < ts) then
     code = 3
+  elseif expire_at and (numeric and not older(now_ms_text, expire_at) or not numeric and expire_at <= now_ms_text) then
+    code = 2
   else
     local stored = redis.pcall('HGET', key, ts_field)
-    if type(stored) == 'table' and stored.err then
+    if type(stored) == 'table' then
       code = {err = stored.err .. ' (key ' .. key .. ')'}
-    elseif stored and ts < (tonumber(stored) or -math.huge) then
-      code = 0
+    elseif stored then
+      if numeric or #stored ~= #ts then
+        if older(ts, stored) then
+          code = 0
+        end
+      elseif ts < stored then
+        code = 0
+      end
     end
   end
 
   if code == 1 then
-    local expire_at = 0
-    if stream and ttl_ms > 0 then
-      expire_at = math.min(math.floor(ts / 1000), now_ms) + ttl_ms
-      if expire_at <= now_ms then
-        code = 2
+    if expire_at then
+      if numeric and older(cap_text, expire_at) or not numeric and cap_text < expire_at then
+        expire_at = cap_text
       end
-    end
-    if code == 1 then
-      if expire_at > 0 and hsetex then
-        local set = redis.call('HSETEX', key, 'PXAT', expire_at, 'FIELDS', n, unpack(ARGV, first, last_pair))
+      if hsetex then
+        local set = redis.call('HSETEX', key, 'PXAT', expire_at, 'FIELDS', s, unpack(set_args))
         if set ~= 1 then
           code = {err = 'HEXPIRE_FAILED HSETEX PXAT ' .. expire_at .. ' on key ' .. key
             .. ' answered ' .. tostring(set) .. ' (expected 1)'}
         end
       else
-        redis.call('HSET', key, unpack(ARGV, first, last_pair))
-        if expire_at > 0 then
-          local fields = {}
-          for f = first, last_pair, 2 do
-            fields[#fields + 1] = ARGV[f]
+        redis.call('HSET', key, unpack(set_args))
+        local fields = {}
+        for f = 1, s do
+          fields[f] = set_args[2 * f - 1]
+        end
+        local replies = redis.call('HPEXPIREAT', key, expire_at, 'FIELDS', s, unpack(fields))
+        for f, reply in ipairs(replies) do
+          if reply ~= 1 and code == 1 then
+            code = {err = 'HEXPIRE_FAILED HPEXPIREAT ' .. expire_at .. ' on key ' .. key .. ' field '
+              .. fields[f] .. ' answered ' .. tostring(reply) .. ' (expected 1)'}
           end
-          local replies = redis.call('HPEXPIREAT', key, expire_at, 'FIELDS', n, unpack(fields))
-          for f, reply in ipairs(replies) do
-            if reply ~= 1 and code == 1 then
-              code = {err = 'HEXPIRE_FAILED HPEXPIREAT ' .. expire_at .. ' on key ' .. key .. ' field '
-                .. fields[f] .. ' answered ' .. tostring(reply) .. ' (expected 1)'}
-            end
-          end
-        elseif not stream and ttl_ms > 0 then
-          redis.call('PEXPIRE', key, ttl_ms)
         end
       end
-      if d > 0 then
-        redis.call('HDEL', key, unpack(ARGV, last_pair + 1, last_pair + d))
+    else
+      redis.call('HSET', key, unpack(set_args))
+      if not stream and ttl ~= '0' then
+        redis.call('PEXPIRE', key, ttl)
       end
+    end
+    if d > 0 then
+      redis.call('HDEL', key, unpack(deleted))
     end
   end
   codes[i] = code

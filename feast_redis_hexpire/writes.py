@@ -39,12 +39,20 @@ queued behind it wait less. 100 costs ~0.5 ms of server time (benchmarks/PROFILE
 # ---------------------------------------------------------------- planning
 
 
+Shape = tuple[tuple[bytes, ...], tuple[bytes, ...]]
+"""The hash fields a row sets (its view's `_ts` field first) and deletes."""
+
+
 @dataclass(slots=True)
 class EntityWrite:
-    """One row as the script receives it: the key and its record (see write_script.lua)."""
+    """One row as the script receives it: the key, its record (see write_script.lua: the
+    expiry for expiring stream rows, the event time, the values) and its shape. Rows of
+    one script call share a shape, so field names travel once per call."""
 
     key: bytes
     record: list[Any]
+    shape: Shape
+    numeric: bool  # an event time of unusual width: the script compares numbers, not text
 
 
 @dataclass
@@ -62,6 +70,11 @@ def write_head(layout: ViewLayout, config: RedisHexpireOnlineStoreConfig) -> lis
     return [mode, layout.ttl_millis, future]
 
 
+def expires_with_event(layout: ViewLayout) -> bool:
+    """Stream rows with a TTL carry `event time + TTL` for the script's expiry."""
+    return layout.kind is ViewKind.stream and layout.ttl_millis > 0
+
+
 def plan_writes(
     layout: ViewLayout, config: RedisHexpireOnlineStoreConfig, prefix: str, data: Sequence[WriteRow]
 ) -> WritePlan:
@@ -72,7 +85,9 @@ def plan_writes(
     join_keys = set(layout.join_keys)
     ts_field = layout.ts_field
     key_of = key_builder(prefix, layout.join_keys)
-    times: dict[datetime, bytes] = {}  # rows of one batch often share event times
+    ttl_ms = layout.ttl_millis if expires_with_event(layout) else None
+    times: dict[datetime, tuple[bytes, bytes | None, bool]] = {}  # rows of one batch often share event times
+    shapes: dict[Shape, Shape] = {}  # one tuple object per distinct shape
     rows: list[EntityWrite] = []
     for row_number, (entity_key, values, event_ts, _created) in enumerate(data):
         try:
@@ -83,11 +98,13 @@ def plan_writes(
             raise InvalidFeatureValue(
                 f"view {view!r}: row {row_number} for {key.decode(errors='replace')} has no event timestamp"
             )
-        encoded_time = times.get(event_ts)
-        if encoded_time is None:
-            encoded_time = times[event_ts] = encode_event_ts(event_ts)
-        record: list[Any] = [0, 0, ts_field, encoded_time]
-        deletes: list[bytes] | None = None
+        encoded = times.get(event_ts)
+        if encoded is None:
+            encoded = times[event_ts] = _encode_time(event_ts, ttl_ms)
+        encoded_time, expire_text, numeric = encoded
+        record: list[Any] = [encoded_time] if expire_text is None else [expire_text, encoded_time]
+        fields = [ts_field]
+        deletes: list[bytes] = []
         for name, value in values.items():
             feature = features.get(name)
             if feature is None:
@@ -100,18 +117,24 @@ def plan_writes(
             codec = feature.codec
             kind = value.WhichOneof("val")
             if kind == codec.proto_field:
-                record.append(feature.field)
+                fields.append(feature.field)
                 record.append(codec.encode(getattr(value, kind)))
             elif encode_value(codec, value, view=view, feature=name) is None:  # null, or raises
-                if deletes is None:
-                    deletes = []
                 deletes.append(feature.field)
-        record[0] = (len(record) - 2) // 2
-        if deletes:
-            record[1] = len(deletes)
-            record.extend(deletes)
-        rows.append(EntityWrite(key, record))
+        shape = (tuple(fields), tuple(deletes))
+        rows.append(EntityWrite(key, record, shapes.setdefault(shape, shape), numeric))
     return WritePlan(layout, write_head(layout, config), rows)
+
+
+def _encode_time(event_ts: datetime, ttl_ms: int | None) -> tuple[bytes, bytes | None, bool]:
+    """The event time as the script compares it: 16 digits of microseconds, and for
+    expiring stream rows the event's expiry (13 digits of milliseconds). Other widths
+    (before 2001, after 2286, before 1970) make the script compare numbers instead."""
+    micros = encode_event_ts(event_ts)
+    if ttl_ms is None:
+        return micros, None, len(micros) != 16
+    expire = b"%d" % (int(micros) // 1000 + ttl_ms)
+    return micros, expire, len(micros) != 16 or len(expire) != 13
 
 
 # ---------------------------------------------------------------- script calls
@@ -126,22 +149,20 @@ class ScriptCall:
 
 
 def script_calls(plan: WritePlan, rows: Sequence[EntityWrite], by_slot: bool) -> list[ScriptCall]:
-    """Group rows into calls of up to ENTITIES_PER_CALL. On Redis Cluster one call may only
-    touch one slot, so rows are grouped by slot first (with `hash_tag: project` that is one
-    group). Rows of one entity keep their order, so the newest of them wins as usual."""
-    groups: list[list[EntityWrite]]
-    if by_slot:
-        slots: dict[int, list[EntityWrite]] = {}
-        for row in rows:
-            slots.setdefault(key_slot(row.key), []).append(row)
-        groups = list(slots.values())
-    else:
-        groups = [list(rows)]
+    """Group rows into calls of up to ENTITIES_PER_CALL rows of one shape. On Redis
+    Cluster one call may only touch one slot, so rows are also grouped by slot (with
+    `hash_tag: project` that is one group). Whatever the grouping, the newest event time
+    of an entity wins: the script compares each row with what is stored."""
+    groups: dict[tuple[int, Shape], list[EntityWrite]] = {}
+    for row in rows:
+        slot = key_slot(row.key) if by_slot else 0
+        groups.setdefault((slot, row.shape), []).append(row)
     calls = []
-    for group in groups:
+    for (_slot, (fields, deletes)), group in groups.items():
         for start in range(0, len(group), ENTITIES_PER_CALL):
             part = group[start : start + ENTITIES_PER_CALL]
-            args: list[Any] = list(plan.head)
+            numeric = b"n" if any(row.numeric for row in part) else b""
+            args: list[Any] = [*plan.head, numeric, len(fields), len(deletes), *fields, *deletes]
             for row in part:
                 args.extend(row.record)
             calls.append(ScriptCall(part, args))

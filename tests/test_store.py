@@ -645,3 +645,79 @@ def test_ttl_changed_in_place_on_the_same_config_applies(store, make_config, red
     view.tags["hexpire.kind"] = "batch"
     store.online_write_batch(config, view, [row("u1", now(), tx_count_7d=2)], None)
     assert 45 <= redis_client.ttl(key_of(config, "u1")) <= 50
+
+
+# ---------------------------------------------------------------- 11. event times of any width
+
+
+def test_event_times_before_2001_and_before_1970_still_compare_by_time(store, make_config, redis_client):
+    """The script compares 16-digit event times as text; other widths as numbers."""
+    from datetime import datetime, timezone
+
+    config = make_config(batch_ttl_seconds=0)
+    view = batch_view()
+    y1999 = datetime(1999, 1, 1, tzinfo=timezone.utc)
+    y1969 = datetime(1969, 7, 20, tzinfo=timezone.utc)
+    store.online_write_batch(config, view, [row("u1", y1999, tx_count_7d=1999)], None)
+    store.online_write_batch(config, view, [row("u1", y1969, tx_count_7d=1969)], None)
+    assert store.last_write_report.stale == 1
+    assert redis_client.hget(key_of(config, "u1"), "tx_count_7d") == b"1999"
+    store.online_write_batch(config, view, [row("u1", now(), tx_count_7d=2026)], None)
+    store.online_write_batch(config, view, [row("u1", y1999, tx_count_7d=1999)], None)
+    assert redis_client.hget(key_of(config, "u1"), "tx_count_7d") == b"2026"
+    store.online_write_batch(config, view, [row("u2", y1969, tx_count_7d=1)], None)
+    store.online_write_batch(config, view, [row("u2", datetime(1960, 1, 1, tzinfo=timezone.utc), tx_count_7d=2)], None)
+    assert redis_client.hget(key_of(config, "u2"), "tx_count_7d") == b"1"
+    [(ts, _)] = store.online_read(config, view, [user_key("u2")])
+    assert ts == y1969
+
+
+def test_event_time_written_as_iso_text_by_an_earlier_version_is_replaced(store, make_config, redis_client):
+    config = make_config()
+    key = key_of(config, "u1")
+    redis_client.hset(key, mapping={"_ts:user_profile": "2099-01-01T00:00:00.000000Z", "tx_count_7d": "1"})
+    store.online_write_batch(config, batch_view(), [row("u1", now(), tx_count_7d=2)], None)
+    assert redis_client.hget(key, "tx_count_7d") == b"2"
+    assert redis_client.hget(key, "_ts:user_profile").isdigit()
+
+
+def test_rows_of_different_shapes_in_one_batch(store, make_config, redis_client):
+    """Rows with and without nulls go to different script calls; each lands whole."""
+    config = make_config()
+    rows = [
+        row("u1", now(), risk_segment="low", tx_count_7d=1),
+        row("u2", now(), risk_segment=None, tx_count_7d=2),
+        row("u3", now(), tx_count_7d=3),
+        row("u1", seconds_ago(60), risk_segment=None, tx_count_7d=0),  # older: skipped
+    ]
+    store.online_write_batch(config, batch_view(), rows, None)
+    assert (store.last_write_report.written, store.last_write_report.stale) == (3, 1)
+    assert redis_client.hmget(key_of(config, "u1"), "risk_segment", "tx_count_7d") == [b"low", b"1"]
+    assert redis_client.hmget(key_of(config, "u2"), "risk_segment", "tx_count_7d") == [None, b"2"]
+    assert redis_client.hmget(key_of(config, "u3"), "risk_segment", "tx_count_7d") == [None, b"3"]
+
+
+def test_event_times_far_in_the_future_are_skipped_counted_and_warned(store, make_config, redis_client, caplog):
+    """One mis-dated row must not freeze a view: beyond max_future_seconds it is not stored."""
+    config = make_config(max_future_seconds=60)
+    view = batch_view()
+    with caplog.at_level("WARNING", logger="feast_redis_hexpire"):
+        store.online_write_batch(
+            config,
+            view,
+            [
+                row("u1", now() + timedelta(days=365 * 50), tx_count_7d=99),
+                row("u2", now() + timedelta(seconds=30), tx_count_7d=2),
+            ],
+            None,
+        )
+    assert not redis_client.exists(key_of(config, "u1"))
+    assert redis_client.hget(key_of(config, "u2"), "tx_count_7d") == b"2"  # within the bound
+    assert store.last_write_report.future == 1 and store.stats.rows_skipped_future == 1
+    [message] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "'user_profile'" in message and "1 dated more than 60 s ahead" in message and "max_future_seconds" in message
+    store.online_write_batch(config, view, [row("u1", now(), tx_count_7d=1)], None)
+    assert redis_client.hget(key_of(config, "u1"), "tx_count_7d") == b"1"  # later real rows still land
+    unbounded = make_config(max_future_seconds=None)
+    store.online_write_batch(unbounded, view, [row("u3", now() + timedelta(days=3650), tx_count_7d=3)], None)
+    assert redis_client.hget(key_of(config, "u3"), "tx_count_7d") == b"3"
