@@ -10,11 +10,13 @@ views plus one ``_ts:<view>`` field per view.
   refreshed disappears after two missed cycles.
 * ``user_activity`` is a *stream* view (its source is a PushSource): written by
   ``FeatureStore.push`` / ``feast serve``'s ``/push``; each written field gets its own
-  HPEXPIREAT of event_time + ``stream_ttl_seconds``, so stale streaming features read
+  expiry at event_time + ``stream_ttl_seconds``, so stale streaming features read
   as missing while the batch features on the same key are still served.
 
-The ``ttl`` arguments below are Feast's *offline* max-age (point-in-time joins and the
-start of the first ``materialize-incremental`` window), not the Redis TTLs.
+On the batch views, ``ttl`` is Feast's *offline* max-age (point-in-time joins and the
+start of the first ``materialize-incremental`` window), not the Redis key TTL. On a stream
+view a non-zero ``ttl`` would also be its per-field TTL online; ``user_activity`` has
+``ttl=0`` so that ``stream_ttl_seconds`` decides.
 """
 
 from datetime import timedelta
@@ -62,7 +64,7 @@ user_activity_batch_source = FileSource(
 user_activity_push = PushSource(
     name="user_activity_push",
     batch_source=user_activity_batch_source,
-    description="Realtime login / transaction aggregates from feast_redis_hexpire.streaming.",
+    description="Realtime login / transaction aggregates from feature_repo/stream_producer.py.",
 )
 
 # --- feature views -----------------------------------------------------------------
@@ -100,10 +102,12 @@ user_tx_stats = FeatureView(
 user_activity = FeatureView(
     name="user_activity",
     entities=[user],
-    # No Feast `ttl=` here: how long pushed fields live online is the store's
-    # stream_ttl_seconds (feature_store.yaml), which the demo changes at runtime. A Feast
-    # ttl= on a stream view would take precedence over it (and a hexpire.ttl_seconds tag
-    # over both).
+    # ttl=0: how long pushed fields live online is then the store's stream_ttl_seconds
+    # (feature_store.yaml), which the demo changes at runtime. A non-zero Feast ttl= on a
+    # stream view would take precedence over it (and a hexpire.ttl_seconds tag over
+    # both). Offline, 0 means no max age; the first materialize-incremental starts a
+    # year back.
+    ttl=timedelta(0),
     schema=[
         Field(name="last_login_ts", dtype=UnixTimestamp),
         Field(name="last_device_id", dtype=String),
