@@ -338,9 +338,14 @@ def encode_event_ts(ts: datetime) -> bytes:
 
 
 def _micros(raw: bytes) -> int:
-    if b"T" in raw:  # ISO-8601 text written by versions before 0.2: 2026-11-25T17:34:00.123456Z
-        return event_ts_micros(datetime.fromisoformat(raw.rstrip(b"Z").decode()))
-    return int(raw)
+    try:
+        if b"T" in raw:  # ISO-8601 text written by versions before 0.2: 2026-11-25T17:34:00.123456Z
+            return event_ts_micros(datetime.fromisoformat(raw.rstrip(b"Z").decode()))
+        return int(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise CorruptStoredValue(
+            f"stored event time {raw[:40]!r} is neither epoch microseconds nor ISO-8601 text"
+        ) from None
 
 
 def decode_event_ts(raw: bytes) -> datetime:

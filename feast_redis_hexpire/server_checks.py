@@ -51,7 +51,11 @@ def _hello_version(reply: Any) -> tuple[int, int, int]:
     if isinstance(reply, (list, tuple)):
         reply = dict(zip(reply[::2], reply[1::2]))
     raw = reply.get(b"version", reply.get("version", b"0"))
-    return parse_version(raw.decode() if isinstance(raw, bytes) else str(raw))
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    try:
+        return parse_version(text)
+    except ValueError:
+        raise ServerCheckError(f"the server reports version {text[:40]!r}, which is not a Redis version") from None
 
 
 def check_server(client: Client, config: Any) -> tuple[int, int, int]:

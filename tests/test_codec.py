@@ -862,3 +862,10 @@ def local_timezone(name: str):
         else:
             os.environ["TZ"] = old
         time.tzset()
+
+
+def test_corrupt_stored_event_time_is_a_clear_error():
+    with pytest.raises(CorruptStoredValue, match="neither epoch microseconds nor ISO-8601"):
+        decode_event_ts(b"yesterday")
+    with pytest.raises(CorruptStoredValue):
+        timestamp_proto(b"2026-13-45T99:00:00Z")
