@@ -62,7 +62,7 @@ user_activity_batch_source = FileSource(
 user_activity_push = PushSource(
     name="user_activity_push",
     batch_source=user_activity_batch_source,
-    description="Realtime login / transaction aggregates from feast_redis_hexpire.streaming.",
+    description="Realtime login / transaction aggregates from feature_repo/stream_producer.py.",
 )
 
 # --- feature views -----------------------------------------------------------------
