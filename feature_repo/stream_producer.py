@@ -144,7 +144,7 @@ class StreamingWorker:
             from feast import FeatureStore
 
             store = FeatureStore(repo_path=str(store))
-        self.store = store
+        self.store: FeatureStore | None = store
         self.user_ids: list[str] = list(user_ids)
         self.interval_seconds = float(interval_seconds)
         self.batch_size = min(int(batch_size), len(self.user_ids))
