@@ -93,7 +93,10 @@ def test_index_page_is_self_contained(client):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     html = response.text
-    for element in ("bulk-btn", "read-btn", "batch-btn", "inspect-btn", "worker-btn", "reset-btn"):
+    for element in (
+        *("bulk-btn", "read-btn", "batch-btn", "inspect-btn", "worker-btn", "reset-btn"),
+        *("worker-coverage", "worker-rate", "worker-last-tick", "latency-chart", "bulk-errors", "batch-errors"),
+    ):
         assert f'id="{element}"' in html
     # No build step and no network: nothing is loaded from elsewhere.
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
