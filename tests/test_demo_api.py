@@ -107,7 +107,7 @@ def test_state_reports_entities_ttls_counters_and_worker(client, runtime):
     assert state["project"] == runtime.project
     assert state["entities"] == USERS
     assert state["users_loaded"] == USERS
-    assert (state["first_user"], state["last_user"]) == ("u0001", f"u{USERS:04d}")
+    assert (state["first_user"], state["last_user"]) == ("u0001", user_ids_for(USERS)[-1])
     assert state["ttl"] == {"batch_seconds": BATCH_TTL, "stream_seconds": STREAM_TTL}
     assert set(state["counters"]) >= {"rows_written", "read_calls", "entities_read", "write_batches"}
     assert state["counters"]["rows_written"] >= 2 * USERS  # both batch views, every user
@@ -175,7 +175,7 @@ def test_read_a_subset(client):
         ({"user_id": "u0001", "features": ["user_profile:nope"]}, 422, ["unknown feature", "user_profile:nope"]),
         ({"user_id": "u0001", "features": ["nope"]}, 422, ["unknown feature"]),
         ({"user_id": "bob"}, 404, ["unknown user", "bob"]),
-        ({"user_id": f"u{USERS + 1:04d}"}, 404, ["unknown user"]),
+        ({"user_id": user_ids_for(USERS + 1)[-1]}, 404, ["unknown user"]),
         ({"user_id": ""}, 422, ["user_id"]),
         ({}, 422, ["user_id", "required"]),
         ({"user_id": "u0001", "colour": "red"}, 422, ["colour"]),
@@ -243,7 +243,7 @@ def test_batch_read_is_one_pipelined_call(client):
     assert body["entities_read"] == USERS  # one HMGET per entity, pipelined
     assert body["latency_ms"] > 0
     assert body["histogram"] == {str(len(ALL_REFS)): USERS}
-    assert [e["user_id"] for e in body["entities"]] == [f"u{i:04d}" for i in range(1, USERS + 1)]
+    assert [e["user_id"] for e in body["entities"]] == user_ids_for(USERS)
     assert all(e["returned"] == len(ALL_REFS) for e in body["entities"])
 
 
@@ -431,7 +431,7 @@ def test_bulk_load_more_users_with_a_new_key_ttl(client, runtime, raw):
     assert body["batch_ttl_seconds"] == 1234
     state = client.get("/state").json()
     assert state["entities"] == USERS + 10 and state["ttl"]["batch_seconds"] == 1234
-    assert 1200 < raw.ttl(_key(runtime, f"u{USERS + 10:04d}")) <= 1234
+    assert 1200 < raw.ttl(_key(runtime, user_ids_for(USERS + 10)[-1])) <= 1234
     assert "batch_ttl_seconds: 1234" in (runtime.workdir / "feature_store.yaml").read_text()
     # Back to the module's settings.
     client.post("/bulk-load", json={"users": USERS, "batch_ttl_seconds": BATCH_TTL})
