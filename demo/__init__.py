@@ -1,8 +1,11 @@
 """The demo web app: ``make demo`` (``python -m demo``).
 
 ``runtime.DemoRuntime`` does the work (working copy of feature_repo/, apply, bulk loads,
-reads, the streaming worker); ``app.create_app`` puts a page and a JSON API on it;
-``server.run_demo`` is the command. Static files live in ``static/`` (no build step).
+reads); beside it ``worker`` (the streaming worker's lifecycle), ``coverage`` (fresh stream
+fields, measured in Redis), ``latency`` (recent reads for the chart) and ``errors``.
+``app.create_app`` puts a page and a JSON API on it; ``server.run_demo`` is the command
+and ``commands`` the operator CLI lines it prints. Static files live in ``static/`` (no
+build step).
 """
 
 from pathlib import Path

@@ -2,14 +2,16 @@
 
 Every error answer is JSON ``{"error": "<message>"}`` (plus ``details`` for validation
 errors); unexpected exceptions are logged with their traceback and answered with a short
-500, never a stack trace.
+500, never a stack trace. Whatever part of the request a message quotes is cut short
+(``errors.shown``): an attacker-sized input never comes back whole.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,12 +19,15 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .runtime import MAX_TTL_SECONDS, MAX_USERS, DemoError, DemoRuntime
+from .errors import MAX_ECHO, DemoError, clip
+from .runtime import MAX_TTL_SECONDS, MAX_USERS, DemoRuntime
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_FEATURES = 64
+MAX_REF_LENGTH = 200
+FeatureRef = Annotated[str, Field(min_length=1, max_length=MAX_REF_LENGTH)]
 
 
 class _Request(BaseModel):
@@ -45,29 +50,37 @@ class ToggleRequest(_Request):
 
 class ReadRequest(_Request):
     user_id: str = Field(..., min_length=1, max_length=64)
-    features: list[str] | None = Field(
+    features: list[FeatureRef] | None = Field(
         None, min_length=1, max_length=MAX_FEATURES, description="view:feature refs; null = all"
     )
 
 
 class BatchReadRequest(_Request):
     count: int = Field(100, ge=1, le=MAX_USERS, description="first N loaded users")
-    features: list[str] | None = Field(None, min_length=1, max_length=MAX_FEATURES)
+    features: list[FeatureRef] | None = Field(None, min_length=1, max_length=MAX_FEATURES)
 
 
-def _error(status: int, message: str, **extra) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message, **extra})
+MAX_DETAILS = 5
 
 
-def _validation_message(exc: RequestValidationError) -> tuple:
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": clip(message), **extra})
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
+    """One line naming each bad field; field names come from the request (an unknown
+    key is one), so each is cut short, and so are the messages."""
     details = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_DETAILS]:
         if err.get("type") == "json_invalid":
             details.append({"field": "body", "message": "not valid JSON"})
             continue
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
-        details.append({"field": where or "body", "message": err.get("msg", "invalid")})
+        where = ".".join(clip(str(p), MAX_ECHO) for p in err.get("loc", ()) if p not in ("body", "query"))
+        details.append({"field": where or "body", "message": clip(str(err.get("msg", "invalid")), 200)})
     text = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
+    if len(errors) > MAX_DETAILS:
+        text += f"; and {len(errors) - MAX_DETAILS} more"
     return text, details
 
 
@@ -99,7 +112,7 @@ def create_app(runtime: DemoRuntime) -> FastAPI:
         return _error(exc.status_code, message)
 
     @app.middleware("http")
-    async def _unexpected(request: Request, call_next):
+    async def _unexpected(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         # A middleware rather than exception_handler(Exception): Starlette re-raises after
         # such a handler, which would log every failure twice.
         try:
@@ -123,31 +136,31 @@ def create_app(runtime: DemoRuntime) -> FastAPI:
     # not stall /state polling.
 
     @app.get("/state")
-    def state() -> dict:
+    def state() -> dict[str, Any]:
         return runtime.state()
 
     @app.post("/bulk-load")
-    def bulk_load(body: BulkLoadRequest) -> dict:
+    def bulk_load(body: BulkLoadRequest) -> dict[str, Any]:
         return runtime.bulk_load(body.users, body.batch_ttl_seconds, body.stream_ttl_seconds)
 
     @app.post("/worker/toggle")
-    def worker_toggle(body: ToggleRequest | None = None) -> dict:
+    def worker_toggle(body: ToggleRequest | None = None) -> dict[str, Any]:
         return runtime.toggle_worker(body.action if body else None)
 
     @app.post("/read")
-    def read(body: ReadRequest) -> dict:
+    def read(body: ReadRequest) -> dict[str, Any]:
         return runtime.read(body.user_id, body.features)
 
     @app.post("/batch-read")
-    def batch_read(body: BatchReadRequest) -> dict:
+    def batch_read(body: BatchReadRequest) -> dict[str, Any]:
         return runtime.batch_read(body.count, body.features)
 
     @app.get("/inspect")
-    def inspect(user_id: str = Query(..., min_length=1, max_length=64)) -> dict:
+    def inspect(user_id: str = Query(..., min_length=1, max_length=64)) -> dict[str, Any]:
         return runtime.inspect(user_id)
 
     @app.post("/reset")
-    def reset() -> dict:
+    def reset() -> dict[str, Any]:
         return runtime.reset()
 
     return app

@@ -1,10 +1,11 @@
 """Everything the demo does, without HTTP: a working copy of the sample repo wired to one
 Redis, `feast apply` through the FeatureStore API, bulk loads by materialization, reads
-through ``get_online_features``, the streaming worker, inspection and reset.
+through ``get_online_features``, the streaming worker (``worker.py``), stream coverage
+(``coverage.py``), read latencies (``latency.py``), inspection and reset.
 
 The web app (``app.py``) is a thin layer over :class:`DemoRuntime`; tests drive either.
-Errors meant for the user are :class:`DemoError` (with an HTTP status); anything else is
-a bug and reaches the app's 500 handler.
+Errors meant for the user are :class:`~demo.errors.DemoError` (with an HTTP status);
+anything else is a bug and reaches the app's 500 handler.
 """
 
 from __future__ import annotations
@@ -35,34 +36,22 @@ from feast_redis_hexpire.keys import project_prefix
 from feast_redis_hexpire.redaction import redact
 
 from . import DEFAULT_SOURCE_REPO, DEFAULT_USERS, MAX_TTL_SECONDS, MAX_USERS
+from .coverage import measure, spread
+from .errors import Conflict, DemoError, NotFound, shown
+from .latency import LatencyLog
+from .worker import DemoWorker
+
+__all__ = ["MAX_TTL_SECONDS", "MAX_USERS", "Conflict", "DemoError", "DemoRuntime", "NotFound"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 3
 DEFAULT_SEED = 42
-WORKER_SEED = 7
+DEFAULT_WORKER_BATCH = 5
+USERS_LISTED = 50
+"""Loaded user ids the page offers as suggestions."""
 
 Log = Callable[[str], None]
-
-
-class DemoError(Exception):
-    """A request the demo cannot honour; ``status`` is the HTTP status to answer with."""
-
-    status = 400
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if status is not None:
-            self.status = status
-
-
-class NotFound(DemoError):
-    status = 404
-
-
-class Conflict(DemoError):
-    status = 409
 
 
 @dataclass(frozen=True)
@@ -118,7 +107,7 @@ class DemoRuntime:
         days: int = DEFAULT_DAYS,
         seed: int = DEFAULT_SEED,
         worker_interval: float = 1.0,
-        worker_batch_size: int = 20,
+        worker_batch_size: int = DEFAULT_WORKER_BATCH,
         start_worker: bool = True,
         redis_label: str | None = None,
         log: Log = print,
@@ -146,17 +135,14 @@ class DemoRuntime:
         self.layouts: list[Any] = []
         self.join_key = "user_id"
         self.redis_version = "?"
-        self._generate = None
+        self._generate: Callable[..., dict[str, Any]] | None = None
         self._users: list[str] = []
-        self._user_set: set = set()
+        self._user_set: set[str] = set()
         self._last_load: dict[str, Any] | None = None
         self._last_reset: dict[str, Any] | None = None
         self._admin_lock = threading.Lock()
-        self._worker_lock = threading.RLock()
-        self._worker: Any = None  # StreamingWorker
-        self._worker_started = False
-        self._paused_by_user = not start_worker
-        self._retired: Counter = Counter()
+        self.worker: DemoWorker | None = None  # set up with the store
+        self.latency = LatencyLog()
 
     # ------------------------------------------------------------------ setup
 
@@ -186,6 +172,12 @@ class DemoRuntime:
         online_views = [fv for fv in self.definitions.feature_views if getattr(fv, "online", True)]
         self.store.apply(self.definitions.objects())  # the store checks the views as `feast apply` does
         self.online_store = self.store._get_provider().online_store
+        self.worker = DemoWorker(
+            self.store,
+            interval_seconds=self.worker_interval,
+            min_batch=self.worker_batch_size,
+            paused=not self.start_worker,
+        )
         self._catalog(online_views)
         info = self.client.info("server")
         self.redis_version = str(info.get("redis_version", "?")) if isinstance(info, dict) else "?"
@@ -212,9 +204,11 @@ class DemoRuntime:
             self.store.get_online_features(
                 features=[f.ref for f in self.features], entity_rows=[{self.join_key: self._users[0]}]
             )
+        worker = self.worker_status()
         self.log(
-            f"[demo] streaming worker: pushes user_activity for {self.worker_batch_size} users "
-            f"every {self.worker_interval:g}s"
+            f"[demo] streaming worker: round-robin over all {worker.get('users', 0)} users, "
+            f"{worker.get('batch_size', 0)} per push every {self.worker_interval:g}s: every user is "
+            f"refreshed every {worker.get('cycle_seconds', 0):g}s, within the {self.stream_ttl_seconds}s stream TTL"
             + ("" if self.start_worker else "; starts paused (--no-worker): resume it on the page")
         )
         self.log(f"[demo] ready in {time.monotonic() - started:.1f}s")
@@ -259,24 +253,38 @@ class DemoRuntime:
             raise RuntimeError(f"the demo expects one join key, the repo has {join_keys}")
         self.join_key = join_keys[0]
 
+    @property
+    def user_ids(self) -> list[str]:
+        """The loaded users, in load order (a copy)."""
+        return list(self._users)
+
+    @property
+    def stream_layouts(self) -> list[Any]:
+        return [layout for layout in self.layouts if layout.kind.value == "stream"]
+
+    @property
+    def stream_ttl_seconds(self) -> int | None:
+        """The expiry of the streamed fields as the store resolves it (None: no expiry)."""
+        return min((layout.ttl_seconds for layout in self.stream_layouts), default=0) or None
+
     def close(self) -> None:
-        with self._worker_lock:
-            if self._worker is not None:
-                self._worker.stop(timeout=10)
+        if self.worker is not None:
+            self.worker.close()
 
     # ------------------------------------------------------------------ validation
 
     @staticmethod
     def _check_count(value: int, what: str, maximum: int = MAX_USERS) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
-            raise DemoError(f"{what} must be a whole number between 1 and {maximum}, got {value!r}", 422)
+            raise DemoError(f"{what} must be a whole number between 1 and {maximum}, got {shown(value)}", 422)
         return value
 
     @staticmethod
     def _check_ttl(value: int, what: str) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TTL_SECONDS:
             raise DemoError(
-                f"{what} must be a whole number of seconds between 0 (no expiry) and {MAX_TTL_SECONDS}, got {value!r}",
+                f"{what} must be a whole number of seconds between 0 (no expiry) and {MAX_TTL_SECONDS}, "
+                f"got {shown(value)}",
                 422,
             )
         return value
@@ -286,9 +294,9 @@ class DemoRuntime:
         if not user_id:
             raise DemoError("user_id is required", 422)
         if not self._users:
-            raise NotFound(f"unknown user {user_id!r}: no users are loaded (after a reset); bulk-load first")
+            raise NotFound(f"unknown user {shown(user_id)}: no users are loaded (after a reset); bulk-load first")
         if user_id not in self._user_set:
-            raise NotFound(f"unknown user {user_id!r}: the demo has users {self._users[0]} .. {self._users[-1]}")
+            raise NotFound(f"unknown user {shown(user_id)}: the demo has users {self._users[0]} .. {self._users[-1]}")
         return user_id
 
     def check_features(self, refs: Sequence[str] | None) -> list[FeatureInfo]:
@@ -297,9 +305,10 @@ class DemoRuntime:
             return list(self.features)
         unknown = [r for r in refs if r not in by_ref]
         if unknown:
-            raise DemoError(
-                f"unknown feature(s) {', '.join(repr(u) for u in unknown)}; known: {', '.join(by_ref)}", 422
+            listed = ", ".join(shown(u) for u in unknown[:3]) + (
+                f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
             )
+            raise DemoError(f"unknown feature(s) {listed}; known: {', '.join(by_ref)}", 422)
         seen: dict[str, FeatureInfo] = {}
         for ref in refs:
             seen.setdefault(ref, by_ref[ref])
@@ -313,6 +322,13 @@ class DemoRuntime:
         return entity_key(
             self.store_config.key_prefix, self.project, user_id, [self.join_key], hash_tag_of(self.store_config)
         )
+
+    def coverage(self) -> dict[str, Any]:
+        """Share of the loaded users whose stream fields are all present, from Redis."""
+        sample = spread(self._users)
+        fields = [field for layout in self.stream_layouts for field in layout.all_fields()]
+        result = measure(self.client, [self.key_of(uid) for uid in sample], fields, len(self._users))
+        return result.as_dict()
 
     # ------------------------------------------------------------------ state
 
@@ -332,12 +348,16 @@ class DemoRuntime:
             "users_loaded": len(self._users),
             "first_user": self._users[0] if self._users else None,
             "last_user": self._users[-1] if self._users else None,
+            # The ids themselves, never re-derived: the page suggests exactly these.
+            "user_ids": self._users[:USERS_LISTED],
             "ttl": {
                 "batch_seconds": self.store_config.batch_ttl_seconds,
                 "stream_seconds": self.store_config.stream_ttl_seconds,
             },
             "counters": self.online_store.stats.as_dict(),
             "worker": self.worker_status(),
+            "coverage": self.coverage(),
+            "latency": self.latency.summary(),
             "last_bulk_load": self._last_load,
             "last_reset": self._last_reset,
             "limits": {"max_users": MAX_USERS, "max_ttl_seconds": MAX_TTL_SECONDS},
@@ -354,78 +374,13 @@ class DemoRuntime:
 
     # ------------------------------------------------------------------ worker
 
-    def _new_worker(self, users: Sequence[str]) -> None:
-        """Replace the worker so it streams for exactly the loaded users (caller holds _worker_lock)."""
-        from feature_repo.stream_producer import StreamingWorker
-
-        old = self._worker
-        if old is not None:
-            old.stop(timeout=10)
-            status = old.status()
-            for name in ("ticks", "rows_pushed", "failed_ticks"):
-                self._retired[name] += int(status.get(name) or 0)
-            self._retired_last_error = status.get("last_error") or getattr(self, "_retired_last_error", None)
-        self._worker = StreamingWorker(
-            self.store,
-            list(users),
-            interval_seconds=self.worker_interval,
-            batch_size=self.worker_batch_size,
-            seed=WORKER_SEED,
-        )
-        self._worker_started = False
-
-    def _worker_should_run(self) -> bool:
-        return bool(self._users) and not self._paused_by_user
-
-    def _apply_worker_state(self) -> None:
-        """Start / pause / resume the worker to match the wanted state (caller holds _worker_lock)."""
-        worker = self._worker
-        if worker is None:
-            return
-        if self._worker_should_run():
-            if not self._worker_started:
-                worker.start()
-                self._worker_started = True
-            else:
-                worker.resume()
-        elif self._worker_started:
-            worker.pause()
-
     def worker_status(self) -> dict[str, Any]:
-        with self._worker_lock:
-            worker = self._worker
-            if worker is None:
-                status: dict[str, Any] = {
-                    "state": "idle",
-                    "ticks": 0,
-                    "rows_pushed": 0,
-                    "failed_ticks": 0,
-                    "last_error": None,
-                }
-            else:
-                status = dict(worker.status())
-                if not self._worker_started:
-                    status["state"] = "paused"
-            for name in ("ticks", "rows_pushed", "failed_ticks"):
-                status[name] = int(status.get(name) or 0) + self._retired[name]
-            status["last_error"] = status.get("last_error") or getattr(self, "_retired_last_error", None)
-            status["paused_by_user"] = self._paused_by_user
-            if not self._users:
-                status["state"] = "idle"
-                status["note"] = "no users loaded"
-            return _jsonable(status)
+        assert self.worker is not None, "setup() first"
+        return _jsonable(self.worker.status())
 
     def toggle_worker(self, action: str | None = None) -> dict[str, Any]:
-        if action not in (None, "pause", "resume"):
-            raise DemoError(f"action must be 'pause' or 'resume', got {action!r}", 422)
-        with self._worker_lock:
-            if not self._users:
-                raise Conflict("no users are loaded, so there is nothing to stream: bulk-load first")
-            if action is None:
-                action = "resume" if self._paused_by_user else "pause"
-            self._paused_by_user = action == "pause"
-            self._apply_worker_state()
-        logger.info("streaming worker %s", "paused" if action == "pause" else "resumed")
+        assert self.worker is not None, "setup() first"
+        action = self.worker.toggle(action)
         return {"action": action, "worker": self.worker_status()}
 
     # ------------------------------------------------------------------ bulk load
@@ -449,20 +404,15 @@ class DemoRuntime:
             self._check_ttl(batch_ttl_seconds, "batch_ttl_seconds")
         if stream_ttl_seconds is not None:
             self._check_ttl(stream_ttl_seconds, "stream_ttl_seconds")
+        assert self.worker is not None, "setup() first"
         if not self._admin_lock.acquire(blocking=False):
             raise Conflict("a bulk load or reset is already running; try again when it has finished")
         try:
-            with self._worker_lock:
-                if self._worker is not None and self._worker_started:
-                    self._worker.pause()  # waits for an in-flight tick
+            self.worker.hold()  # returns once an in-flight tick has finished
             try:
                 return self._bulk_load_locked(users, batch_ttl_seconds, stream_ttl_seconds)
             finally:
-                with self._worker_lock:
-                    loaded = self._users
-                    if loaded and (self._worker is None or list(self._worker.user_ids) != loaded):
-                        self._new_worker(loaded)
-                    self._apply_worker_state()
+                self.worker.follow(self._users, self.stream_ttl_seconds)
         finally:
             self._admin_lock.release()
 
@@ -480,6 +430,7 @@ class DemoRuntime:
 
         started = time.perf_counter()
         now = _utcnow()
+        assert self._generate is not None, "setup() first"
         data = self._generate(self.workdir / "data", count=users, days=self.days, seed=self.seed, now=now)
         generate_seconds = time.perf_counter() - started
 
@@ -539,16 +490,17 @@ class DemoRuntime:
     def reset(self) -> dict[str, Any]:
         """Drop every entity of the demo project. The worker stops pushing (it would
         recreate them); a bulk load brings users and the worker back."""
+        assert self.worker is not None, "setup() first"
         if not self._admin_lock.acquire(blocking=False):
             raise Conflict("a bulk load or reset is already running; try again when it has finished")
         try:
-            with self._worker_lock:
-                if self._worker is not None and self._worker_started:
-                    self._worker.pause()  # an in-flight push finishes before we delete
-                self._set_users([])
-                started = time.perf_counter()
-                deleted = self._delete_project_keys()
-                seconds = time.perf_counter() - started
+            # No users: the worker pauses (an in-flight push lands first) and cannot be
+            # resumed, so nothing recreates keys while they are deleted.
+            self.worker.follow([], self.stream_ttl_seconds)
+            self._set_users([])
+            started = time.perf_counter()
+            deleted = self._delete_project_keys()
+            seconds = time.perf_counter() - started
             self._last_reset = {
                 "deleted": deleted,
                 "seconds": round(seconds, 3),
@@ -561,7 +513,7 @@ class DemoRuntime:
 
     # ------------------------------------------------------------------ reads
 
-    def _ttls(self, key: str, fields: Sequence[str]) -> tuple:
+    def _ttls(self, key: str, fields: Sequence[str]) -> tuple[int, list[int]]:
         pipe = self.client.pipeline(transaction=False)
         pipe.pttl(key)
         if fields:
@@ -582,6 +534,7 @@ class DemoRuntime:
             features=[f.ref for f in wanted], entity_rows=[{self.join_key: user_id}], full_feature_names=True
         )
         latency_ms = (time.perf_counter() - started) * 1000
+        self.latency.record("read", 1, latency_ms)
         proto = response.proto
         columns = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
         key = self.key_of(user_id)
@@ -641,6 +594,7 @@ class DemoRuntime:
             features=[f.ref for f in wanted], entity_rows=[{self.join_key: uid} for uid in ids], full_feature_names=True
         )
         latency_ms = (time.perf_counter() - started) * 1000
+        self.latency.record("batch", len(ids), latency_ms)
         after = self._stats()
         proto = response.proto
         present = FieldStatus.PRESENT

@@ -1,7 +1,9 @@
 """`python -m demo` (`make demo`): pick a Redis, build the demo runtime, serve the page.
 
 Redis: ``--redis-url``, else ``$REDIS_URL``, else a private local redis-server (built
-once from source if no Redis >= 7.4 is installed) that is stopped on exit.
+once from source if no Redis >= 7.4 is installed) that is stopped on exit. Once ready it
+prints the operator CLI lines that reach that Redis and the working repo
+(``commands.py``); nothing it prints shows a password.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import DEFAULT_SOURCE_REPO, DEFAULT_USERS, MAX_USERS
+from .commands import operator_commands
 
 DEFAULT_PORT = 8091
 DEFAULT_STREAM_TTL = 60
@@ -47,6 +51,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--stream-ttl-seconds",
+        "--streaming-ttl-seconds",
+        dest="stream_ttl_seconds",
         type=int,
         default=DEFAULT_STREAM_TTL,
         help="per-field TTL of streamed features (default: %(default)s, shorter than the repo's 300 "
@@ -66,7 +72,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="where to put the working copy of the repo (default: a temporary directory, removed on exit)",
     )
     parser.add_argument("--worker-interval", type=float, default=1.0, help="seconds between stream pushes")
-    parser.add_argument("--worker-batch-size", type=int, default=20, help="users per stream push")
+    parser.add_argument(
+        "--worker-batch-size",
+        type=int,
+        default=5,
+        help="least users per stream push (default: %(default)s; the worker pushes as many as keep every "
+        "user refreshed twice per stream TTL)",
+    )
     parser.add_argument("--no-worker", dest="worker", action="store_false", help="start with the worker paused")
 
 
@@ -119,8 +131,9 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from devsupport.redis_binary import RedisProvisioningError
+    from feast_redis_hexpire.redaction import redact
 
-    from .runtime import DemoError, DemoRuntime
+    from .errors import DemoError
 
     _configure_logging()
     if not 1 <= args.users <= MAX_USERS:
@@ -137,9 +150,10 @@ def run_demo(args: argparse.Namespace) -> int:
         # SIGTERM must unwind like Ctrl-C: stop the worker, the local Redis, remove the temp dir.
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="feast-hexpire-demo-"))
-    runtime = None
     try:
         with _redis(args.redis_url) as server:
+            from .runtime import DemoRuntime  # imports Feast: only once Redis answered
+
             runtime = DemoRuntime(
                 server.connection_string,
                 workdir,
@@ -154,21 +168,30 @@ def run_demo(args: argparse.Namespace) -> int:
                 start_worker=args.worker,
                 redis_label=server.url,
                 log=lambda m: print(m, flush=True),
-            ).setup()
+            )
             try:
+                runtime.setup()
+                _print_commands(runtime, server.url, from_env=not args.redis_url and bool(os.environ.get("REDIS_URL")))
                 serve(runtime, args.host, args.port)
             except KeyboardInterrupt:  # uvicorn re-raises the SIGINT/SIGTERM it shut down on
                 pass
+            finally:
+                runtime.close()  # before a local Redis stops: the worker's last push must not fail
     except (RedisProvisioningError, DemoError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     finally:
-        if runtime is not None:
-            runtime.close()
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     print("demo stopped", flush=True)
     return 0
+
+
+def _print_commands(runtime: Any, url: str, *, from_env: bool) -> None:
+    lines = operator_commands(runtime.workdir, url, runtime.user_ids[0], from_env=from_env)
+    print("\n[demo] the operator CLI on this demo's Redis and working repo (while the demo runs):", flush=True)
+    for line in lines:
+        print(f"  {line}", flush=True)
 
 
 def serve(runtime: Any, host: str, port: int) -> None:

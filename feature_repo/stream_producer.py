@@ -1,17 +1,22 @@
 """A synthetic streaming producer for the demo repo's ``user_activity`` view.
 
 It plays the part of a stream processor: every tick it draws login and transaction
-events for a batch of users, keeps per-user rolling windows, and pushes the resulting
-``user_activity`` rows through Feast's push API, either in-process
-(``FeatureStore.push(..., to=PushMode.ONLINE)``) or over HTTP to a ``feast serve``
-``/push`` endpoint. The online store turns each push into HSET + per-field
-HPEXPIREAT, so a user the worker stops touching loses its activity features after
-``stream_ttl_seconds`` while keeping its batch features.
+events for the next users in a round-robin over all of them, keeps per-user rolling
+windows, and pushes the resulting ``user_activity`` rows through Feast's push API, either
+in-process (``FeatureStore.push(..., to=PushMode.ONLINE)``) or over HTTP to a
+``feast serve`` ``/push`` endpoint. The online store turns each push into HSET +
+per-field HPEXPIREAT, so a user the worker stops touching loses its activity features
+after the stream TTL while keeping its batch features.
+
+Given the stream TTL, each tick pushes as many users as keep every user refreshed
+``REFRESHES_PER_TTL`` times per TTL (scaled by the time since the previous tick, so a
+slow push or a pause is caught up on): while the worker runs, no user's stream fields
+expire, whatever the number of users.
 
 CLI::
 
     python -m feature_repo.stream_producer --repo feature_repo \
-        [--interval 1] [--users 200] [--batch-size 20] [--seed 7] \
+        [--interval 1] [--users 200] [--batch-size 20] [--ttl-seconds N] [--seed 7] \
         [--push-url http://127.0.0.1:6566] [--ticks N]
 
 Ctrl-C stops it cleanly (the in-flight push finishes first).
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -41,7 +47,7 @@ from .generate_data import user_ids_for
 if TYPE_CHECKING:  # feast is imported lazily: the HTTP mode does not need it in-process
     from feast import FeatureStore
 
-__all__ = ["StreamingWorker", "UserActivityState", "main", "user_ids_for"]
+__all__ = ["StreamingWorker", "UserActivityState", "main", "stream_ttl_of", "user_ids_for", "users_per_tick"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,33 @@ PUSH_SOURCE = "user_activity_push"
 TX_WINDOW = timedelta(minutes=5)
 FAILED_LOGIN_WINDOW = timedelta(minutes=15)
 COUNTRIES = ["US", "GB", "DE", "FR", "NL", "ES", "BR", "IN", "JP", "CA"]
+REFRESHES_PER_TTL = 2
+"""Every user is pushed this many times per stream TTL: one late tick never expires anyone."""
+RATE_WINDOW_SECONDS = 10.0
+
+
+def users_per_tick(
+    users: int, seconds: float, ttl_seconds: float | None, minimum: int = 1, refreshes: int = REFRESHES_PER_TTL
+) -> int:
+    """How many users a tick covering ``seconds`` must push so that a round-robin over
+    ``users`` refreshes each of them ``refreshes`` times per TTL. Without a TTL (none,
+    or 0 = no expiry) nothing goes stale: ``minimum`` per tick."""
+    if not ttl_seconds or ttl_seconds <= 0:
+        return min(minimum, users)
+    cycle = ttl_seconds / refreshes
+    return min(users, max(minimum, math.ceil(users * seconds / cycle)))
+
+
+def stream_ttl_of(store: FeatureStore, push_source_name: str = PUSH_SOURCE) -> int | None:
+    """The expiry the online store gives the fields of the view fed by ``push_source_name``
+    (its tag, Feast ttl= or stream_ttl_seconds, as the store resolves it); None if none."""
+    from feast_redis_hexpire.store import layout_of
+
+    for view in store.list_feature_views():
+        source = getattr(view, "stream_source", None)
+        if source is not None and source.name == push_source_name:
+            return layout_of(view, store.config).ttl_seconds or None
+    return None
 
 
 def _utc_now() -> datetime:
@@ -75,11 +108,14 @@ class UserActivityState:
 
 
 class StreamingWorker:
-    """Pushes synthetic ``user_activity`` rows, one batch of users per tick.
+    """Pushes synthetic ``user_activity`` rows for the next users of a round-robin.
 
     ``store`` is a :class:`feast.FeatureStore` or a repo path; it may be ``None`` only
     when ``push_url`` is given (rows are then POSTed to ``<push_url>/push``).
-    A failed tick is logged and counted in :meth:`status`; the worker keeps going.
+    ``batch_size`` is the users per tick; with ``ttl_seconds`` (the stream TTL) it is the
+    least, and a tick pushes as many as :func:`users_per_tick` says. ``ttl_seconds`` may
+    be changed between ticks. A failed tick is logged and counted in :meth:`status`; the
+    worker keeps going.
     """
 
     def __init__(
@@ -91,6 +127,7 @@ class StreamingWorker:
         seed: int = 0,
         push_url: str | None = None,
         *,
+        ttl_seconds: float | None = None,
         push_source_name: str = PUSH_SOURCE,
         http_timeout: float = 10.0,
         clock: Callable[[], datetime] = _utc_now,
@@ -107,16 +144,18 @@ class StreamingWorker:
             from feast import FeatureStore
 
             store = FeatureStore(repo_path=str(store))
-        self.store = store
+        self.store: FeatureStore | None = store
         self.user_ids: list[str] = list(user_ids)
         self.interval_seconds = float(interval_seconds)
         self.batch_size = min(int(batch_size), len(self.user_ids))
+        self.ttl_seconds = ttl_seconds
         self.push_url = push_url.rstrip("/") if push_url else None
         self.push_source_name = push_source_name
         self.http_timeout = http_timeout
         self._clock = clock
         self._rng = random.Random(seed)
         self._users: dict[str, UserActivityState] = {}
+        self._cursor = 0  # the round-robin's next user
         self.last_batch: pd.DataFrame | None = None
         """The rows of the most recent tick (pushed or not): for dashboards and tests."""
 
@@ -133,6 +172,11 @@ class StreamingWorker:
         self._failed_ticks = 0
         self._last_error: str | None = None
         self._last_tick_at: datetime | None = None
+        self._last_tick_started: float | None = None  # monotonic
+        self._last_tick_seconds: float | None = None
+        self._last_batch_size = 0
+        self._recent: deque[tuple[float, int]] = deque()  # (monotonic, rows) of recent pushes
+        self._rate_since: float | None = None  # monotonic start of the current run
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -144,6 +188,7 @@ class StreamingWorker:
         self._stop_event.clear()
         with self._tick_lock:
             self._paused = False
+            self._rate_since = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="feast-hexpire-streaming", daemon=True)
         self._thread.start()
 
@@ -155,6 +200,8 @@ class StreamingWorker:
     def resume(self) -> None:
         """Start ticking again right away."""
         with self._tick_lock:
+            if self._paused:
+                self._rate_since = time.monotonic()
             self._paused = False
         self._wake.set()
 
@@ -167,6 +214,23 @@ class StreamingWorker:
             thread.join(timeout)
         self._thread = None
 
+    def planned_batch(self) -> int:
+        """Users per tick at the nominal interval."""
+        return users_per_tick(len(self.user_ids), self.interval_seconds, self.ttl_seconds, self.batch_size)
+
+    def rate(self, now: float | None = None) -> float:
+        """Rows pushed per second over the last ``RATE_WINDOW_SECONDS`` of running."""
+        now = time.monotonic() if now is None else now
+        with self._status_lock:
+            while self._recent and self._recent[0][0] < now - RATE_WINDOW_SECONDS:
+                self._recent.popleft()
+            rows = sum(n for _, n in self._recent)
+            since = self._rate_since
+        if not rows:
+            return 0.0
+        running_for = now - since if since is not None else RATE_WINDOW_SECONDS
+        return rows / max(self.interval_seconds, min(RATE_WINDOW_SECONDS, running_for))
+
     def status(self) -> dict[str, Any]:
         """Counters for dashboards/tests; ``state`` is running, paused or stopped."""
         alive = self._thread is not None and self._thread.is_alive()
@@ -176,6 +240,8 @@ class StreamingWorker:
             state = "paused"
         else:
             state = "running"
+        batch = self.planned_batch()
+        rate = self.rate() if state == "running" else 0.0
         with self._status_lock:
             return {
                 "state": state,
@@ -184,9 +250,15 @@ class StreamingWorker:
                 "failed_ticks": self._failed_ticks,
                 "last_error": self._last_error,
                 "last_tick_at": self._last_tick_at.isoformat() if self._last_tick_at else None,
+                "last_tick_seconds": self._last_tick_seconds,
+                "last_batch_size": self._last_batch_size,
                 "users": len(self.user_ids),
-                "batch_size": self.batch_size,
+                "batch_size": batch,
+                "min_batch_size": self.batch_size,
                 "interval_seconds": self.interval_seconds,
+                "ttl_seconds": self.ttl_seconds,
+                "cycle_seconds": round(math.ceil(len(self.user_ids) / batch) * self.interval_seconds, 3),
+                "rate_rows_per_second": round(rate, 2),
                 "push_mode": "http" if self.push_url else "python",
             }
 
@@ -214,8 +286,14 @@ class StreamingWorker:
 
     def _tick_locked(self) -> int:
         now = self._clock()
+        started = time.monotonic()
+        # A tick covers the time since the previous one: after a slow push or a pause it
+        # pushes more, so the round-robin keeps its pace.
+        since = started - self._last_tick_started if self._last_tick_started is not None else 0.0
+        count = users_per_tick(len(self.user_ids), max(self.interval_seconds, since), self.ttl_seconds, self.batch_size)
+        self._last_tick_started = started
         try:
-            df = self.next_batch(now)
+            df = self.next_batch(now, count)
             self.last_batch = df
             self._push(df)
         except Exception as exc:  # keep going: a stream producer must survive a bad push
@@ -224,6 +302,7 @@ class StreamingWorker:
                 self._failed_ticks += 1
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 self._last_tick_at = now
+                self._last_tick_seconds = round(time.monotonic() - started, 3)
             logger.warning("streaming tick failed: %s: %s", type(exc).__name__, exc)
             logger.debug("streaming tick failure", exc_info=True)
             return 0
@@ -231,13 +310,25 @@ class StreamingWorker:
             self._ticks += 1
             self._rows_pushed += len(df)
             self._last_tick_at = now
+            self._last_tick_seconds = round(time.monotonic() - started, 3)
+            self._last_batch_size = len(df)
+            self._recent.append((started, len(df)))
         logger.info("pushed %d user_activity rows", len(df))
         return len(df)
 
-    def next_batch(self, now: datetime | None = None) -> pd.DataFrame:
-        """Draw events for ``batch_size`` users at ``now`` and return the rows to push."""
+    def next_users(self, count: int) -> list[str]:
+        """The next ``count`` users of the round-robin (each at most once)."""
+        n = len(self.user_ids)
+        count = max(0, min(count, n))
+        users = [self.user_ids[(self._cursor + i) % n] for i in range(count)]
+        self._cursor = (self._cursor + count) % n
+        return users
+
+    def next_batch(self, now: datetime | None = None, count: int | None = None) -> pd.DataFrame:
+        """Draw events at ``now`` for the next ``count`` users of the round-robin (default:
+        :meth:`planned_batch`) and return the rows to push."""
         now = now or self._clock()
-        users = self._rng.sample(self.user_ids, self.batch_size)
+        users = self.next_users(self.planned_batch() if count is None else count)
         rows = [self._advance(uid, now) for uid in sorted(users)]
         df = pd.DataFrame(rows)
         for col in ("event_timestamp", "created", "last_login_ts"):
@@ -349,7 +440,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repo", default="feature_repo", help="Feast repo directory")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
     parser.add_argument("--users", type=int, default=200, help="user ids u0001..uNNNN")
-    parser.add_argument("--batch-size", type=int, default=20, help="users per tick")
+    parser.add_argument(
+        "--batch-size", type=int, default=20, help="users per tick; with a stream TTL, the least per tick"
+    )
+    parser.add_argument(
+        "--ttl-seconds",
+        type=float,
+        default=None,
+        help="stream TTL to pace the round-robin by (default: the repo's, in-process; none with --push-url)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--push-url", help="feast serve base URL; default: in-process push")
     parser.add_argument("--ticks", type=int, help="stop after N ticks (default: run until Ctrl-C)")
@@ -362,7 +461,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # Feast logs a registry refresh per push at INFO
         logging.getLogger("feast").setLevel(logging.WARNING)
 
-    store = None if args.push_url else args.repo
+    store = None
+    ttl = args.ttl_seconds
+    if not args.push_url:
+        from feast import FeatureStore
+
+        store = FeatureStore(repo_path=args.repo)
+        if ttl is None:
+            ttl = stream_ttl_of(store)
     worker = StreamingWorker(
         store,
         user_ids_for(args.users),
@@ -370,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         push_url=args.push_url,
+        ttl_seconds=ttl,
     )
     try:
         if args.ticks is not None:

@@ -2,13 +2,16 @@
 without `playwright install`), against the demo server on a free port in a background
 thread, backed by a working copy of feature_repo/ and the test Redis.
 
-Clicks Bulk load, Read, Pause, Inspect and Reset and checks what the page shows; saves
-a screenshot to test-artifacts/demo.png.
+Three scenarios on one demo, in file order: the worker keeps every user fresh and the
+tile shows it (coverage from Redis, rate, last tick, the Pause/Resume label right after a
+click); the page's forms, tables, number checks and latency chart; 10,000 users keep the
+id format and the default user. Saves test-artifacts/demo.png (and demo-10k.png).
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -24,9 +27,10 @@ except ImportError:
         raise
     pytest.skip("playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
 
-from demo.runtime import DemoRuntime  # noqa: E402
+from demo.runtime import MAX_USERS, DemoRuntime  # noqa: E402
 from demo.server import BackgroundServer  # noqa: E402
 from feast_redis_hexpire import clients  # noqa: E402
+from feature_repo.stream_producer import user_ids_for  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -42,8 +46,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-USERS = 25
+USERS = 300
+STREAM_TTL = 20
 TIMEOUT_MS = 15_000
+LOAD_TIMEOUT_MS = 150_000  # 10,000 users by materialization on 2 busy cores
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +61,14 @@ def demo(redis_server, tmp_path_factory):
         tmp_path_factory.mktemp("demo_browser"),
         project=f"t_{uuid.uuid4().hex[:8]}_browser",
         users=USERS,
-        stream_ttl_seconds=120,
+        stream_ttl_seconds=STREAM_TTL,
         worker_interval=0.5,
         worker_batch_size=5,
         log=lambda message: None,
     ).setup()
     server = BackgroundServer(runtime).start()
+    server.runtime = runtime
+    server.started_at = time.monotonic()
     try:
         yield server
     finally:
@@ -88,6 +96,7 @@ def page(demo):
             page.on("response", lambda r: r.status >= 500 and problems.append(f"{r.status} {r.url}"))
             page.on("dialog", lambda dialog: dialog.accept())  # the Reset confirmation
             yield page, problems
+            assert problems == [], problems
         finally:
             browser.close()
 
@@ -100,6 +109,68 @@ def wait_text(page, selector: str, expected: str) -> None:
     sync_api.expect(page.locator(selector)).to_contain_text(expected, timeout=TIMEOUT_MS)
 
 
+def posts_to(page, path: str) -> list[str]:
+    """URLs of the POSTs to `path` the page sends from now on."""
+    sent: list[str] = []
+    page.on("request", lambda r: r.method == "POST" and r.url.endswith(path) and sent.append(r.url))
+    return sent
+
+
+def fresh_in_redis(raw, runtime) -> int:
+    """Loaded users whose `_ts:user_activity` is present, straight from Redis."""
+    pipe = raw.pipeline(transaction=False)
+    for uid in runtime.user_ids:
+        pipe.hpttl(runtime.key_of(uid), "_ts:user_activity")
+    return sum(1 for (ttl,) in pipe.execute() if ttl > 0)
+
+
+def click_with_polls_held(page, button: str) -> None:
+    """Click while every /state poll hangs: what the page shows next comes from the click's
+    own answer, not from a later poll."""
+    page.route("**/state", lambda route: None)  # never answered until unrouted
+    try:
+        page.click(button)
+        sync_api.expect(page.locator(button)).not_to_have_attribute("aria-busy", "true", timeout=TIMEOUT_MS)
+    finally:
+        page.unroute("**/state")  # the held polls go through (and are dropped as stale)
+
+
+def test_worker_keeps_every_user_fresh_and_the_tile_says_so(demo, page, raw):
+    """300 users, a 20 s stream TTL: coverage (measured in Redis) reaches ~100% within a
+    TTL of the worker's start and stays there; rate and last tick are on the tile; the
+    Pause/Resume label changes right after the click, before any poll."""
+    page, _ = page
+    page.goto(demo.url + "/")
+    wait_text(page, "#stat-entities", str(USERS))
+    wait_text(page, "#worker-state", "running")
+    remaining_ms = (STREAM_TTL + 4 - (time.monotonic() - demo.started_at)) * 1000
+    page.wait_for_function(
+        "Number(document.getElementById('worker-coverage').dataset.percent) >= 99",
+        timeout=max(remaining_ms, 1000),
+    )
+    assert time.monotonic() - demo.started_at < STREAM_TTL + 4
+    assert fresh_in_redis(raw, demo.runtime) >= 0.99 * USERS  # the page shows what Redis holds
+    assert "users have fresh stream fields in Redis" in text(page, "#coverage-sub")
+    rate = text(page, "#worker-rate")
+    assert rate.endswith("rows/s") and float(rate.split()[0]) > 0
+    assert text(page, "#worker-last-tick").endswith("s ago")
+    assert "round-robin" in text(page, "#worker-sub")
+    time.sleep(STREAM_TTL / 2)  # a while later, still everyone
+    assert fresh_in_redis(raw, demo.runtime) == USERS
+    assert page.locator("#worker-coverage").get_attribute("data-percent") == "100"
+
+    button = page.locator("#worker-btn")
+    sync_api.expect(button).to_have_text("Pause")
+    click_with_polls_held(page, "#worker-btn")
+    sync_api.expect(button).to_have_text("Resume", timeout=1000)
+    wait_text(page, "#worker-state", "paused")
+    page.wait_for_timeout(2500)  # a poll or two later, still right
+    sync_api.expect(button).to_have_text("Resume", timeout=1000)
+    click_with_polls_held(page, "#worker-btn")
+    sync_api.expect(button).to_have_text("Pause", timeout=1000)
+    wait_text(page, "#worker-state", "running")
+
+
 def test_demo_page_end_to_end(demo, page):
     page, problems = page
     page.goto(demo.url + "/")
@@ -108,14 +179,33 @@ def test_demo_page_end_to_end(demo, page):
     assert "Redis" in text(page, "#conn") and "_browser" in text(page, "#conn")
     assert page.locator("#feature-picker input[type=checkbox]").count() == 11
 
-    # Bulk load 40 users with a 1 h key TTL: the page reports the time it took.
-    page.fill("#bulk-users", "40")
+    # Number fields are checked on the page: letters get an inline error and nothing is sent.
+    loads = posts_to(page, "/bulk-load")
+    page.fill("#bulk-stream-ttl", "abc")
+    page.fill("#bulk-users", "12x")
+    page.click("#bulk-btn")
+    wait_text(page, "#bulk-errors", 'Stream TTL (s): "abc" is not a whole number')
+    assert 'Users: "12x" is not a whole number' in text(page, "#bulk-errors")
+    assert page.locator("#bulk-stream-ttl").get_attribute("aria-invalid") == "true"
+    page.fill("#bulk-users", "99999")
+    page.fill("#bulk-stream-ttl", str(STREAM_TTL))
+    page.click("#bulk-btn")
+    wait_text(page, "#bulk-errors", "99,999 is out of range")
+    page.fill("#batch-count", "ten")
+    page.click("#batch-btn")
+    wait_text(page, "#batch-errors", '"ten" is not a whole number')
+    assert loads == [] and not posts_to(page, "/batch-read")
+    assert text(page, "#bulk-result") == ""
+
+    # Bulk load 320 users with a 1 h key TTL: the page reports the time it took.
+    page.fill("#bulk-users", "320")
     page.fill("#bulk-batch-ttl", "3600")
     page.click("#bulk-btn")
-    wait_text(page, "#bulk-result", "Loaded 40 users in")
+    wait_text(page, "#bulk-result", "Loaded 320 users in")
+    assert text(page, "#bulk-errors") == ""
     result = text(page, "#bulk-result")
     assert "user_profile" in result and "user_activity" in result and " s" in result
-    wait_text(page, "#stat-entities", "40")
+    wait_text(page, "#stat-entities", "320")
     wait_text(page, "#stat-batch-ttl", "1h")
 
     # Read every feature of u0007: batch fields carry the key TTL, stream fields their own.
@@ -128,28 +218,35 @@ def test_demo_page_end_to_end(demo, page):
     assert "batch" in batch_row.inner_text() and "present" in batch_row.inner_text()
     assert "59m" in batch_row.inner_text() or "1h" in batch_row.inner_text()
     stream_row = page.locator('#read-table tr[data-ref="user_activity:tx_count_5m"]')
-    assert "stream" in stream_row.inner_text()
+    assert "stream" in stream_row.inner_text() and "present" in stream_row.inner_text()
 
     # The fraud_model_v1 button selects the feature service's six features.
     page.click('#sel-services button[data-service="fraud_model_v1"]')
     page.click("#read-btn")
     sync_api.expect(rows).to_have_count(6)
+    page.click("#sel-all")
 
     # Unknown user: an error message on the page, not a crash.
     page.fill("#read-user", "nobody")
     page.click("#read-btn")
     wait_text(page, "#read-result .error", "unknown user")
 
-    # Pause the worker: the tile says so and the button offers Resume.
-    page.click("#worker-btn")
-    wait_text(page, "#worker-state", "paused")
-    sync_api.expect(page.locator("#worker-btn")).to_have_text("Resume")
-
     # Batch read the first 20 users in one call.
     page.fill("#batch-count", "20")
     page.click("#batch-btn")
     wait_text(page, "#batch-result", "20 users in")
     assert "1 store read call" in text(page, "#batch-result")
+
+    # The latency chart plots those reads, with p50/p99 per kind.
+    for uid in ("u0001", "u0100", "u0320"):
+        page.fill("#read-user", uid)
+        page.click("#read-btn")
+        wait_text(page, "#read-result", "read latency")
+    page.wait_for_function("document.querySelectorAll('#latency-chart circle.read').length >= 5")
+    assert page.locator("#latency-chart circle.batch").count() >= 1
+    assert page.locator("#latency-chart line.p50").count() == 2 and page.locator("#latency-chart line.p99").count() == 2
+    legend = text(page, "#latency-legend")
+    assert "one user: p50" in legend and "batch: p50" in legend and "p99" in legend and " ms" in legend
 
     # Inspect the raw hash of u0007: every field, its kind and TTL, and the key TTL.
     page.fill("#inspect-user", "u0007")
@@ -160,10 +257,51 @@ def test_demo_page_end_to_end(demo, page):
     assert "key TTL" in text(page, "#inspect-result")
     for field in ("risk_segment", "_ts:user_profile", "tx_count_7d", "_ts:user_tx_stats"):
         assert "batch" in page.locator(f'#inspect-table tr[data-field="{field}"]').inner_text()
-    assert page.locator('#inspect-table tr[data-field="_ts:user_activity"]').count() == 1
+    assert "stream" in page.locator('#inspect-table tr[data-field="_ts:user_activity"]').inner_text()
 
+    page.wait_for_timeout(2500)  # one more poll: the tiles show the reads above
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+    assert os.path.getsize(ARTIFACTS / "demo.png") > 10_000
+    assert problems == [], problems
+
+
+def test_ten_thousand_users_keep_the_id_format_and_the_default_user(demo, page):
+    """Load 10,000 users through the page; on a fresh page the default user (the first
+    loaded) reads and inspects, the suggested ids are the loaded ones (never re-padded),
+    and the last user is u10000. Then Reset clears the project."""
+    page, _ = page
+    page.goto(demo.url + "/")
+    wait_text(page, "#worker-state", "running")
+    page.click("#worker-btn")  # quiet during the big load (2 cores)
+    sync_api.expect(page.locator("#worker-btn")).to_have_text("Resume")
+    started = time.monotonic()
+    page.fill("#bulk-users", str(MAX_USERS))
+    page.click("#bulk-btn")
+    sync_api.expect(page.locator("#bulk-result")).to_contain_text("Loaded 10,000 users in", timeout=LOAD_TIMEOUT_MS)
+    print(f"10,000 users through the page in {time.monotonic() - started:.1f}s")
+
+    page.reload()
+    wait_text(page, "#stat-entities", "10,000")
+    wait_text(page, "#stat-users", "users u0001 … u10000")
+    sync_api.expect(page.locator("#read-user")).to_have_value("u0001")
+    sync_api.expect(page.locator("#inspect-user")).to_have_value("u0001")
+    offered = page.locator("#user-list option").evaluate_all("options => options.map(o => o.value)")
+    assert offered and offered == user_ids_for(MAX_USERS)[: len(offered)]
+
+    page.click("#read-btn")  # the default user, as the page filled it in
+    sync_api.expect(page.locator("#read-table tbody tr")).to_have_count(11)
+    batch_rows = page.locator("#read-table tbody tr").filter(has_text="batch")
+    sync_api.expect(batch_rows.filter(has_text="present")).to_have_count(6)
+    page.click("#inspect-btn")
+    wait_text(page, "#inspect-result", "user_id=u0001")
+    page.fill("#read-user", "u10000")
+    page.click("#read-btn")
+    sync_api.expect(page.locator("#read-table tbody tr")).to_have_count(11)
+    page.fill("#inspect-user", "u10000")
+    page.click("#inspect-btn")
+    wait_text(page, "#inspect-result", "user_id=u10000")
+    page.screenshot(path=str(ARTIFACTS / "demo-10k.png"), full_page=True)
 
     # Reset: every entity of the project goes, the worker goes idle.
     page.click("#reset-btn")
@@ -172,6 +310,3 @@ def test_demo_page_end_to_end(demo, page):
     wait_text(page, "#inspect-result", "keys deleted")
     page.click("#inspect-btn")
     wait_text(page, "#inspect-result .error", "bulk-load")
-
-    assert problems == [], problems
-    assert os.path.getsize(ARTIFACTS / "demo.png") > 10_000

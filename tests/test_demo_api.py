@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 from fastapi.testclient import TestClient
 
 from demo.app import create_app
 from demo.runtime import MAX_USERS, DemoRuntime
+from devsupport.net import wait_until
 from feast_redis_hexpire import clients
-from feature_repo.stream_producer import StreamingWorker
+from feature_repo.stream_producer import StreamingWorker, user_ids_for
 from tests.support.e2e import STREAM_FIELDS as E2E_STREAM_FIELDS
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +93,10 @@ def test_index_page_is_self_contained(client):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     html = response.text
-    for element in ("bulk-btn", "read-btn", "batch-btn", "inspect-btn", "worker-btn", "reset-btn"):
+    for element in (
+        *("bulk-btn", "read-btn", "batch-btn", "inspect-btn", "worker-btn", "reset-btn"),
+        *("worker-coverage", "worker-rate", "worker-last-tick", "latency-chart", "bulk-errors", "batch-errors"),
+    ):
         assert f'id="{element}"' in html
     # No build step and no network: nothing is loaded from elsewhere.
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
@@ -102,7 +107,7 @@ def test_state_reports_entities_ttls_counters_and_worker(client, runtime):
     assert state["project"] == runtime.project
     assert state["entities"] == USERS
     assert state["users_loaded"] == USERS
-    assert (state["first_user"], state["last_user"]) == ("u0001", f"u{USERS:04d}")
+    assert (state["first_user"], state["last_user"]) == ("u0001", user_ids_for(USERS)[-1])
     assert state["ttl"] == {"batch_seconds": BATCH_TTL, "stream_seconds": STREAM_TTL}
     assert set(state["counters"]) >= {"rows_written", "read_calls", "entities_read", "write_batches"}
     assert state["counters"]["rows_written"] >= 2 * USERS  # both batch views, every user
@@ -170,7 +175,7 @@ def test_read_a_subset(client):
         ({"user_id": "u0001", "features": ["user_profile:nope"]}, 422, ["unknown feature", "user_profile:nope"]),
         ({"user_id": "u0001", "features": ["nope"]}, 422, ["unknown feature"]),
         ({"user_id": "bob"}, 404, ["unknown user", "bob"]),
-        ({"user_id": f"u{USERS + 1:04d}"}, 404, ["unknown user"]),
+        ({"user_id": user_ids_for(USERS + 1)[-1]}, 404, ["unknown user"]),
         ({"user_id": ""}, 422, ["user_id"]),
         ({}, 422, ["user_id", "required"]),
         ({"user_id": "u0001", "colour": "red"}, 422, ["colour"]),
@@ -187,6 +192,46 @@ def test_malformed_json_is_a_422_with_a_message(client):
     assert_client_error(response, 422, "JSON")
 
 
+HUGE = 100_000
+
+
+@pytest.mark.parametrize(
+    "method, path, request_args, marker",
+    [
+        ("post", "/read", {"json": {"user_id": "x" * HUGE}}, "x"),
+        ("post", "/read", {"json": {"user_id": "u0001", "features": ["x" * HUGE]}}, "x"),
+        ("post", "/read", {"json": {"user_id": "u0001", "x" * HUGE: 1}}, "x"),  # an unknown key is echoed
+        ("post", "/read", {"json": {"user_id": "u0001", "features": [f"v:{'x' * 190}{i}" for i in range(64)]}}, "x"),
+        ("post", "/batch-read", {"json": {"count": 3, "features": ["user_profile:" + "x" * HUGE]}}, "x"),
+        ("post", "/bulk-load", {"json": {"users": "9" * 4000}}, "9"),
+        ("post", "/worker/toggle", {"json": {"action": "x" * HUGE}}, "x"),
+        ("get", "/inspect", {"params": {"user_id": "x" * 10_000}}, "x"),
+    ],
+)
+def test_422_quotes_only_a_short_piece_of_the_input(client, method, path, request_args, marker):
+    """An attacker-sized input must not come back whole: a 422 names the field and quotes
+    at most a few dozen characters of what was sent."""
+    response = getattr(client, method)(path, **request_args)
+    body = assert_client_error(response, 422)
+    assert len(response.text) < 2_000, len(response.text)
+    assert marker * 100 not in response.text
+    assert body["error"]  # still says what is wrong
+
+
+def test_runtime_messages_quote_a_short_piece_of_the_input(runtime):
+    """The same bound when the runtime is driven without the HTTP layer's limits."""
+    from demo.errors import DemoError
+
+    for call in (
+        lambda: runtime.check_user("q" * HUGE),
+        lambda: runtime.check_features(["q" * HUGE, "q", "qq", "qqq", "qqqq"]),
+        lambda: runtime.toggle_worker("q" * HUGE),
+    ):
+        with pytest.raises(DemoError) as raised:
+            call()
+        assert len(raised.value.message) < 600 and "q" * 100 not in raised.value.message
+
+
 # ---------------------------------------------------------------- batch read
 
 
@@ -198,13 +243,34 @@ def test_batch_read_is_one_pipelined_call(client):
     assert body["entities_read"] == USERS  # one HMGET per entity, pipelined
     assert body["latency_ms"] > 0
     assert body["histogram"] == {str(len(ALL_REFS)): USERS}
-    assert [e["user_id"] for e in body["entities"]] == [f"u{i:04d}" for i in range(1, USERS + 1)]
+    assert [e["user_id"] for e in body["entities"]] == user_ids_for(USERS)
     assert all(e["returned"] == len(ALL_REFS) for e in body["entities"])
 
 
 def test_batch_read_subset_counts_only_requested_features(client):
     body = client.post("/batch-read", json={"count": 5, "features": ["user_profile:risk_segment"]}).json()
     assert body["histogram"] == {"1": 5}
+
+
+def test_read_latencies_are_kept_for_the_chart(client):
+    """Every read the demo serves lands in the chart's series, single reads and batch reads
+    apart, with p50 <= p99 per kind."""
+    before = client.get("/state").json()["latency"]
+    reads_before = before["kinds"].get("read", {}).get("count", 0)
+    for uid in ("u0001", "u0002", "u0003"):
+        client.post("/read", json={"user_id": uid})
+    client.post("/batch-read", json={"count": 7})
+    latency = client.get("/state").json()["latency"]
+    assert latency["kinds"]["read"]["count"] == reads_before + 3
+    assert latency["kinds"]["batch"]["count"] >= 1
+    for kind in ("read", "batch"):
+        stats = latency["kinds"][kind]
+        assert 0 < stats["p50_ms"] <= stats["p99_ms"]
+    newest = latency["points"][-4:]
+    assert [p["kind"] for p in newest] == ["read", "read", "read", "batch"]
+    assert [p["entities"] for p in newest] == [1, 1, 1, 7]
+    assert all(p["ms"] > 0 and p["at"] <= time.time() + 1 for p in newest)
+    assert len(latency["points"]) <= 60
 
 
 @pytest.mark.parametrize(
@@ -286,6 +352,44 @@ def test_worker_toggle_pause_and_resume(client, runtime):
     assert_client_error(client.post("/worker/toggle", json={"action": "faster"}), 422, "action")
 
 
+def _coverage(client) -> dict:
+    return client.get("/state").json()["coverage"]
+
+
+def test_coverage_is_measured_in_redis_and_the_worker_restores_it(client, runtime, raw):
+    """Coverage counts the users whose stream fields are all in Redis: fields removed
+    behind the worker's back lower it at once (it is not the worker's bookkeeping), and
+    the running worker brings every user back within one round."""
+    client.post("/worker/toggle", json={"action": "pause"})
+    assert _coverage(client)["fields"] and set(_coverage(client)["fields"]) == STREAM_FIELDS
+    users = runtime.user_ids
+    StreamingWorker(runtime.store, users, batch_size=len(users)).tick()  # every user fresh to start with
+    full = _coverage(client)
+    assert (full["users"], full["sampled"], full["fresh"], full["percent"]) == (USERS, USERS, USERS, 100.0)
+    assert 0 < full["soonest_expiry_seconds"] <= STREAM_TTL
+
+    for uid in users[:9]:
+        raw.hdel(_key(runtime, uid), *STREAM_FIELDS)
+    raw.hdel(_key(runtime, users[9]), "tx_count_5m")  # one stream field gone is not fresh either
+    partial = _coverage(client)
+    assert (partial["sampled"], partial["fresh"]) == (USERS, USERS - 10)
+    assert abs(partial["percent"] - 100 * (USERS - 10) / USERS) < 0.1
+
+    client.post("/worker/toggle", json={"action": "resume"})
+    try:
+        wait_until(lambda: _coverage(client)["percent"] == 100.0, timeout=20, what="coverage back to 100%")
+        for uid in users:  # Redis agrees: every user's stream fields have a fresh expiry
+            ttls = raw.hpttl(_key(runtime, uid), *STREAM_FIELDS)
+            assert all(0 < t <= STREAM_TTL * 1000 for t in ttls), (uid, ttls)
+        worker = client.get("/state").json()["worker"]
+        assert worker["state"] == "running" and worker["rate_rows_per_second"] > 0
+        assert worker["batch_size"] >= 5 and worker["cycle_seconds"] <= STREAM_TTL / 2
+        last_tick = datetime.fromisoformat(worker["last_tick_at"])
+        assert (datetime.now(timezone.utc) - last_tick).total_seconds() < 10
+    finally:
+        client.post("/worker/toggle", json={"action": "pause"})
+
+
 # ---------------------------------------------------------------- freshness
 
 
@@ -327,7 +431,7 @@ def test_bulk_load_more_users_with_a_new_key_ttl(client, runtime, raw):
     assert body["batch_ttl_seconds"] == 1234
     state = client.get("/state").json()
     assert state["entities"] == USERS + 10 and state["ttl"]["batch_seconds"] == 1234
-    assert 1200 < raw.ttl(_key(runtime, f"u{USERS + 10:04d}")) <= 1234
+    assert 1200 < raw.ttl(_key(runtime, user_ids_for(USERS + 10)[-1])) <= 1234
     assert "batch_ttl_seconds: 1234" in (runtime.workdir / "feature_store.yaml").read_text()
     # Back to the module's settings.
     client.post("/bulk-load", json={"users": USERS, "batch_ttl_seconds": BATCH_TTL})
@@ -368,3 +472,36 @@ def test_reset_drops_every_entity_and_bulk_load_brings_them_back(client, runtime
         client.post("/bulk-load", json={"users": USERS})
     assert client.get("/state").json()["entities"] == USERS
     assert client.post("/read", json={"user_id": "u0001"}).json()["present"] >= 6
+
+
+def test_ten_thousand_users_keep_the_id_format_and_the_default_user(client, runtime, raw):
+    """User ids are u0001..u9999, u10000 at any count: loading 10,000 users renames nobody,
+    the ids the page offers are the loaded ones, and the default user (the first) still
+    reads and inspects."""
+    started = time.monotonic()
+    load = client.post("/bulk-load", json={"users": MAX_USERS}).json()
+    load_seconds = time.monotonic() - started
+    try:
+        assert load["users_loaded"] == MAX_USERS, load
+        state = client.get("/state").json()
+        assert state["entities"] == MAX_USERS
+        assert (state["first_user"], state["last_user"]) == ("u0001", "u10000")
+        offered = state["user_ids"]
+        assert offered and offered == user_ids_for(MAX_USERS)[: len(offered)]
+        default = offered[0]
+        assert default == state["first_user"] == "u0001"  # the user loaded first, before and after
+        read = client.post("/read", json={"user_id": default}).json()
+        assert read["key"] == _key(runtime, "u0001") and read["key_exists"]
+        assert all(f["status"] == "PRESENT" for f in read["features"] if f["kind"] == "batch")
+        inspected = client.get("/inspect", params={"user_id": default}).json()
+        assert inspected["exists"] and inspected["key"] == _key(runtime, "u0001")
+        last = client.post("/read", json={"user_id": "u10000"}).json()
+        assert last["key"] == _key(runtime, "u10000") and last["key_exists"]
+        assert raw.exists(_key(runtime, "u9999"), _key(runtime, "u10000")) == 2
+        assert raw.exists(_key(runtime, "u00001"), _key(runtime, "u09999")) == 0  # never re-padded
+        assert_client_error(client.post("/read", json={"user_id": "u00001"}), 404, "unknown user")
+        print(f"10,000 users loaded in {load_seconds:.1f}s")
+    finally:
+        client.post("/reset")
+        client.post("/bulk-load", json={"users": USERS})
+    assert client.get("/state").json()["entities"] == USERS

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from devsupport.net import free_port, wait_until
-from feature_repo.stream_producer import StreamingWorker, user_ids_for
+from feature_repo.stream_producer import StreamingWorker, stream_ttl_of, user_ids_for, users_per_tick
 from tests.support.e2e import (
     FEATURES,
     STREAM_FIELDS,
@@ -95,6 +95,95 @@ def test_tick_pushes_rows_that_become_readable(worker_repo, feature_store, redis
     assert worker.tick() == 5
     _assert_batch_readable(worker_repo, feature_store, redis_client, worker.last_batch)
     assert worker.status()["rows_pushed"] == 10
+
+
+def test_round_robin_visits_every_user_equally(feature_store):
+    """Each tick takes the next users in turn: no user twice in a tick, every user once
+    per ceil(users / batch) ticks, and over whole rounds every user equally often."""
+    worker = StreamingWorker(feature_store, USERS, batch_size=5, seed=3)
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    batches = [list(worker.next_batch(t0 + timedelta(seconds=i))["user_id"]) for i in range(12)]
+    assert all(len(b) == 5 and len(set(b)) == 5 for b in batches)
+    for start in range(len(batches) - 2):  # any 3 consecutive ticks (15 slots) cover all 12
+        assert set().union(*batches[start : start + 3]) == set(USERS), start
+    visits = pd.Series([uid for b in batches for uid in b]).value_counts()
+    assert set(visits.index) == set(USERS) and set(visits) == {60 // len(USERS)}
+
+
+@pytest.mark.parametrize("users", [1, 7, 300, 10_000])
+@pytest.mark.parametrize("ttl", [2, 20, 60, 300])
+@pytest.mark.parametrize("interval", [0.2, 1.0])
+def test_batch_scales_so_every_user_is_refreshed_twice_per_ttl(users, ttl, interval):
+    batch = users_per_tick(users, interval, ttl)
+    assert 1 <= batch <= users
+    round_seconds = -(-users // batch) * interval  # ticks to visit everyone, in seconds
+    assert round_seconds <= max(ttl / 2, interval)
+    # ...without pushing everyone every tick when a slower pace is enough.
+    if users >= 300 and ttl >= 20:
+        assert batch <= users / 5
+    # A tick that covers a longer time (slow push, pause) pushes proportionally more.
+    assert users_per_tick(users, 3 * interval, ttl) >= min(users, 3 * batch - 2)
+    # No expiry (TTL 0 / none): nothing goes stale, the configured batch is enough.
+    assert users_per_tick(users, interval, 0, minimum=4) == min(4, users)
+    assert users_per_tick(users, interval, None, minimum=4) == min(4, users)
+
+
+def test_status_reports_the_scaled_batch_and_round_time(feature_store):
+    worker = StreamingWorker(feature_store, user_ids_for(10_000), interval_seconds=1.0, batch_size=1, ttl_seconds=60)
+    status = worker.status()
+    assert status["users"] == 10_000 and status["ttl_seconds"] == 60
+    assert status["batch_size"] == users_per_tick(10_000, 1.0, 60)
+    assert 0 < status["cycle_seconds"] <= 30  # every user twice per 60 s TTL
+    assert status["rate_rows_per_second"] == 0 and status["last_batch_size"] == 0
+
+
+def test_running_worker_keeps_every_user_fresh(redis_server, redis_client, tmp_path):
+    """200 users, a 3 s stream TTL: while the worker runs, every user's stream fields are
+    present at every look (a random sample of users per tick leaves many expired); once it
+    pauses they all expire within the TTL."""
+    import uuid
+
+    repo = make_repo(
+        tmp_path / "fresh_repo",
+        f"t_{uuid.uuid4().hex[:8]}_fresh",
+        redis_server.connection_string,
+        stream_ttl_seconds=3,
+        count=1,
+        days=1,
+    )
+    feast_cli(repo, "apply")
+    store = repo.store()
+    assert stream_ttl_of(store) == 3
+    users = user_ids_for(200)
+    keys = [repo.key(uid) for uid in users]
+
+    def fresh() -> int:
+        pipe = redis_client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hpttl(key, f"_ts:{STREAM_VIEW}")
+        return sum(1 for (ttl,) in pipe.execute() if ttl > 0)
+
+    worker = StreamingWorker(store, users, interval_seconds=0.25, batch_size=1, seed=8, ttl_seconds=3)
+    worker.start()
+    try:
+        wait_until(lambda: fresh() == len(users), timeout=15, what="every user pushed once")
+        looks = []
+        deadline = time.monotonic() + 2 * 3  # two TTLs
+        while time.monotonic() < deadline:
+            looks.append(fresh())
+            time.sleep(0.4)
+        assert looks and min(looks) == len(users), looks
+        status = worker.status()
+        assert status["failed_ticks"] == 0 and status["state"] == "running"
+        ideal = 2 * len(users) / 3  # rows/s for two refreshes per TTL
+        assert 0.6 * ideal <= status["rate_rows_per_second"] <= 1.6 * ideal, status
+        assert status["last_tick_at"] is not None and status["last_tick_seconds"] >= 0
+        worker.pause()
+        assert worker.status()["rate_rows_per_second"] == 0
+        wait_until(lambda: fresh() == 0, timeout=3 + 5, what="every stream field expired")
+    finally:
+        worker.stop()
+        clear_project(redis_client, repo)
 
 
 def test_rolling_windows_rise_and_decay(feature_store):
