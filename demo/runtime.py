@@ -483,9 +483,9 @@ class DemoRuntime:
     # ------------------------------------------------------------------ reset
 
     def _delete_project_keys(self) -> int:
-        from feast_redis_hexpire.maintenance import delete_project
+        from feast_redis_hexpire.maintenance import delete_entities
 
-        return delete_project(self.client, self.store_config.key_prefix, self.project)
+        return delete_entities(self.client, self.store_config.key_prefix, self.project)
 
     def reset(self) -> dict[str, Any]:
         """Drop every entity of the demo project. The worker stops pushing (it would

@@ -309,7 +309,7 @@ def check_server_version(url: str) -> tuple[int, int, int]:
 
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     try:
-        info = cast(dict, client.info("server"))
+        info = cast(dict[str, object], client.info("server"))
     except redis.RedisError as exc:
         raise RedisProvisioningError(
             f"could not query Redis at {redact(url)}: {exc}. Check that it is running and the URL "

@@ -78,10 +78,20 @@ def remove_fields(
 
 
 def delete_project(client: Client, key_prefix: str, project: str) -> int:
-    """UNLINK every key of the project in batches; other projects' keys are untouched."""
-    deleted = 0
+    """UNLINK every key of the project in batches (`feast teardown`); other projects' keys
+    are untouched."""
     patterns = [project_scan_pattern(key_prefix, project, None, tag) for tag in ("none", PROJECT_HASH_TAG)]
-    keys = (key for pattern in patterns for key in client.scan_iter(match=pattern, count=SCAN_COUNT))
+    return _unlink(client, (key for pattern in patterns for key in client.scan_iter(match=pattern, count=SCAN_COUNT)))
+
+
+def delete_entities(client: Client, key_prefix: str, project: str) -> int:
+    """UNLINK every entity of the project but keep what `feast apply` recorded of its views,
+    so a later apply still knows which fields a dropped feature left behind."""
+    return _unlink(client, project_keys(client, key_prefix, project))
+
+
+def _unlink(client: Client, keys: Iterable[bytes]) -> int:
+    deleted = 0
     for batch in _batches(keys, BATCH):
         pipe = client.pipeline(transaction=False)
         for key in batch:

@@ -169,8 +169,8 @@ def test_doctor_reports_version_permissions_and_views_without_writing(repo, raw,
     assert f"Redis {version}" in out
     assert "[ok  ] version" in out and "per-field expiry" in out
     assert "stream fields are written with HSETEX" in out  # the test server is Redis 8
-    for role in ("reader", "writer", "operator"):
-        assert f"the user may run what a {role} sends (ACL DRYRUN)" in out
+    for role in ("a reader", "a writer", "an operator"):
+        assert f"the user may run what {role} sends (ACL DRYRUN)" in out
     view_lines = {line.split()[3]: line for line in out.splitlines() if line.startswith("[ok  ] view")}
     assert set(view_lines) == {"user_profile", "user_tx_stats", "user_activity"}
     assert " batch " in view_lines["user_profile"] and "key TTL 3600s" in view_lines["user_profile"]

@@ -106,7 +106,7 @@ def _check_permissions(report: _Report, client: Any, repo: Any) -> None:
     from ..keys import project_prefix
 
     fill = {"key": project_prefix(repo.store_config.key_prefix, repo.project, repo.store_config.hash_tag) + "doctor="}
-    for role, commands in (("reader", _READER), ("writer", _WRITER), ("operator", _OPERATOR)):
+    for role, commands in (("a reader", _READER), ("a writer", _WRITER), ("an operator", _OPERATOR)):
         probes = [[part.format(**fill) for part in command] for command in commands]
         try:
             denied = {command: reason for command, reason in dry_run_permissions(client, probes).items() if reason}
@@ -118,9 +118,9 @@ def _check_permissions(report: _Report, client: Any, repo: Any) -> None:
             return
         if denied:
             lines = "; ".join(f"{command.split()[0]}: {reason}" for command, reason in denied.items())
-            report("permissions", role == "reader", f"as a {role}, the user may not run: {lines}")
+            report("permissions", role == "a reader", f"as {role}, the user may not run: {lines}")
         else:
-            report("permissions", True, f"the user may run what a {role} sends (ACL DRYRUN)")
+            report("permissions", True, f"the user may run what {role} sends (ACL DRYRUN)")
 
 
 def _check_views(report: _Report, repo: Any) -> None:
