@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One set-up step for `make test` / `make demo` on a fresh Debian machine.
 # Idempotent: when everything is already in place it only checks and exits.
-#   1. system packages (Chromium for the browser test, libssl-dev for a TLS-enabled Redis build)
-#   2. .venv with the project installed in editable mode (+ dev extras)
+#   1. system packages (Chromium for the browser test, libssl-dev for a TLS-enabled Redis build,
+#      a Java runtime for the Spark compute-engine tests)
+#   2. .venv with the project installed in editable mode (+ dev and engines extras)
 #   3. a Redis >= 7.4 binary (built once from source, cached under ~/.cache)
 set -euo pipefail
 
@@ -22,6 +23,8 @@ fi
 command -v make >/dev/null 2>&1 && command -v cc >/dev/null 2>&1 || packages+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || packages+=(pkg-config)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
+# Spark (batch_engine: spark.engine, tests/test_compute_engines.py) runs on a JVM.
+command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jre-headless)
 
 if ((${#packages[@]})); then
     if ! command -v apt-get >/dev/null 2>&1; then
@@ -38,7 +41,7 @@ if ((${#packages[@]})); then
         if [[ ${SUDO[*]-} == none ]]; then
             step "not root and no passwordless sudo: skipping system packages. To get them, run:"
             step "  sudo apt-get update && sudo apt-get install -y ${packages[*]}"
-            step "  (without them the browser test is skipped and Redis is built without TLS)"
+            step "  (without them the browser test is skipped, Redis is built without TLS and the Spark tests fail)"
         else
             step "installing system packages: ${packages[*]}"
             "${SUDO[@]}" apt-get update -qq
@@ -46,7 +49,7 @@ if ((${#packages[@]})); then
         fi
     fi
 else
-    step "system packages present (chromium, chromedriver, libssl-dev, C toolchain)"
+    step "system packages present (chromium, chromedriver, libssl-dev, C toolchain, java)"
 fi
 
 # --- 2. virtualenv --------------------------------------------------------------
@@ -61,8 +64,8 @@ fi
 
 STAMP=.venv/.installed-stamp
 if [[ ! -f $STAMP || pyproject.toml -nt $STAMP ]]; then
-    step "installing the project into .venv (pip install -e '.[dev]'; first time takes a few minutes)"
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+    step "installing the project into .venv (pip install -e '.[dev,engines]'; first time takes a few minutes)"
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,engines]'
     touch "$STAMP"
 else
     step ".venv up to date"
