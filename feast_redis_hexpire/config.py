@@ -126,9 +126,11 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     """Per-field expiry for push/stream views without a TTL of their own (tag or Feast
     `ttl=`), anchored at event time. 0 or null: none."""
 
-    max_future_seconds: int | None = 300
+    max_future_seconds: int | None = 86400
     """Rows whose event time is more than this ahead of the server's clock are skipped and
     counted (never stored): one mis-dated row would otherwise freeze a view's newest-wins.
+    A day, because Feast reads naive datetimes as UTC: code that stamps rows with a local
+    `datetime.now()` east of UTC (Feast's own quickstart does) writes up to 14 hours ahead.
     null disables the bound."""
 
     field_naming: FieldNaming = FieldNaming.qualified

@@ -7,6 +7,9 @@ TTL, in order of precedence:
 
 - stream views: the `hexpire.ttl_seconds` tag; else the view's own Feast `ttl=` when set
   and non-zero; else `stream_ttl_seconds`. Applied per field, anchored at event time.
+- label views (Feast's `LabelView`, pushed labels): the tag; else the view's Feast `ttl=`,
+  where Feast's default 0 means labels never expire. Feast serves labels last write wins,
+  so a label view's writes replace what is stored whatever its event time.
 - batch views: the `hexpire.ttl_seconds` tag; else `key_ttl_seconds` /
   `batch_ttl_seconds`. Applied to the whole key. Feast's `ttl=` does not drive it: on a
   batch view it is the offline point-in-time horizon, and one key holds every batch view
@@ -63,6 +66,7 @@ class ViewLayout:
     join_keys: tuple[str, ...]  # sorted
     ts_field: bytes
     features: dict[str, FeatureField]
+    newest_wins: bool = True  # False for label views: the last write wins, as Feast serves labels
 
     @property
     def ttl_millis(self) -> int:
@@ -73,6 +77,7 @@ class ViewLayout:
 
 
 def view_kind(table: Any) -> ViewKind:
+    """Stream when tagged so, a StreamFeatureView, or fed by a stream/push source."""
     tagged = (table.tags or {}).get(KIND_TAG)
     if tagged is not None:
         try:
@@ -83,6 +88,8 @@ def view_kind(table: Any) -> ViewKind:
             ) from None
     if isinstance(table, StreamFeatureView) or getattr(table, "stream_source", None) is not None:
         return ViewKind.stream
+    if is_label_view(table):
+        return ViewKind.stream  # labels arrive by push, one entity at a time
     return ViewKind.batch
 
 
@@ -91,6 +98,10 @@ def _feast_ttl_seconds(table: Any) -> int:
     if ttl is None:
         return 0
     return max(0, int(ttl.total_seconds()))
+
+
+def is_label_view(table: Any) -> bool:
+    return type(table).__name__ == "LabelView"
 
 
 def view_ttl(table: Any, kind: ViewKind, config: RedisHexpireOnlineStoreConfig) -> tuple[int, str]:
@@ -106,6 +117,8 @@ def view_ttl(table: Any, kind: ViewKind, config: RedisHexpireOnlineStoreConfig) 
                 f"view {table.name!r}: tag {TTL_TAG}={tagged!r} must be a whole number of seconds >= 0"
             )
         return ttl, f"tag {TTL_TAG}"
+    if is_label_view(table):
+        return _feast_ttl_seconds(table), "the label view's Feast ttl= (0: labels never expire)"
     if kind is ViewKind.stream:
         feast_ttl = _feast_ttl_seconds(table)
         if feast_ttl:
@@ -228,6 +241,7 @@ def _build_layout(table: Any, config: RedisHexpireOnlineStoreConfig, version: in
         join_keys=join_keys,
         ts_field=f"{TS_FIELD_PREFIX}{name}".encode(),
         features=features,
+        newest_wins=not is_label_view(table),
     )
 
 

@@ -8,7 +8,8 @@
 -- come once per call, and event times are compared as fixed-width digit strings: per-row
 -- argument strings and tonumber() calls cost Redis more than the HSET they guard.
 --
--- ARGV[1]  mode: "b" batch (key-level PEXPIRE) or "s" stream (per-field expiry)
+-- ARGV[1]  mode: "b" batch (key-level PEXPIRE), "s" stream (per-field expiry), or "l" like
+--          stream but the last write wins whatever its event time (Feast's label views)
 -- ARGV[2]  TTL in milliseconds, "0" for none
 -- ARGV[3]  largest allowed lead of an event time over the server clock, in microseconds;
 --          "" for no bound
@@ -24,7 +25,8 @@
 -- Returns one code per key: 1 written, 0 skipped (older than the stored event time),
 -- 2 skipped (a stream row whose expiry min(event, now) + ttl is already past),
 -- 3 skipped (event time too far ahead of the server clock), or an error for that key.
-local stream = ARGV[1] == 's'
+local stream = ARGV[1] ~= 'b'
+local newest_wins = ARGV[1] ~= 'l'
 local ttl = ARGV[2]
 local numeric = ARGV[4] == 'n'
 local s = tonumber(ARGV[5])
@@ -82,7 +84,7 @@ for i, key in ipairs(KEYS) do
     code = 3
   elseif expire_at and (numeric and not older(now_ms_text, expire_at) or not numeric and expire_at <= now_ms_text) then
     code = 2
-  else
+  elseif newest_wins then
     local stored = redis.pcall('HGET', key, ts_field)
     if type(stored) == 'table' then
       code = {err = stored.err .. ' (key ' .. key .. ')'}

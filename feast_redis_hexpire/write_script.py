@@ -22,6 +22,7 @@ FUTURE = 3  # event time too far ahead of the server clock: skipped
 
 BATCH_MODE = b"b"
 STREAM_MODE = b"s"
+LAST_WRITE_MODE = b"l"  # stream expiry, but the last write wins whatever its event time (labels)
 
 
 def is_noscript(reply: object) -> bool:

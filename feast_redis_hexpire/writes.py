@@ -24,7 +24,7 @@ from .keys import key_builder
 from .redaction import redact
 from .server_checks import is_permission_error, permission_error
 from .views import ViewKind, ViewLayout
-from .write_script import BATCH_MODE, EXPIRED, FUTURE, STALE, STREAM_MODE, WRITTEN
+from .write_script import BATCH_MODE, EXPIRED, FUTURE, LAST_WRITE_MODE, STALE, STREAM_MODE, WRITTEN
 
 logger = logging.getLogger("feast_redis_hexpire")
 
@@ -65,7 +65,10 @@ class WritePlan:
 
 
 def write_head(layout: ViewLayout, config: RedisHexpireOnlineStoreConfig) -> list[Any]:
-    mode = STREAM_MODE if layout.kind is ViewKind.stream else BATCH_MODE
+    if not layout.newest_wins:
+        mode = LAST_WRITE_MODE
+    else:
+        mode = STREAM_MODE if layout.kind is ViewKind.stream else BATCH_MODE
     future = b"" if config.max_future_seconds is None else config.max_future_seconds * 1_000_000
     return [mode, layout.ttl_millis, future]
 

@@ -212,7 +212,7 @@ def test_key_ttl_seconds_changed_on_a_live_config_is_validated_and_used():
 
 def test_defaults_and_enums():
     assert config("h:1").field_naming is FieldNaming.qualified
-    assert config("h:1").max_future_seconds == 300
+    assert config("h:1").max_future_seconds == 86400
     assert config("h:1").hash_tag is HashTag.none and config("h:1").redis_type is RedisType.redis
     assert config("h:1", hash_tag="project").hash_tag is HashTag.project
     for bad in ({"hash_tag": "entity"}, {"retry_attempts": -1}, {"field_naming": "short"}, {"max_future_seconds": -5}):

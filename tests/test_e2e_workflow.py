@@ -183,12 +183,12 @@ def test_push_python_api_and_feast_serve(shared_repo: E2ERepo, redis_client, tmp
     assert got["session_country"] == ["PT", "PT"]
 
     # An event stamped a little in the future (clock skew) is anchored at "now": it cannot
-    # outlive the TTL. One stamped beyond max_future_seconds (300 s) is not stored at all.
+    # outlive the TTL. One stamped beyond max_future_seconds (a day) is not stored at all.
     future_user, far_user = "u0009", "u0010"
-    _push(store, activity_frame([future_user], now + timedelta(seconds=120)))
+    _push(store, activity_frame([future_user], now + timedelta(hours=9)))
     ttls = field_ttls(redis_client, repo.key(future_user), STREAM_FIELDS)
     assert all(0 < t <= repo.stream_ttl_seconds for t in ttls.values()), ttls
-    _push(store, activity_frame([far_user], now + timedelta(hours=1)))
+    _push(store, activity_frame([far_user], now + timedelta(days=3)))
     assert not redis_client.exists(repo.key(far_user))
 
     # Join-key values are percent-escaped in the key and read back unchanged.

@@ -153,3 +153,42 @@ def test_push_to_a_label_view_serves_what_sqlite_serves(stores, now) -> None:
     refs = ["driver_labels:is_reliable", "driver_labels:quality_score", "driver_labels:labeler"]
     served = same_online(stores, refs)
     assert served["driver_labels__labeler"][:2] == ["ana", "rui"]
+
+
+def label_frame(labelers: list[str], event_time: datetime) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "driver_id": DRIVERS[:2],
+            "is_reliable": [1, 0],
+            "quality_score": pd.Series([0.75, 0.25], dtype="float32"),
+            "labeler": labelers,
+            "event_timestamp": [event_time] * 2,
+        }
+    )
+
+
+def test_pushed_labels_outlive_the_stream_ttl(stores, now) -> None:
+    """A LabelView's Feast ttl=0 means its labels never expire online: on sqlite and here,
+    whatever stream_ttl_seconds says."""
+    import time
+
+    from feast.data_source import PushMode
+
+    stores["hexpire"].config.online_store.stream_ttl_seconds = 1
+    both(stores, "push", "driver_labels_push", label_frame(["ana", "rui"], now), to=PushMode.ONLINE)
+    time.sleep(2)
+    served = same_online(stores, ["driver_labels:is_reliable", "driver_labels:labeler"])
+    assert served["driver_labels__labeler"][:2] == ["ana", "rui"]
+
+
+def test_labels_are_served_last_write_wins_like_feast_serves_them(stores, now) -> None:
+    """Feast documents LAST_WRITE_WINS for labels online: a relabel dated earlier than the
+    first label still replaces it (feature views keep the newest event instead)."""
+    from feast.data_source import PushMode
+
+    both(stores, "push", "driver_labels_push", label_frame(["ana", "rui"], now), to=PushMode.ONLINE)
+    both(
+        stores, "push", "driver_labels_push", label_frame(["eve", "max"], now - timedelta(hours=1)), to=PushMode.ONLINE
+    )
+    served = same_online(stores, ["driver_labels:labeler"])
+    assert served["driver_labels__labeler"][:2] == ["eve", "max"]
