@@ -345,7 +345,7 @@ def render_server_cost(results: dict[str, Any]) -> str:
     rows = []
     for name, v in variants.items():
         if "error" in v:
-            rows.append([name, v["error"][:100], "", "", "", "", ""])
+            rows.append([name, "-", "", "", "", "", ""])
             continue
         r = v["per_row"]
         rows.append(
@@ -367,7 +367,7 @@ def render_server_cost(results: dict[str, Any]) -> str:
         _table(["variant", "materialize", "vs built-in", "batch rows", "stream rows", "push rows", "vs built-in"], rows)
     )
     for name, v in variants.items():
-        out.append(f"  {name}: {v.get('about', '')}")
+        out.append(f"  {name}: {v.get('about', '')}" + (f" -- {v['error']}" if "error" in v else ""))
     out.append("")
     for name, v in variants.items():
         segments = v.get("segments", {})
