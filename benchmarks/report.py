@@ -328,7 +328,7 @@ def _rss_table(results: dict[str, Any], out: list[str]) -> None:
         )
     out.append(
         f"Peak RSS of a whole materialize, {rss['users']:,} users ({rss['rows']:,} rows), a fresh process per path "
-        "(os.wait4 ru_maxrss)"
+        "(the child's VmHWM)"
     )
     out.append(_table(["path", "peak RSS", "before materialize", "growth", "materialize", "rows/s"], rows))
     out.append("")

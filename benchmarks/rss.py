@@ -1,9 +1,11 @@
 """Peak memory of a whole materialize: one fresh Python process per write path.
 
 The parent writes the parquet files once; each child imports Feast, applies the repo,
-notes its RSS, runs `FeatureStore.materialize` over the three views and reports. The
-parent reads the child's peak RSS from `os.wait4` (that child's own rusage, so an earlier,
-larger child cannot mask it) and removes the child's keys.
+notes its RSS, runs `FeatureStore.materialize` over the three views and reports its peak
+RSS: VmHWM, the high-water mark of its own address space since exec. The parent also
+records the child's `ru_maxrss` from `os.wait4` as a cross-check; Linux carries the
+pre-exec RSS into it, so a large parent can raise it above the child's own peak. The
+parent then removes the child's keys.
 
     python -m benchmarks.rss --child hexpire --data DIR --connection-string HOST:PORT --users N --workdir DIR
 is the child; `measure_peak_rss` runs it.
@@ -72,7 +74,7 @@ def child(argv: Sequence[str]) -> int:
         "rows_per_s": round(args.users * len(benchrepo.VIEWS) / seconds, 1),
         "rss_before_materialize_mib": round(before["rss_kib"] / 1024, 1),
         "peak_before_materialize_mib": round(before["hwm_kib"] / 1024, 1),
-        "peak_rss_proc_mib": round(_status_kib("VmHWM") / 1024, 1),
+        "peak_rss_mib": round(_status_kib("VmHWM") / 1024, 1),
     }
     print(MARK + json.dumps(result), flush=True)
     return 0
@@ -124,7 +126,7 @@ def measure_peak_rss(
                 log(f"peak RSS {kind}: FAILED (exit {code})")
                 continue
             result = json.loads(lines[-1][len(MARK) :])
-            result["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)  # Linux: KiB
+            result["ru_maxrss_mib"] = round(usage.ru_maxrss / 1024, 1)  # Linux: KiB
             result["materialize_growth_mib"] = round(result["peak_rss_mib"] - result["rss_before_materialize_mib"], 1)
             out["kinds"][kind] = result
             deleted = delete_prefix(client, result["key_pattern"])
