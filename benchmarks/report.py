@@ -180,8 +180,12 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         _ratio(ours, theirs),
         0.25,
         "max",
-        f"{_fmt(ours, MIB)} vs {_fmt(theirs, MIB)} at {rss.get('users', 0):,} users"
-        + ("" if rss.get("users") == 1_000_000 else " (the issue: 1,000,000)"),
+        (
+            f"{_fmt(ours, MIB)} vs {_fmt(theirs, MIB)} at {rss['users']:,} users"
+            + ("" if rss["users"] == 1_000_000 else " (the issue: 1,000,000)")
+        )
+        if rss
+        else "not measured (--rss-users 0)",
     )
     for store in STORES:
         for n, limit in ((1, 0.7), (100, 0.4), (1000, 0.4)):
