@@ -1,5 +1,6 @@
-"""Timing primitives: throughput runs, latency series with and without gc.freeze(),
-the raw redis-py baselines, and MEMORY USAGE sampling. No assertions on timings."""
+"""Measuring primitives: throughput runs with the Redis server's CPU and memory deltas,
+latency series with and without gc.freeze(), the raw redis-py baselines, and MEMORY USAGE
+sampling. No assertions on timings."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .repo import BATCH_TTL_SECONDS, READ_BY_VIEW, READ_FEATURES, VIEWS
+from .repo import BATCH_TTL_SECONDS, READ_BY_VIEW, READ_FEATURES, STREAM_TTL_SECONDS, STREAM_VIEW, VIEWS
 
 RAW_CHUNK = 500  # rows per pipeline round trip, the same as the store's default write_chunk_size
 
@@ -105,20 +106,45 @@ def commandstats(client) -> dict[str, dict[str, float]]:
     return {k[len("cmdstat_") :]: {"calls": v.get("calls", 0), "usec": v.get("usec", 0)} for k, v in stats.items()}
 
 
-def server_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], rows: int) -> dict[str, Any]:
-    """Redis-side time per command between two snapshots (no CONFIG RESETSTAT: safe on a shared server).
-    Commands a Lua script calls are counted inside EVALSHA's time *and* on their own line."""
+def command_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Calls and time per command between two snapshots (no CONFIG RESETSTAT: safe on a
+    shared server). Commands a Lua script calls are counted inside EVALSHA's time *and* on
+    their own line."""
     commands = {}
     for name, a in after.items():
         b = before.get(name, {"calls": 0, "usec": 0})
         calls, usec = a["calls"] - b["calls"], a["usec"] - b["usec"]
         if calls > 0 and name not in ("info", "client|setinfo", "client|setname", "memory|usage"):
             commands[name] = {"calls": int(calls), "usec": int(usec), "usec_per_call": round(usec / calls, 3)}
-    if "evalsha" in commands:
-        top = commands["evalsha"]["usec"]
-    else:
-        top = sum(c["usec"] for c in commands.values())
-    return {"commands": commands, "top_level_usec": int(top), "usec_per_row": round(top / rows, 3) if rows else None}
+    return commands
+
+
+CPU_TOTAL = ("used_cpu_user", "used_cpu_sys")
+CPU_MAIN = ("used_cpu_user_main_thread", "used_cpu_sys_main_thread")
+
+
+def server_cpu(client) -> tuple[float, float]:
+    """Redis's own CPU seconds so far: the whole process (what the issue measures) and its
+    main thread (the event loop and every command; excludes background threads)."""
+    info = client.info("cpu")
+    return sum(float(info[k]) for k in CPU_TOTAL), sum(float(info.get(k, 0.0)) for k in CPU_MAIN)
+
+
+def idle_cpu_rate(client, seconds: float = 2.0) -> float:
+    """Server CPU microseconds per wall second with nothing to do (serverCron): the floor
+    under every delta, so a slow run's figure can be judged."""
+    total0, _ = server_cpu(client)
+    time.sleep(seconds)
+    total1, _ = server_cpu(client)
+    return round((total1 - total0) * 1e6 / seconds, 1)
+
+
+def used_memory(client, settle_s: float = 0.0) -> int:
+    """INFO used_memory, after `settle_s` so serverCron finishes incremental rehashing and
+    client buffers shrink: a write's own transients are not counted as the data's."""
+    if settle_s:
+        time.sleep(settle_s)
+    return int(client.info("memory")["used_memory"])
 
 
 @dataclass
@@ -145,74 +171,134 @@ class Throughput:
         }
 
 
+MEMORY_SETTLE_S = 0.3
+
+
 def measure_throughput(
-    rows: int, fn: Callable[[], Any], client=None, timer: WriteBatchTimer | None = None
+    rows: int,
+    fn: Callable[[], Any],
+    client,
+    timer: WriteBatchTimer | None = None,
+    entities: int | None = None,
 ) -> Throughput:
-    """One timed run. gc.collect() first, so no run inherits another's garbage. With a
-    client, also the Redis-side time (commandstats delta); with a timer, the store's share."""
+    """One timed run. gc.collect() first, so no run inherits another's garbage. Records the
+    Redis server's CPU per row (INFO cpu delta), its commands (commandstats delta), with a
+    timer the store's share, and with `entities` the used_memory delta per entity."""
     gc.collect()
-    before = commandstats(client) if client is not None else None
+    memory_before = used_memory(client, MEMORY_SETTLE_S) if entities else 0
+    commands_before = commandstats(client)
     if timer is not None:
         timer.take()
+    total0, main0 = server_cpu(client)
     with quiet(), GcWatch() as watch:
         cpu0 = time.process_time()
         seconds = timed(fn)
         cpu = time.process_time() - cpu0
+    total1, main1 = server_cpu(client)
     extra: dict[str, Any] = {}
     if timer is not None:
         store = timer.take()
-        extra["online_write_batch"] = store
-        extra["store_share"] = round(store["seconds"] / seconds, 3) if seconds else None
-        extra["feast_seconds"] = round(seconds - store["seconds"], 4)
-    if client is not None:
-        extra["redis_server"] = server_delta(before, commandstats(client), rows)
+        if store["calls"]:  # HexpireProvider writes without online_write_batch
+            extra["online_write_batch"] = store
+            extra["store_share"] = round(store["seconds"] / seconds, 3) if seconds else None
+            extra["feast_seconds"] = round(seconds - store["seconds"], 4)
+    extra["redis_cpu"] = {
+        "total_s": round(total1 - total0, 6),
+        "main_thread_s": round(main1 - main0, 6),
+        "us_per_row": round((total1 - total0) * 1e6 / rows, 3),
+        "main_thread_us_per_row": round((main1 - main0) * 1e6 / rows, 3),
+    }
+    extra["redis_commands"] = command_delta(commands_before, commandstats(client))
+    if entities:
+        delta = used_memory(client, MEMORY_SETTLE_S) - memory_before
+        extra["used_memory_delta"] = {"bytes": delta, "per_entity": round(delta / entities, 1)}
     return Throughput(rows, seconds, cpu, watch.as_dict(), extra)
 
 
-def summarize_repeats(runs: list[Throughput]) -> dict[str, Any]:
-    """Median of the repeats (by wall time) plus every run."""
+def _median(values: Sequence[float]) -> float:
+    return float(np.median(np.asarray(values, dtype=float)))
+
+
+def summarize_repeats(runs: list[Throughput], idle_us_per_s: float = 0.0, steady_from: int = 1) -> dict[str, Any]:
+    """The run of median wall time, then each figure's own median over the repeats (server
+    CPU per row, also net of the server's idle work over the run's wall time; used_memory
+    per entity from repeat `steady_from` on: the first write into a fresh server also grows
+    the allocator's pools), plus every run."""
     ordered = sorted(runs, key=lambda t: t.seconds)
-    median = ordered[len(ordered) // 2]
-    out = median.as_dict()
-    out["repeats"] = [t.as_dict() for t in runs]
+    out = ordered[len(ordered) // 2].as_dict()
+    out["rows_per_s"] = round(_median([t.rows_per_s for t in runs]), 1)
     out["rows_per_s_all"] = [round(t.rows_per_s, 1) for t in runs]
     out["rows_per_s_best"] = round(max(t.rows_per_s for t in runs), 1)
+    cpu = [t.extra["redis_cpu"] for t in runs]
+    net = [c["us_per_row"] - idle_us_per_s * t.seconds / t.rows for c, t in zip(cpu, runs)]
+    out["redis_cpu"] = {
+        "us_per_row": round(_median([c["us_per_row"] for c in cpu]), 3),
+        "net_of_idle_us_per_row": round(_median(net), 3),
+        "main_thread_us_per_row": round(_median([c["main_thread_us_per_row"] for c in cpu]), 3),
+        "us_per_row_all": [c["us_per_row"] for c in cpu],
+        "main_thread_us_per_row_all": [c["main_thread_us_per_row"] for c in cpu],
+    }
+    memory = [t.extra["used_memory_delta"]["per_entity"] for t in runs if "used_memory_delta" in t.extra]
+    if memory:
+        steady = memory[steady_from:] or memory
+        out["used_memory_per_entity"] = {
+            "steady": round(_median(steady), 1),
+            "first_write": memory[0],
+            "all": memory,
+            "steady_from_repeat": steady_from + 1 if len(memory) > steady_from else 1,
+        }
+    out.pop("used_memory_delta", None)
+    out["repeats"] = [t.as_dict() for t in runs]
     return out
 
 
 # ---------------------------------------------------------------- raw redis-py baselines
 
 
+RAW_SHAPES = {
+    "raw_hset_expire": "HSET + EXPIRE per row, every view (the built-in's command shape, minus its HMGET)",
+    "raw_hsetex": "batch views HSET + EXPIRE; the stream view HSETEX PXAT event time + TTL "
+    "(HSET + HPEXPIREAT before Redis 8): this store's shape, no Lua, no newest-wins check",
+}
+
+
 def raw_key(prefix: str, user_id: str) -> bytes:
     return f"{prefix}:user_id={user_id}".encode()
 
 
-def _iso_text(ts: pd.Series) -> list[str]:
-    values = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]")
-    return [s + "Z" for s in np.datetime_as_string(values, unit="us").tolist()]
+def event_micros(ts: pd.Series) -> np.ndarray:
+    """Epoch microseconds, as this store writes `_ts:<view>`."""
+    return ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
 
 
-def raw_write(client, frames: dict[str, pd.DataFrame], prefix: str, field_expiry: bool, chunk: int = RAW_CHUNK) -> None:
-    """Same rows, same flat-hash shape as this store, no Feast and no Lua.
-
-    field_expiry=False: HSET <fields + _ts:view> then EXPIRE key (the built-in's pattern).
-    field_expiry=True:  HSET <fields + _ts:view> then HEXPIRE key ttl FIELDS ... (per-field
-    expiry on every row, the primitive this store's stream writes rely on)."""
+def raw_write(
+    client, frames: dict[str, pd.DataFrame], prefix: str, shape: str, hsetex: bool, chunk: int = RAW_CHUNK
+) -> None:
+    """The same rows, in this store's flat-hash shape with plain field names and epoch-µs
+    `_ts:<view>` fields, pipelined `chunk` rows per round trip; no Feast and no Lua.
+    `shape` is a key of RAW_SHAPES; `hsetex`: the server has HSETEX (Redis >= 8)."""
     for view, df in frames.items():
         names = VIEWS[view]
-        ts_field = f"_ts:{view}"
-        fields = names + [ts_field]
-        columns = [df[name].tolist() for name in names] + [_iso_text(df["event_timestamp"])]
+        fields = [*names, f"_ts:{view}"]
+        micros = event_micros(df["event_timestamp"])
+        columns = [df[name].tolist() for name in names] + [micros.tolist()]
         keys = [raw_key(prefix, u) for u in df["user_id"].tolist()]
+        field_expiry = shape == "raw_hsetex" and view == STREAM_VIEW
+        expire_at = (micros // 1000 + STREAM_TTL_SECONDS * 1000).tolist()
         n = len(keys)
         for start in range(0, n, chunk):
             pipe = client.pipeline(transaction=False)
             for i in range(start, min(start + chunk, n)):
                 key = keys[i]
-                pipe.hset(key, mapping=dict(zip(fields, [col[i] for col in columns])))
-                if field_expiry:
-                    pipe.hexpire(key, BATCH_TTL_SECONDS, *fields)
+                values = [col[i] for col in columns]
+                if field_expiry and hsetex:
+                    pairs = [x for pair in zip(fields, values) for x in pair]
+                    pipe.execute_command("HSETEX", key, "PXAT", expire_at[i], "FIELDS", len(fields), *pairs)
+                elif field_expiry:
+                    pipe.hset(key, mapping=dict(zip(fields, values)))
+                    pipe.hpexpireat(key, expire_at[i], *fields)
                 else:
+                    pipe.hset(key, mapping=dict(zip(fields, values)))
                     pipe.expire(key, BATCH_TTL_SECONDS)
             pipe.execute()
 

@@ -1,6 +1,6 @@
 """cProfile the store's hot paths on the benchmark repo, one FeatureStore per process.
 
-    python -m benchmarks.profiling [--users 20000] [--store hexpire|builtin]
+    python -m benchmarks.profiling [--users 20000] [--store hexpire|builtin|hexpire_fast|...]
                                    [--what materialize,push,gof1,gof100,gof1000]
                                    [--out-dir benchmarks/results/profiles]
 
@@ -257,10 +257,11 @@ def phase_split(fs: Any, users: list[str], seed: int) -> dict[str, Any]:
 
     from feast import utils
 
-    from feast_redis_hexpire import planning, redis_io
-    from feast_redis_hexpire.connection import sync_client
+    from feast_redis_hexpire import redis_io
+    from feast_redis_hexpire.clients import sync_client
 
     config = fs.config
+    online_store = fs._get_provider().online_store
     rng = np.random.default_rng(seed)
     clock = time.thread_time_ns
     out: dict[str, Any] = {}
@@ -287,10 +288,10 @@ def phase_split(fs: Any, users: list[str], seed: int) -> dict[str, Any]:
                 )
             )
             t1 = clock()
-            plan = planning.plan_grouped_read(config, grouped_refs, join_key_values, entity_map)
+            plan = online_store._grouped_plan(config, grouped_refs, join_key_values, entity_map)
             commands = plan.commands()
             t2 = clock()
-            replies = redis_io.hmget(sync_client(config.online_store), commands)
+            replies = redis_io.hmget(sync_client(config.online_store, for_reads=True), commands)
             t3 = clock()
             plan.populate(replies, response, False, False)
             t4 = clock()
@@ -332,7 +333,7 @@ def summarise_collapsed(path: Path, root: str = "get_online_features", top: int 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=20000)
-    parser.add_argument("--store", choices=("hexpire", "builtin"), default="hexpire")
+    parser.add_argument("--store", choices=sorted(benchrepo.KINDS), default="hexpire")
     parser.add_argument("--what", default="materialize,push,gof1,gof100,gof1000")
     parser.add_argument("--redis-url", default=None)
     parser.add_argument("--push-batch", type=int, default=1000)

@@ -182,9 +182,34 @@ def feast_objects(paths: dict[str, Path]) -> list:
     return [user, push, *views]
 
 
+@dataclass(frozen=True)
+class StoreKind:
+    """One store configuration the harness builds a repo for."""
+
+    name: str
+    label: str
+    store: str  # "hexpire" | "builtin": which online store block
+    field_naming: str | None = None  # this store only
+    provider: str = "local"  # feature_store.yaml's provider
+
+
+FAST_PROVIDER = "feast_redis_hexpire.HexpireProvider"
+KINDS: dict[str, StoreKind] = {
+    k.name: k
+    for k in (
+        StoreKind("builtin", "built-in (type: redis)", "builtin"),
+        StoreKind("hexpire", "this store", "hexpire", "plain"),
+        StoreKind("hexpire_qualified", "this store, qualified names", "hexpire", "qualified"),
+        StoreKind("hexpire_fast", "this store + HexpireProvider", "hexpire", "plain", FAST_PROVIDER),
+    )
+}
+"""`plain` field names are the benchmark's shape (the raw baselines use the same names);
+`hexpire_qualified` is the store's default naming (`<view>:<feature>`), measured beside it."""
+
+
 @dataclass
 class BenchRepo:
-    kind: str  # "hexpire" | "builtin"
+    kind: StoreKind
     path: Path
     project: str
     store: object = None  # feast.FeatureStore
@@ -194,17 +219,31 @@ class BenchRepo:
     def online_store(self):
         return self.store._get_provider().online_store
 
+    def key(self, user_id: str) -> bytes:
+        if self.kind.store == "hexpire":
+            return hexpire_key(self.project, user_id)
+        return builtin_key(self.project, user_id)
 
-def online_store_block(kind: str, connection_string: str) -> dict:
-    if kind == "hexpire":
-        return {
+    def key_pattern(self) -> str:
+        """SCAN pattern of every key this repo's store writes."""
+        if self.kind.store == "hexpire":
+            return f"{HEXPIRE_KEY_PREFIX}:{self.project}:*=*"  # entity keys, not the project's `_views` record
+        return f"*{self.project}"  # the built-in store's keys are <serialized entity key><project>
+
+
+def online_store_block(kind: StoreKind, connection_string: str) -> dict:
+    if kind.store == "hexpire":
+        block = {
             "type": "feast_redis_hexpire.RedisHexpireOnlineStore",
             "connection_string": connection_string,
             "key_prefix": HEXPIRE_KEY_PREFIX,
             "batch_ttl_seconds": BATCH_TTL_SECONDS,
             "stream_ttl_seconds": STREAM_TTL_SECONDS,
         }
-    if kind == "builtin":
+        if kind.field_naming:
+            block["field_naming"] = kind.field_naming
+        return block
+    if kind.store == "builtin":
         # Feast's own store, defaults otherwise (skip_dedup: false, i.e. it reads the
         # stored timestamps before writing, as this store's Lua script does).
         return {"type": "redis", "connection_string": connection_string, "key_ttl_seconds": BATCH_TTL_SECONDS}
@@ -212,16 +251,17 @@ def online_store_block(kind: str, connection_string: str) -> dict:
 
 
 def build_repo(
-    kind: str, connection_string: str, paths: dict[str, Path], run_id: str, root: Path | None = None
+    kind: StoreKind | str, connection_string: str, paths: dict[str, Path], run_id: str, root: Path | None = None
 ) -> BenchRepo:
     """Temp dir with feature_store.yaml, FeatureStore over it, definitions applied."""
     from feast import FeatureStore
 
-    path = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-", dir=root))
-    project = f"bench_{kind}_{run_id}"
+    kind = KINDS[kind] if isinstance(kind, str) else kind
+    path = Path(tempfile.mkdtemp(prefix=f"bench-{kind.name}-", dir=root))
+    project = f"bench_{kind.name}_{run_id}"
     config = {
         "project": project,
-        "provider": "local",
+        "provider": kind.provider,
         "registry": {"path": str(path / "registry.db"), "cache_ttl_seconds": 0},
         "offline_store": {"type": "file"},
         "online_store": online_store_block(kind, connection_string),

@@ -1,4 +1,4 @@
-"""Turn the results dict into ratios, PASS/MISS target checks and a readable table."""
+"""Turn the results dict into ratios, PASS/MISS target checks and readable tables."""
 
 from __future__ import annotations
 
@@ -11,10 +11,19 @@ ANCHORS = {
     "builtin_materialize_rows_per_s": 15800,
     "builtin_push_rows_per_s": 15400,
     "raw_hset_expire_rows_per_s": 92000,
-    "raw_hset_hexpire_rows_per_s": 75000,
     "builtin_gof_p50_ms": {1: 0.39, 10: 0.97, 100: 7.0, 1000: 74.0},
     "raw_hmget_p50_ms": {1: 0.13, 10: 0.22, 100: 0.89, 1000: 6.3},
 }
+
+PATH_LABELS = {
+    "builtin": "built-in (type: redis)",
+    "hexpire": "this store (plain names)",
+    "hexpire_qualified": "this store (qualified names)",
+    "hexpire_fast": "this store + HexpireProvider",
+    "raw_hset_expire": "raw HSET+EXPIRE",
+    "raw_hsetex": "raw HSET+EXPIRE / HSETEX",
+}
+STORES = ("hexpire", "hexpire_fast")  # the paths the issue's targets are about
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -32,40 +41,77 @@ def _lat(results: dict[str, Any], target: str, n: int, stat: str, frozen: bool =
 
 
 def _tp(results: dict[str, Any], name: str) -> float | None:
-    entry = results["throughput"].get(name)
+    entry = results.get("throughput", {}).get(name)
     return entry["rows_per_s"] if entry else None
+
+
+def _cpu(results: dict[str, Any], name: str, figure: str = "us_per_row") -> float | None:
+    """Redis CPU per row: `us_per_row` (the process), `main_thread_us_per_row`,
+    `net_of_idle_us_per_row`."""
+    entry = results.get("throughput", {}).get(name)
+    return entry["redis_cpu"].get(figure) if entry else None
+
+
+def _mem(results: dict[str, Any], path: str) -> float | None:
+    entry = results.get("throughput", {}).get(f"{path}_materialize")
+    return entry["used_memory_per_entity"]["steady"] if entry and "used_memory_per_entity" in entry else None
+
+
+def _mem_usage(results: dict[str, Any], path: str) -> float | None:
+    entry = results.get("memory_usage", {}).get(path)
+    return entry["bytes_mean"] if entry else None
+
+
+def _rss(results: dict[str, Any], kind: str) -> float | None:
+    entry = results.get("peak_rss", {}).get("kinds", {}).get(kind)
+    return entry.get("peak_rss_mib") if entry else None
+
+
+def _instructions(results: dict[str, Any], variant: str, what: str) -> float | None:
+    entry = results.get("server_cost", {}).get("variants", {}).get(variant)
+    return entry["per_row"][what] if entry and "per_row" in entry else None
 
 
 def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
     ratios: dict[str, Any] = {}
-    results["throughput"]
-    for metric in ("materialize", "push"):
-        ours = _tp(results, f"hexpire_{metric}")
-        ratios[f"{metric}_vs_builtin"] = _ratio(ours, _tp(results, f"builtin_{metric}"))
-    ours = _tp(results, "hexpire_materialize")
-    ratios["materialize_vs_raw_hset_expire"] = _ratio(ours, _tp(results, "raw_hset_expire"))
-    ratios["materialize_vs_raw_hset_hexpire"] = _ratio(ours, _tp(results, "raw_hset_hexpire"))
-    for n in results["latency"]:
+    for path in PATH_LABELS:
+        if path == "builtin":
+            continue
+        for op in ("materialize", "push"):
+            ratios[f"{path}_{op}_rows_per_s_vs_builtin"] = _ratio(
+                _tp(results, f"{path}_{op}"), _tp(results, f"builtin_{op}")
+            )
+            ratios[f"{path}_{op}_redis_cpu_vs_builtin"] = _ratio(
+                _cpu(results, f"{path}_{op}"), _cpu(results, f"builtin_{op}")
+            )
+            for figure in ("main_thread_us_per_row", "net_of_idle_us_per_row"):
+                ratios[f"{path}_{op}_redis_cpu_{figure}_vs_builtin"] = _ratio(
+                    _cpu(results, f"{path}_{op}", figure), _cpu(results, f"builtin_{op}", figure)
+                )
+            ratios[f"{path}_{op}_instructions_vs_builtin"] = _ratio(
+                _instructions(results, path, op), _instructions(results, "builtin", op)
+            )
+        ratios[f"{path}_used_memory_vs_builtin"] = _ratio(_mem(results, path), _mem(results, "builtin"))
+        ratios[f"{path}_memory_usage_vs_builtin"] = _ratio(_mem_usage(results, path), _mem_usage(results, "builtin"))
+    ratios["hexpire_fast_peak_rss_vs_hexpire"] = _ratio(_rss(results, "hexpire_fast"), _rss(results, "hexpire"))
+    for n in results.get("latency", {}):
         for mode, frozen in (("gc_normal", False), ("gc_frozen", True)):
             for stat in ("p50_ms", "p99_ms"):
-                for path in ("gof", "grouped_read", "online_read"):
-                    ours = _lat(results, f"hexpire.{path}", int(n), stat, frozen)
-                    ratios[f"{path}_{n}_{stat}_{mode}_vs_builtin"] = _ratio(
-                        ours, _lat(results, f"builtin.{path}", int(n), stat, frozen)
+                for target in ("hexpire.gof", "hexpire_fast.gof", "hexpire.grouped_read", "hexpire.online_read"):
+                    theirs = "builtin." + target.split(".")[1]
+                    ratios[f"{target}_{n}_{stat}_{mode}_vs_builtin"] = _ratio(
+                        _lat(results, target, int(n), stat, frozen), _lat(results, theirs, int(n), stat, frozen)
                     )
-                    ratios[f"{path}_{n}_{stat}_{mode}_vs_raw_hmget5"] = _ratio(
-                        ours, _lat(results, "raw.hmget5", int(n), stat, frozen)
-                    )
-    mem = results.get("memory", {})
-    if mem.get("hexpire") and mem.get("builtin"):
-        ratios["memory_vs_builtin"] = _ratio(mem["hexpire"]["bytes_mean"], mem["builtin"]["bytes_mean"])
-    if mem.get("hexpire") and mem.get("raw_hset_expire"):
-        ratios["memory_vs_raw_hset_expire"] = _ratio(mem["hexpire"]["bytes_mean"], mem["raw_hset_expire"]["bytes_mean"])
+                ratios[f"hexpire.grouped_read_{n}_{stat}_{mode}_vs_raw_hmget5"] = _ratio(
+                    _lat(results, "hexpire.grouped_read", int(n), stat, frozen),
+                    _lat(results, "raw.hmget5", int(n), stat, frozen),
+                )
     return {k: (round(v, 4) if v is not None else None) for k, v in ratios.items()}
 
 
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, each as PASS/MISS from this run's ratios (n/a when not measured)."""
+    """The issue's targets ("writes", item 4), each PASS/MISS from this run's ratios; n/a
+    when not measured (a kind not available, a phase skipped)."""
     checks: list[dict[str, Any]] = []
 
     def add(name: str, value: float | None, limit: float, kind: str, detail: str) -> None:
@@ -75,72 +121,84 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             verdict = "PASS" if value <= limit else "MISS"
         else:
             verdict = "PASS" if value >= limit else "MISS"
-        op = "<=" if kind == "max" else ">="
         checks.append(
             {
                 "target": name,
                 "ratio": None if value is None else round(value, 3),
-                "limit": f"{op} {limit}x",
+                "limit": f"{'<=' if kind == 'max' else '>='} {limit}x",
                 "result": verdict,
                 "detail": detail,
             }
         )
 
-    for n in (100, 1000):
-        for stat, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
-            for frozen in (False,) if stat == "p50_ms" else (False, True):
-                ours = _lat(results, "hexpire.gof", n, stat, frozen)
-                theirs = _lat(results, "builtin.gof", n, stat, frozen)
-                tag = "" if stat == "p50_ms" else (" (gc.freeze)" if frozen else " (gc normal)")
+    unavailable = results.get("unavailable", {})
+    for store in STORES:
+        label = PATH_LABELS[store]
+        if store in unavailable:
+            add(f"{label}: measured", None, 1.0, "max", f"not available: {unavailable[store][:90]}")
+            continue
+        for op in ("materialize", "push"):
+            ours, theirs = _cpu(results, f"{store}_{op}"), _cpu(results, f"builtin_{op}")
+            net = _ratio(
+                _cpu(results, f"{store}_{op}", "net_of_idle_us_per_row"),
+                _cpu(results, f"builtin_{op}", "net_of_idle_us_per_row"),
+            )
+            add(
+                f"{label}: Redis CPU/row, {op}",
+                _ratio(ours, theirs),
+                1.0,
+                "max",
+                f"{_fmt(ours, US)} vs {_fmt(theirs, US)} (INFO cpu, process; net of idle {_fmt(net, X)})",
+            )
+            ours, theirs = _instructions(results, store, op), _instructions(results, "builtin", op)
+            if ours is not None:
                 add(
-                    f"get_online_features {n} ent {label}{tag} vs built-in",
+                    f"{label}: instructions/row, {op}",
                     _ratio(ours, theirs),
-                    0.4,
+                    1.0,
                     "max",
-                    f"{_fmt_ms(ours)} vs {_fmt_ms(theirs)}",
+                    f"{ours:,.0f} vs {theirs:,.0f} (callgrind)" if theirs else f"{ours:,.0f}",
                 )
-    for n in (1, 10, 100, 1000):
-        ours = _lat(results, "hexpire.grouped_read", n, "p50_ms")
-        raw = _lat(results, "raw.hmget5", n, "p50_ms")
-        add(
-            f"store read path (grouped) {n} ent p50 vs raw HMGET",
-            _ratio(ours, raw),
-            1.5,
-            "max",
-            f"{_fmt_ms(ours)} vs {_fmt_ms(raw)}",
-        )
-    ours = _lat(results, "hexpire.gof", 1, "p50_ms")
-    theirs = _lat(results, "builtin.gof", 1, "p50_ms")
+    ours, theirs = _mem(results, "hexpire"), _mem(results, "builtin")
+    usage = _ratio(_mem_usage(results, "hexpire"), _mem_usage(results, "builtin"))
     add(
-        "get_online_features 1 ent p50 vs built-in",
+        "memory/entity, plain names (used_memory, steady)",
         _ratio(ours, theirs),
-        0.7,
-        "max",
-        f"{_fmt_ms(ours)} vs {_fmt_ms(theirs)}",
-    )
-    ours = _tp(results, "hexpire_materialize")
-    add(
-        "materialize rows/s vs built-in",
-        _ratio(ours, _tp(results, "builtin_materialize")),
-        2.0,
-        "min",
-        f"{_fmt_rate(ours)} vs {_fmt_rate(_tp(results, 'builtin_materialize'))}",
-    )
-    add(
-        "materialize rows/s vs raw HSET+EXPIRE",
-        _ratio(ours, _tp(results, "raw_hset_expire")),
-        0.5,
-        "min",
-        f"{_fmt_rate(ours)} vs {_fmt_rate(_tp(results, 'raw_hset_expire'))}",
-    )
-    ours = _tp(results, "hexpire_push")
-    add(
-        "push rows/s vs built-in",
-        _ratio(ours, _tp(results, "builtin_push")),
         1.5,
-        "min",
-        f"{_fmt_rate(ours)} vs {_fmt_rate(_tp(results, 'builtin_push'))}",
+        "max",
+        f"{_fmt(ours, BYTES)} vs {_fmt(theirs, BYTES)}; MEMORY USAGE {_fmt(usage, X)}; qualified "
+        f"{_fmt(_ratio(_mem(results, 'hexpire_qualified'), theirs), X)}",
     )
+    fast = PATH_LABELS["hexpire_fast"]
+    for op, limit in (("materialize", 3.0), ("push", 2.0)):
+        ours, theirs = _tp(results, f"hexpire_fast_{op}"), _tp(results, f"builtin_{op}")
+        add(f"{fast}: {op} rows/s", _ratio(ours, theirs), limit, "min", f"{_fmt(ours, RATE)} vs {_fmt(theirs, RATE)}")
+    rss = results.get("peak_rss", {})
+    ours, theirs = _rss(results, "hexpire_fast"), _rss(results, "hexpire")
+    add(
+        f"{fast}: peak RSS of materialize vs default path",
+        _ratio(ours, theirs),
+        0.25,
+        "max",
+        (
+            f"{_fmt(ours, MIB)} vs {_fmt(theirs, MIB)} at {rss['users']:,} users"
+            + ("" if rss["users"] == 1_000_000 else " (the issue: 1,000,000)")
+        )
+        if rss
+        else "not measured (--rss-users 0)",
+    )
+    for store in STORES:
+        for n, limit in ((1, 0.7), (100, 0.4), (1000, 0.4)):
+            ours, theirs = _lat(results, f"{store}.gof", n, "p50_ms"), _lat(results, "builtin.gof", n, "p50_ms")
+            if store != "hexpire" and ours is None:
+                continue
+            add(
+                f"{PATH_LABELS[store]}: get_online_features {n} ent p50",
+                _ratio(ours, theirs),
+                limit,
+                "max",
+                f"{_fmt_ms(ours)} vs {_fmt_ms(theirs)}",
+            )
     return checks
 
 
@@ -153,12 +211,12 @@ def _fmt_ms(v: float | None) -> str:
     return f"{v:.3f} ms" if v < 10 else f"{v:.1f} ms"
 
 
-def _fmt_rate(v: float | None) -> str:
-    return "-" if v is None else f"{v:,.0f}/s"
+RATE, X, US, BYTES, MIB, COUNT = "{:,.0f}/s", "{:.2f}x", "{:.2f} us", "{:.0f} B", "{:,.0f} MiB", "{:,.0f}"
 
 
-def _fmt_x(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}x"
+def _fmt(v: float | None, spec: str) -> str:
+    """A figure in `spec`, or "-" when it was not measured."""
+    return "-" if v is None else spec.format(v)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -171,132 +229,174 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), sep] + [line(r) for r in rows])
 
 
-def render(results: dict[str, Any]) -> str:
-    out: list[str] = []
-    m = results["machine"]
-    p = results["params"]
-    load = m.get("loadavg") or []
-    load_end = m.get("loadavg_end") or []
-    out.append(
-        f"feast-redis-hexpire benchmark  {m['date']}  load avg start {' '.join(f'{x:.2f}' for x in load)} "
-        f"end {' '.join(f'{x:.2f}' for x in load_end)}  elapsed {results.get('elapsed_s')} s"
-    )
-    out.append(
-        f"feast-redis-hexpire benchmark  {m['date']}  users={p['users']}  "
-        f"cpus={m['cpu_count']}  python {m['python']}  redis-server {m['redis_server_version']}  "
-        f"feast {m['feast']}  redis-py {m['redis_py']}  hiredis {m.get('hiredis')}"
-    )
-    out.append("")
+WRITE_COLUMNS = ["path", "rows/s", "vs built-in", "Redis CPU/row", "main thread", "net of idle", "vs built-in"]
 
+
+def _write_row(results: dict[str, Any], path: str, op: str) -> list[str]:
+    """A path's rows/s and Redis CPU per row for one operation, each beside the built-in's."""
+    name, base = f"{path}_{op}", f"builtin_{op}"
+    return [
+        PATH_LABELS[path],
+        _fmt(_tp(results, name), RATE),
+        _fmt(_ratio(_tp(results, name), _tp(results, base)), X),
+        _fmt(_cpu(results, name), US),
+        _fmt(_cpu(results, name, "main_thread_us_per_row"), US),
+        _fmt(_cpu(results, name, "net_of_idle_us_per_row"), US),
+        _fmt(_ratio(_cpu(results, name), _cpu(results, base)), X),
+    ]
+
+
+def _write_tables(results: dict[str, Any], out: list[str]) -> None:
     tp = results["throughput"]
-    rows = []
-
-    def tp_row(label, ours_key, builtin_key, raw_key=None):
-        ours = _tp(results, ours_key) if ours_key else None
-        theirs = _tp(results, builtin_key) if builtin_key else None
-        raw = _tp(results, raw_key) if raw_key else None
-        rows.append(
-            [
-                label,
-                _fmt_rate(ours),
-                _fmt_rate(theirs),
-                _fmt_rate(raw),
-                _fmt_x(_ratio(ours, theirs)),
-                _fmt_x(_ratio(ours, raw)),
-            ]
-        )
-
-    tp_row(
-        f"materialize ({tp['hexpire_materialize']['rows']:,} rows, 3 views)",
-        "hexpire_materialize",
-        "builtin_materialize",
-        "raw_hset_expire",
-    )
-    rows.append(
-        [
-            "  raw HSET+HEXPIRE (same rows)",
-            "",
-            "",
-            _fmt_rate(_tp(results, "raw_hset_hexpire")),
-            "",
-            _fmt_x(_ratio(_tp(results, "hexpire_materialize"), _tp(results, "raw_hset_hexpire"))),
+    p = results["params"]
+    paths = [path for path in PATH_LABELS if f"{path}_materialize" in tp]
+    rows = [
+        _write_row(results, path, "materialize")
+        + [
+            _fmt(_mem(results, path), BYTES),
+            _fmt(_mem_usage(results, path), BYTES),
+            _fmt(_ratio(_mem(results, path), _mem(results, "builtin")), X),
         ]
-    )
-    tp_row(f"push ({tp['hexpire_push']['rows']:,} rows, {p['push_batch']}/push)", "hexpire_push", "builtin_push")
-
-    def cpu_rate(key):
-        e = tp.get(key)
-        return e.get("rows_per_cpu_s") if e else None
-
-    for label, ours_key, builtin_key, raw_key in (
-        ("materialize, rows per client CPU-second", "hexpire_materialize", "builtin_materialize", "raw_hset_expire"),
-        ("push, rows per client CPU-second", "hexpire_push", "builtin_push", None),
-    ):
-        ours, theirs = cpu_rate(ours_key), cpu_rate(builtin_key)
-        raw = cpu_rate(raw_key) if raw_key else None
-        rows.append(
-            [
-                label,
-                _fmt_rate(ours),
-                _fmt_rate(theirs),
-                _fmt_rate(raw),
-                _fmt_x(_ratio(ours, theirs)),
-                _fmt_x(_ratio(ours, raw)),
-            ]
-        )
+        for path in paths
+    ]
+    rows_total = tp[f"{paths[0]}_materialize"]["rows"] if paths else 0
     out.append(
-        f"Write throughput (rows/s, median of {p.get('repeats', 1)} runs; higher is better; "
-        "raw = pipelined HSET+EXPIRE unless noted)"
+        f"Materialize, {rows_total:,} rows over 3 views into an empty keyspace (medians of {p['repeats']} repeats, "
+        "paths interleaved; Redis CPU = INFO cpu delta / rows; memory = used_memory delta / entity from repeat 2 on, "
+        "and MEMORY USAGE of sampled keys)"
     )
-    out.append(_table(["metric", "this store", "built-in", "raw redis-py", "this/built-in", "this/raw"], rows))
+    out.append(_table([*WRITE_COLUMNS, "used_memory/entity", "MEMORY USAGE/key", "vs built-in"], rows))
     out.append("")
+
+    rows = [_write_row(results, path, "push") for path in PATH_LABELS if f"{path}_push" in tp]
+    if rows:
+        push_rows = tp.get("builtin_push", {}).get("rows", 0)
+        out.append(f"Push, {push_rows:,} stream rows onto materialized keys, {p['push_batch']} rows per push")
+        out.append(_table(WRITE_COLUMNS, rows))
+        out.append("")
 
     rows = []
-    for key, label in (
-        ("hexpire_materialize", "materialize, this store"),
-        ("builtin_materialize", "materialize, built-in"),
-        ("raw_hset_expire", "raw HSET+EXPIRE"),
-        ("raw_hset_hexpire", "raw HSET+HEXPIRE"),
-        ("hexpire_push", "push, this store"),
-        ("builtin_push", "push, built-in"),
-    ):
-        e = tp.get(key)
-        if not e:
-            continue
-        rows_n = e["rows"]
+    for name, e in tp.items():
+        path, _, op = name.rpartition("_")
         wb = e.get("online_write_batch")
-        server = e.get("redis_server", {})
+        n = e["rows"]
         rows.append(
             [
-                label,
-                f"{e['seconds']:.2f} s",
-                f"{1e6 * e['seconds'] / rows_n:.1f}",
-                f"{1e6 * wb['seconds'] / rows_n:.1f}" if wb else "-",
-                f"{1e6 * e['feast_seconds'] / rows_n:.1f}" if wb else "-",
-                f"{1e6 * e['cpu_seconds'] / rows_n:.1f}",
-                f"{server.get('usec_per_row', '-')}",
+                f"{op}, {PATH_LABELS.get(path, path)}",
+                f"{1e6 * e['seconds'] / n:.1f}",
+                f"{1e6 * wb['seconds'] / n:.1f}" if wb else "-",
+                f"{1e6 * e['feast_seconds'] / n:.1f}" if wb else "-",
+                f"{1e6 * e['cpu_seconds'] / n:.1f}",
+                f"{', '.join(f'{r:,.0f}' for r in e['rows_per_s_all'])}",
             ]
         )
     out.append(
-        "Where write time goes (median run; us per row): the store's online_write_batch vs the rest of Feast, "
-        "and Redis server time (commandstats; EVALSHA includes its script's commands)"
+        "Where the client's time goes (run of median wall time; us per row): the store's online_write_batch "
+        "vs the rest of Feast ('-': HexpireProvider and raw paths do not call it)"
     )
     out.append(
-        _table(
-            [
-                "run",
-                "wall",
-                "wall us/row",
-                "in online_write_batch",
-                "Feast (rest)",
-                "client CPU us/row",
-                "Redis server us/row",
-            ],
-            rows,
-        )
+        _table(["run", "wall", "online_write_batch", "Feast (rest)", "client CPU", "rows/s of every repeat"], rows)
     )
+    idle = results.get("redis_idle_cpu_us_per_s")
+    if idle:
+        shares = [
+            idle * e["seconds"] / (e["redis_cpu"]["us_per_row"] * e["rows"])
+            for e in tp.values()
+            if e["redis_cpu"]["us_per_row"]
+        ]
+        out.append(
+            f"Redis idle CPU (serverCron): {idle:.0f} us per wall second, inside every delta above: "
+            f"{100 * min(shares):.0f}-{100 * max(shares):.0f}% of them (the slower a path, the more)."
+        )
     out.append("")
 
+
+def _rss_table(results: dict[str, Any], out: list[str]) -> None:
+    rss = results.get("peak_rss")
+    if not rss:
+        return
+    rows = []
+    for kind, e in rss["kinds"].items():
+        if "error" in e:
+            rows.append([PATH_LABELS.get(kind, kind), "failed", "", "", "", ""])
+            continue
+        rows.append(
+            [
+                PATH_LABELS.get(kind, kind),
+                _fmt(e["peak_rss_mib"], MIB),
+                _fmt(e["rss_before_materialize_mib"], MIB),
+                _fmt(e["materialize_growth_mib"], MIB),
+                f"{e['materialize_seconds']:.1f} s",
+                _fmt(e["rows_per_s"], RATE),
+            ]
+        )
+    out.append(
+        f"Peak RSS of a whole materialize, {rss['users']:,} users ({rss['rows']:,} rows), a fresh process per path "
+        "(the child's VmHWM)"
+    )
+    out.append(_table(["path", "peak RSS", "before materialize", "growth", "materialize", "rows/s"], rows))
+    out.append("")
+
+
+def render_server_cost(results: dict[str, Any]) -> str:
+    """The callgrind section: instructions per row by variant, then where they go."""
+    sc = results.get("server_cost", results)
+    out: list[str] = []
+    variants = sc.get("variants", {})
+    if not variants:
+        return ""
+    base = variants.get("builtin", {}).get("per_row", {})
+    rows = []
+    for name, v in variants.items():
+        if "error" in v:
+            rows.append([name, "-", "", "", "", "", ""])
+            continue
+        r = v["per_row"]
+        rows.append(
+            [
+                name,
+                _fmt(r["materialize"], COUNT),
+                _fmt(_ratio(r["materialize"], base.get("materialize")), X),
+                _fmt(r["batch"], COUNT),
+                _fmt(r["stream"], COUNT),
+                _fmt(r["push"], COUNT),
+                _fmt(_ratio(r["push"], base.get("push")), X),
+            ]
+        )
+    out.append(
+        f"Redis server instructions per written row (callgrind, {sc['users']:,} users; materialize = batch + stream "
+        f"rows; excluding {sc['per_row_excludes']}; deterministic: machine load does not change them)"
+    )
+    out.append(
+        _table(["variant", "materialize", "vs built-in", "batch rows", "stream rows", "push rows", "vs built-in"], rows)
+    )
+    for name, v in variants.items():
+        out.append(f"  {name}: {v.get('about', '')}" + (f" -- {v['error']}" if "error" in v else ""))
+    out.append("")
+    for name, v in variants.items():
+        segments = v.get("segments", {})
+        if not any("self_per_row" in s for s in segments.values()):
+            continue
+        out.append(f"Where {name}'s instructions go, per row (a command's row includes what it calls)")
+        labels = [label for seg in segments.values() for label in seg["breakdown_per_row"]]
+        labels = list(dict.fromkeys(labels))
+        out.append(
+            _table(
+                ["", *segments],
+                [
+                    [label, *(_fmt(seg["breakdown_per_row"].get(label), COUNT) for seg in segments.values())]
+                    for label in labels
+                ],
+            )
+        )
+        for seg_name, seg in segments.items():
+            top = list(seg["self_per_row"].items())[:8]
+            out.append(f"  top self, {seg_name}: " + "; ".join(f"{fn} {cost:,.0f}" for fn, cost in top))
+        out.append("")
+    return "\n".join(out)
+
+
+def _latency_tables(results: dict[str, Any], out: list[str]) -> None:
     for frozen in (False, True):
         mode = "gc.freeze() after warm-up" if frozen else "gc normal"
         rows = []
@@ -316,10 +416,23 @@ def render(results: dict[str, Any]) -> str:
                             _fmt_ms(ours),
                             _fmt_ms(theirs),
                             _fmt_ms(raw),
-                            _fmt_x(_ratio(ours, theirs)),
-                            _fmt_x(_ratio(ours, raw)),
+                            _fmt(_ratio(ours, theirs), X),
+                            _fmt(_ratio(ours, raw), X),
                         ]
                     )
+            fast = _lat(results, "hexpire_fast.gof", n, "p50_ms", frozen)
+            if fast is not None:
+                theirs = _lat(results, "builtin.gof", n, "p50_ms", frozen)
+                rows.append(
+                    [
+                        f"{n:>4} ent  get_online_features p50, HexpireProvider repo",
+                        _fmt_ms(fast),
+                        _fmt_ms(theirs),
+                        "",
+                        _fmt(_ratio(fast, theirs), X),
+                        "",
+                    ]
+                )
             raw8 = _lat(results, "raw.hmget8", n, "p50_ms", frozen)
             rows.append([f"{n:>4} ent  (raw HMGET 5 fields + 3 _ts fields p50)", "", "", _fmt_ms(raw8), "", ""])
         out.append(f"Read latency, {mode} (ms; lower is better; raw = pipelined HMGET of the same 5 fields)")
@@ -338,8 +451,8 @@ def render(results: dict[str, Any]) -> str:
                     _fmt_ms(ours),
                     _fmt_ms(theirs),
                     _fmt_ms(raw),
-                    _fmt_x(_ratio(ours, theirs)),
-                    _fmt_x(_ratio(ours, raw)),
+                    _fmt(_ratio(ours, theirs), X),
+                    _fmt(_ratio(ours, raw), X),
                 ]
             )
     out.append(
@@ -349,36 +462,38 @@ def render(results: dict[str, Any]) -> str:
     out.append(_table(["metric", "this store", "built-in", "raw redis-py", "this/built-in", "this/raw"], rows))
     out.append("")
 
-    mem = results.get("memory", {})
-    if mem:
-        rows = []
-        for key, label in (
-            ("hexpire", "this store"),
-            ("builtin", "built-in"),
-            ("raw_hset_expire", "raw HSET+EXPIRE"),
-            ("raw_hset_hexpire", "raw HSET+HEXPIRE"),
-        ):
-            e = mem.get(key)
-            if e:
-                rows.append(
-                    [
-                        label,
-                        f"{e['bytes_mean']:.0f}",
-                        f"{e['fields_per_key']}",
-                        ",".join(e["encodings"]),
-                        _fmt_x(_ratio(e["bytes_mean"], mem.get("builtin", {}).get("bytes_mean"))),
-                    ]
-                )
-        out.append(f"Redis memory per entity (MEMORY USAGE SAMPLES 0, mean over {mem['hexpire']['sampled']} keys)")
-        out.append(_table(["store", "bytes/entity", "fields", "encoding", "vs built-in"], rows))
-        out.append("")
+
+def render(results: dict[str, Any]) -> str:
+    out: list[str] = []
+    m = results["machine"]
+    p = results["params"]
+    load = m.get("loadavg") or []
+    load_end = m.get("loadavg_end") or []
+    out.append(
+        f"feast-redis-hexpire benchmark  {m['date']}  users={p['users']}  cpus={m['cpu_count']}  "
+        f"load avg start {' '.join(f'{x:.2f}' for x in load)} end {' '.join(f'{x:.2f}' for x in load_end)}  "
+        f"elapsed {results.get('elapsed_s')} s"
+    )
+    out.append(
+        f"python {m['python']}  redis-server {m['redis_server_version']}  feast {m['feast']}  "
+        f"redis-py {m['redis_py']}  hiredis {m.get('hiredis')}  git {str(m.get('git', {}).get('head'))[:10]}"
+    )
+    for kind, reason in results.get("unavailable", {}).items():
+        out.append(f"NOT AVAILABLE: {PATH_LABELS.get(kind, kind)}: {reason}")
+    out.append("")
+    _write_tables(results, out)
+    _rss_table(results, out)
+    if results.get("server_cost"):
+        out.append(render_server_cost(results))
+    if results.get("latency"):
+        _latency_tables(results, out)
 
     checks = results.get("targets", [])
     if checks:
-        out.append("Targets (ratios from this run)")
+        out.append("Targets (the issue 'writes', item 4; ratios from this run)")
         out.append(
             _table(
-                ["target", "ratio", "limit", "result", "this vs other"],
+                ["target", "ratio", "limit", "result", "this vs built-in"],
                 [
                     [
                         c["target"],
@@ -392,29 +507,25 @@ def render(results: dict[str, Any]) -> str:
             )
         )
         passed = sum(c["result"] == "PASS" for c in checks)
-        out.append(f"{passed}/{len(checks)} PASS")
+        missed = sum(c["result"] == "MISS" for c in checks)
+        out.append(f"{passed} PASS, {missed} MISS, {len(checks) - passed - missed} n/a")
         out.append("")
 
     rows = [
         [
             "built-in materialize rows/s",
-            _fmt_rate(_tp(results, "builtin_materialize")),
-            _fmt_rate(ANCHORS["builtin_materialize_rows_per_s"]),
+            _fmt(_tp(results, "builtin_materialize"), RATE),
+            _fmt(ANCHORS["builtin_materialize_rows_per_s"], RATE),
         ],
         [
             "built-in push rows/s",
-            _fmt_rate(_tp(results, "builtin_push")),
-            _fmt_rate(ANCHORS["builtin_push_rows_per_s"]),
+            _fmt(_tp(results, "builtin_push"), RATE),
+            _fmt(ANCHORS["builtin_push_rows_per_s"], RATE),
         ],
         [
             "raw HSET+EXPIRE rows/s",
-            _fmt_rate(_tp(results, "raw_hset_expire")),
-            _fmt_rate(ANCHORS["raw_hset_expire_rows_per_s"]),
-        ],
-        [
-            "raw HSET+HEXPIRE rows/s",
-            _fmt_rate(_tp(results, "raw_hset_hexpire")),
-            _fmt_rate(ANCHORS["raw_hset_hexpire_rows_per_s"]),
+            _fmt(_tp(results, "raw_hset_expire_materialize"), RATE),
+            _fmt(ANCHORS["raw_hset_expire_rows_per_s"], RATE),
         ],
     ]
     for n in (1, 10, 100, 1000):
@@ -437,53 +548,10 @@ def render(results: dict[str, Any]) -> str:
     out.append("")
 
     gcs = []
-    for n, modes in sorted(results["latency"].items(), key=lambda kv: int(kv[0])):
+    for n, modes in sorted(results.get("latency", {}).items(), key=lambda kv: int(kv[0])):
         for target, s in modes["gc_normal"].items():
             g = s["gc"]
             if g["gen2"]:
                 gcs.append(f"{target} {n} ent: {g['gen2']} full collections, max pause {g['pause_ms_max']} ms")
     out.append("Full (gen2) GC passes during gc-normal latency series: " + ("; ".join(gcs) if gcs else "none"))
     return "\n".join(out)
-
-
-def render_scale(scale: dict[str, Any]) -> str:
-    rows = []
-    for entry in scale["points"]:
-        rows.append(
-            [
-                entry["store"],
-                f"{entry['users']:,}",
-                f"{entry['rows']:,}",
-                f"{entry['seconds']:.2f} s",
-                _fmt_rate(entry["rows_per_s"]),
-                f"{entry['us_per_row']:.2f} us",
-                f"{entry.get('relative_us_per_row', 1.0):.2f}x",
-                _us(entry, "online_write_batch_seconds"),
-                _us(entry, "feast_seconds"),
-                f"{entry.get('redis_server_usec_per_row') or '-'}",
-                f"{entry.get('redis_used_memory_mb', 0):.0f} MB",
-                f"{entry.get('process_max_rss_mb', 0):.0f} MB",
-            ]
-        )
-    return "Materialize scaling (3 views, one row per user per view)\n" + _table(
-        [
-            "store",
-            "users",
-            "rows",
-            "time",
-            "rows/s",
-            "per row",
-            "vs smallest",
-            "store us/row",
-            "Feast us/row",
-            "Redis us/row",
-            "redis mem",
-            "proc max RSS",
-        ],
-        rows,
-    )
-
-
-def _us(entry: dict[str, Any], key: str) -> str:
-    value = entry.get(key)
-    return "-" if value is None else f"{1e6 * value / entry['rows']:.1f} us"

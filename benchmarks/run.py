@@ -1,22 +1,23 @@
-"""Side-by-side benchmark: this store vs Feast's built-in Redis store vs raw redis-py.
+"""Side-by-side benchmark: this store (default provider, and with HexpireProvider) vs
+Feast's built-in Redis store vs raw redis-py, against one Redis server.
 
-    python -m benchmarks.run [--users N] [--redis-url URL] [--out benchmarks/results/latest.json] [--quick]
-    python -m benchmarks.run --scale 20000,100000,1000000      # materialize time vs users (this store)
+    python -m benchmarks.run [--users N] [--redis-url URL] [--out FILE] [--quick]
+                             [--rss-users N] [--no-server-cost]
 
-Redis: --redis-url, else $REDIS_URL, else a private redis-server started for the run
-(feast_redis_hexpire.local_redis). Against a server you own, the run only touches its
-own projects / key prefixes and removes them at the end.
+Redis: --redis-url, else $REDIS_URL, else a private redis-server started for the run.
+Against a server you own, the run only touches its own projects / key prefixes and
+removes them at the end (and its memory figures include whatever else the server does).
 
-Measures (all in one process, one run, interleaved store by store):
-  * FeatureStore.materialize(start, end) throughput over the three views, each store;
-    raw pipelined HSET+EXPIRE and HSET+HEXPIRE of the same rows;
-  * FeatureStore.push(..., to=PushMode.ONLINE) throughput in batches;
-  * latency of get_online_features (5 features across the 3 views), of the store's
-    grouped read (_read_features_per_fv), of online_read per view, and of raw pipelined
-    HMGET of the same fields, for 1/10/100/1000 random entities; each with the GC
-    running normally and with gc.freeze() after the warm-up;
-  * MEMORY USAGE per entity key.
-It prints a table with ratios and the issue's targets as PASS/MISS, and writes JSON.
+Measures, in one process and one run, the write paths interleaved repeat by repeat:
+  * materialize of every view into an empty keyspace, per write path: rows/s, Redis
+    server CPU per row (INFO cpu deltas: process total and main thread), used_memory
+    delta per entity (steady state: from the second repeat on), MEMORY USAGE of sampled
+    keys;
+  * push of fresh stream rows onto the materialized keys: rows/s, server CPU per row;
+  * read latency of get_online_features and the store's read paths vs raw HMGET;
+  * peak RSS of a whole materialize in a fresh process per path (benchmarks/rss.py);
+  * instructions per written row, redis-server under callgrind (benchmarks/server_cost.py).
+It prints tables with ratios and the issue's targets as PASS/MISS, and writes JSON.
 No timing assertions anywhere.
 """
 
@@ -31,21 +32,20 @@ import contextlib
 import gc
 import json
 import platform
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import measure, report
+from . import measure, report, server_cost
 from . import repo as benchrepo
+from .paths import WritePath, probe_provider, provider_missing, raw_path, store_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "latest.json"
@@ -54,8 +54,17 @@ ENTITY_COUNTS = (1, 10, 100, 1000)
 ITERATIONS = {1: 300, 10: 300, 100: 100, 1000: 30}
 WARMUP = {1: 30, 10: 30, 100: 10, 1000: 3}
 QUICK_USERS = 2000
-QUICK_ITERATIONS = {1: 100, 10: 100, 100: 40, 1000: 12}
+QUICK_ITERATIONS = {1: 100, 10: 100, 100: 30, 1000: 8}
 QUICK_WARMUP = {1: 10, 10: 10, 100: 4, 1000: 2}
+RSS_USERS = 100_000
+QUICK_RSS_USERS = 10_000
+
+STORE_KINDS = ("builtin", "hexpire", "hexpire_qualified", "hexpire_fast")
+RAW_PATHS = tuple(measure.RAW_SHAPES)
+MATERIALIZE_PATHS = (*STORE_KINDS, *RAW_PATHS)
+PUSH_PATHS = ("builtin", "hexpire", "hexpire_fast", *RAW_PATHS)
+FULL_READ_KINDS = ("hexpire", "builtin")  # every read path; hexpire_fast: get_online_features only
+MEMORY_SAMPLE = 1000
 
 
 def log(msg: str) -> None:
@@ -67,7 +76,7 @@ def log(msg: str) -> None:
 
 @contextlib.contextmanager
 def redis_server(url: str | None) -> Iterator[Any]:
-    from feast_redis_hexpire.local_redis import ExternalRedis, check_server_version, server_for_local_use
+    from devsupport.redis_server import ExternalRedis, check_server_version, server_for_local_use
 
     if url:
         version = check_server_version(url)
@@ -84,28 +93,33 @@ def redis_client(server: Any):
     return redis.Redis.from_url(server.url)
 
 
-def clear_keys(client, repos: dict[str, benchrepo.BenchRepo], raw_prefixes: Sequence[str]) -> None:
-    """Remove every key the run wrote (this store's, the built-in's, the raw baselines')."""
-    for kind, r in repos.items():
-        if kind == "hexpire":
-            delete_prefix(client, f"{benchrepo.HEXPIRE_KEY_PREFIX}:{r.project}:*")
-        else:  # the built-in store's keys are <serialized entity key><project>
-            delete_prefix(client, f"*{r.project}")
-    for prefix in raw_prefixes:
-        delete_prefix(client, f"{prefix}:*")
-
-
 def delete_prefix(client, pattern: str) -> int:
+    """DEL (not UNLINK) every key matching `pattern`: memory is free when this returns."""
     deleted = 0
     batch: list[bytes] = []
     for key in client.scan_iter(match=pattern, count=5000):
         batch.append(key)
         if len(batch) >= 5000:
-            deleted += client.unlink(*batch)
+            deleted += client.delete(*batch)
             batch = []
     if batch:
-        deleted += client.unlink(*batch)
+        deleted += client.delete(*batch)
     return deleted
+
+
+def clear_all(client, server: Any, paths: dict[str, WritePath]) -> None:
+    """Empty keyspace for the next write: FLUSHALL SYNC on our own server (its dictionaries
+    shrink too, so every path starts alike), else DEL of every key the run wrote."""
+    if getattr(server, "owned", False):
+        client.flushall(asynchronous=False)
+        return
+    for path in paths.values():
+        delete_prefix(client, path.key_pattern)
+
+
+def server_has_hsetex(client) -> bool:
+    major = int(str(client.info("server")["redis_version"]).split(".")[0])
+    return major >= 8
 
 
 # ---------------------------------------------------------------- machine info
@@ -122,7 +136,7 @@ def _version(module: str) -> str | None:
 
 def machine_info(client) -> dict[str, Any]:
     info = client.info("server")
-    git = {}
+    git: dict[str, Any] = {}
     try:
         git["head"] = (
             subprocess.run(
@@ -130,18 +144,17 @@ def machine_info(client) -> dict[str, Any]:
             ).stdout.strip()
             or None
         )
-        dirty = subprocess.run(
+        git["package_changes"] = subprocess.run(
             ["git", "status", "--porcelain", "--", "feast_redis_hexpire"],
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=10,
         ).stdout.splitlines()
-        git["package_changes"] = dirty
     except Exception:  # noqa: BLE001 - no git: the run is still valid
         pass
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "hostname": platform.node(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
@@ -150,6 +163,7 @@ def machine_info(client) -> dict[str, Any]:
         "python": platform.python_version(),
         "redis_server_version": info.get("redis_version"),
         "redis_server_arch_bits": info.get("arch_bits"),
+        "redis_allocator": client.info("memory").get("mem_allocator"),
         "feast": _version("feast"),
         "redis_py": _version("redis"),
         "hiredis": _version("hiredis"),
@@ -178,13 +192,13 @@ def package_fingerprint() -> str:
 
 
 def share_feature_resolution_cache(repos: dict[str, benchrepo.BenchRepo]) -> None:
-    """Let both FeatureStores of this process use Feast's feature-resolution cache at once.
+    """Let every FeatureStore of this process use Feast's feature-resolution cache at once.
 
     feast.utils._get_cached_request_context keeps ONE process-wide cache and clears it
     whenever it sees a registry whose `cached_registry_proto_created` differs from the last
-    one. A server process has one FeatureStore, so it always hits; here two stores take turns
+    one. A server process has one FeatureStore, so it always hits; here the stores take turns
     call by call, and every get_online_features would rebuild its FeatureViews from protos
-    (~10 ms, typeguard-heavy) for BOTH stores. Giving the two registries the same timestamp
+    (~10 ms, typeguard-heavy) for every store. Giving the registries the same timestamp
     (cache_ttl_seconds is 0: it never expires) keeps each store's entries (keyed by project)
     alive, i.e. the one-store-per-process situation being measured."""
     stamps = [r.store.registry.cached_registry_proto_created for r in repos.values()]
@@ -204,13 +218,17 @@ def read_targets(repos: dict[str, benchrepo.BenchRepo], client, raw_prefix: str)
         fs = r.store
         online_store = r.online_store
         config = fs.config
-        views = {name: fs.get_feature_view(name, allow_registry_cache=True) for name in benchrepo.READ_BY_VIEW}
 
         def gof(rows, fs=fs):
             return fs.get_online_features(features=benchrepo.READ_FEATURES, entity_rows=rows)
 
         def gof_prepare(ids):
             return [{"user_id": u} for u in ids]
+
+        targets[f"{kind}.gof"] = (gof, gof_prepare)
+        if kind not in FULL_READ_KINDS:
+            continue
+        views = {name: fs.get_feature_view(name, allow_registry_cache=True) for name in benchrepo.READ_BY_VIEW}
 
         def grouped_prepare(ids, fs=fs):
             (join_key_values, grouped_refs, entity_map, _odfvs, _refs, _names, response) = (
@@ -241,7 +259,6 @@ def read_targets(repos: dict[str, benchrepo.BenchRepo], client, raw_prefix: str)
                     config=config, table=views[view], entity_keys=keys, requested_features=list(names)
                 )
 
-        targets[f"{kind}.gof"] = (gof, gof_prepare)
         targets[f"{kind}.grouped_read"] = (grouped, grouped_prepare)
         targets[f"{kind}.online_read"] = (online_read, keys_prepare)
     targets["raw.hmget5"] = (measure.raw_hmget(client, raw_prefix, measure.READ_FIELDS_5), None)
@@ -283,7 +300,7 @@ def run_latency(
 
 
 def consistency(repos: dict[str, benchrepo.BenchRepo], users: Sequence[str], sample: int = 200) -> dict[str, Any]:
-    """Not a timing check: both stores must answer the same values, or the comparison is moot."""
+    """Not a timing check: every store must answer the built-in's values, or the comparison is moot."""
     rng = np.random.default_rng(1)
     ids = [users[i] for i in rng.choice(len(users), size=min(sample, len(users)), replace=False)]
     answers = {
@@ -292,18 +309,116 @@ def consistency(repos: dict[str, benchrepo.BenchRepo], users: Sequence[str], sam
         ).to_dict()
         for kind, r in repos.items()
     }
-    a, b = answers["hexpire"], answers["builtin"]
-    mismatched = sorted(k for k in a if a[k] != b.get(k))
-    nulls = sum(v is None for col in a.values() for v in col)
-    return {
-        "checked_entities": len(ids),
-        "equal": not mismatched,
-        "mismatched_columns": mismatched,
-        "null_values_in_this_store": nulls,
-    }
+    reference = answers["builtin"]
+    out: dict[str, Any] = {"checked_entities": len(ids)}
+    for kind, answer in answers.items():
+        if kind == "builtin":
+            continue
+        mismatched = sorted(k for k in answer if answer[k] != reference.get(k))
+        out[kind] = {
+            "equal": not mismatched,
+            "mismatched_columns": mismatched,
+            "null_values": sum(v is None for col in answer.values() for v in col),
+        }
+    out["equal"] = all(v["equal"] for k, v in out.items() if isinstance(v, dict))
+    return out
 
 
 # ---------------------------------------------------------------- main run
+
+
+def build_repos(
+    server: Any, client, paths: dict[str, Path], run_id: str, workdir: Path
+) -> tuple[dict[str, benchrepo.BenchRepo], dict[str, str]]:
+    """A repo per store kind; kinds that cannot run come back as {kind: reason}."""
+    repos: dict[str, benchrepo.BenchRepo] = {}
+    unavailable: dict[str, str] = {}
+    for kind in STORE_KINDS:
+        if kind == "hexpire_fast":
+            reason = provider_missing()
+            if reason:
+                unavailable[kind] = reason
+                log(f"{kind}: not available: {reason}")
+                continue
+        try:
+            with measure.quiet():
+                repos[kind] = benchrepo.build_repo(kind, server.connection_string, paths, run_id, root=workdir)
+        except Exception as exc:
+            if kind != "hexpire_fast":
+                raise
+            unavailable[kind] = f"feast apply with {benchrepo.FAST_PROVIDER} failed: {type(exc).__name__}: {exc}"
+            log(f"{kind}: not available: {unavailable[kind]}")
+            continue
+        if kind == "hexpire_fast":
+            with measure.quiet():
+                reason = probe_provider(repos[kind])
+            if reason:
+                unavailable[kind] = reason
+                del repos[kind]
+                log(f"{kind}: not available: {reason}")
+                continue
+        log(f"applied {kind} repo: project {repos[kind].project} (provider {repos[kind].kind.provider})")
+    return repos, unavailable
+
+
+def rotated(names: Sequence[str], k: int) -> list[str]:
+    k %= len(names)
+    return [*names[k:], *names[:k]]
+
+
+def measure_writes(
+    args: argparse.Namespace,
+    server: Any,
+    client,
+    paths: dict[str, WritePath],
+    frames: dict[str, Any],
+    results: dict[str, Any],
+) -> None:
+    users = frames["profile"]["user_id"].tolist()
+    rows_total = sum(len(df) for df in frames.values())
+    rng = np.random.default_rng(3)
+    sample = [users[i] for i in rng.choice(len(users), size=min(MEMORY_SAMPLE, len(users)), replace=False)]
+    runs: dict[str, list[measure.Throughput]] = {}
+    memory_usage: dict[str, Any] = {}
+    materialize = [p for p in MATERIALIZE_PATHS if p in paths]
+    for rep in range(args.repeats):
+        for name in rotated(materialize, rep):
+            path = paths[name]
+            clear_all(client, server, paths)
+            tp = measure.measure_throughput(rows_total, path.materialize, client, path.timer, entities=len(users))
+            runs.setdefault(f"{name}_materialize", []).append(tp)
+            memory_usage[name] = measure.memory_per_key(client, [path.key_of(u) for u in sample])
+            cpu = tp.extra["redis_cpu"]
+            log(
+                f"[{rep + 1}/{args.repeats}] materialize {name}: {tp.rows:,} rows in {tp.seconds:.2f} s = "
+                f"{tp.rows_per_s:,.0f} rows/s; Redis CPU {cpu['us_per_row']:.2f} us/row "
+                f"(main thread {cpu['main_thread_us_per_row']:.2f}); used_memory "
+                f"{tp.extra['used_memory_delta']['per_entity']:.0f} B/entity"
+            )
+    results["memory_usage"] = memory_usage
+
+    # The pushes land on materialized keys of every push path at once.
+    clear_all(client, server, paths)
+    for name in PUSH_PATHS:
+        if name in paths:
+            with measure.quiet():
+                paths[name].materialize()
+    pushing = [p for p in PUSH_PATHS if p in paths]
+    for rep in range(args.repeats):
+        batches = benchrepo.push_frames(len(users), args.push_batch, seed=args.seed + 1 + rep)
+        for name in rotated(pushing, rep):
+            path = paths[name]
+            tp = measure.measure_throughput(
+                len(users), lambda path=path, batches=batches: path.push(batches), client, path.timer
+            )
+            runs.setdefault(f"{name}_push", []).append(tp)
+            log(
+                f"[{rep + 1}/{args.repeats}] push {name}: {tp.rows:,} rows in {len(batches)} pushes, "
+                f"{tp.seconds:.2f} s = {tp.rows_per_s:,.0f} rows/s; Redis CPU "
+                f"{tp.extra['redis_cpu']['us_per_row']:.2f} us/row"
+            )
+    for name, tps in runs.items():
+        results["throughput"][name] = measure.summarize_repeats(tps, results["redis_idle_cpu_us_per_s"])
 
 
 def main_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -323,6 +438,9 @@ def main_run(args: argparse.Namespace) -> dict[str, Any]:
             "warmup": warmup,
             "read_features": benchrepo.READ_FEATURES,
             "raw_write_chunk": measure.RAW_CHUNK,
+            "raw_shapes": measure.RAW_SHAPES,
+            "memory_settle_s": measure.MEMORY_SETTLE_S,
+            "rss_users": args.rss_users,
             "run_id": run_id,
             "ttl": {"batch_s": benchrepo.BATCH_TTL_SECONDS, "stream_s": benchrepo.STREAM_TTL_SECONDS},
         },
@@ -332,107 +450,40 @@ def main_run(args: argparse.Namespace) -> dict[str, Any]:
     with redis_server(args.redis_url) as server:
         client = redis_client(server)
         results["machine"] = machine_info(client)
-        raw_exp = f"benchraw_{run_id}"
-        raw_hexp = f"benchrawfx_{run_id}"
+        results["redis_idle_cpu_us_per_s"] = measure.idle_cpu_rate(client)
         repos: dict[str, benchrepo.BenchRepo] = {}
+        raw_prefixes = {name: f"bench{name.replace('_', '')}_{run_id}" for name in RAW_PATHS}
         try:
             log(f"generating {users_n:,} users x 3 views in {workdir}")
             frames = benchrepo.generate(users_n, seed=args.seed)
-            paths = benchrepo.write_parquet(frames, workdir / "data")
-            rows_total = sum(len(df) for df in frames.values())
+            parquet = benchrepo.write_parquet(frames, workdir / "data")
             users = frames["profile"]["user_id"].tolist()
 
-            for kind in ("hexpire", "builtin"):
-                with measure.quiet():
-                    repos[kind] = benchrepo.build_repo(kind, server.connection_string, paths, run_id, root=workdir)
-                log(f"applied {kind} repo: project {repos[kind].project} in {repos[kind].path}")
+            repos, unavailable = build_repos(server, client, parquet, run_id, workdir)
+            results["unavailable"] = unavailable
             results["projects"] = {k: r.project for k, r in repos.items()}
+            results["store_kinds"] = {
+                k: {"label": r.kind.label, "provider": r.kind.provider, "field_naming": r.kind.field_naming}
+                for k, r in repos.items()
+            }
             results["online_store_config"] = {
                 k: json.loads(r.store.config.online_store.model_dump_json()) for k, r in repos.items()
             }
+            hsetex = server_has_hsetex(client)
+            paths: dict[str, WritePath] = {kind: store_path(r) for kind, r in repos.items()}
+            for name, prefix in raw_prefixes.items():
+                paths[name] = raw_path(name, client, frames, prefix, hsetex)
 
-            # ---- materialize (apply excluded) and the raw writes of the same rows, interleaved.
-            # Every repeat starts from empty keys (an initial load), so repeats are alike.
-            from feast.data_source import PushMode
+            measure_writes(args, server, client, paths, frames, results)
+            results["hexpire_store_stats"] = repos["hexpire"].online_store.stats.as_dict()
 
-            runs: dict[str, list[measure.Throughput]] = {}
-            timers = {kind: measure.WriteBatchTimer(r.online_store) for kind, r in repos.items()}
-            for rep in range(args.repeats):
-                clear_keys(client, repos, (raw_exp, raw_hexp))
-                end = datetime.now(timezone.utc) + timedelta(seconds=1)
-                start = end - timedelta(days=2)
-                for kind in ("hexpire", "builtin"):
-                    fs = repos[kind].store
-                    tp = measure.measure_throughput(
-                        rows_total, lambda fs=fs, start=start, end=end: fs.materialize(start, end), client, timers[kind]
-                    )
-                    runs.setdefault(f"{kind}_materialize", []).append(tp)
-                    log(
-                        f"[{rep + 1}/{args.repeats}] materialize {kind}: {tp.rows:,} rows in {tp.seconds:.2f} s = "
-                        f"{tp.rows_per_s:,.0f} rows/s (cpu {tp.cpu_seconds:.2f} s)"
-                    )
-                for name, prefix, field_expiry in (
-                    ("raw_hset_expire", raw_exp, False),
-                    ("raw_hset_hexpire", raw_hexp, True),
-                ):
-                    tp = measure.measure_throughput(
-                        rows_total,
-                        lambda prefix=prefix, field_expiry=field_expiry: measure.raw_write(
-                            client, frames, prefix, field_expiry
-                        ),
-                        client,
-                    )
-                    runs.setdefault(name, []).append(tp)
-                    log(
-                        f"[{rep + 1}/{args.repeats}] {name}: {tp.rows:,} rows in {tp.seconds:.2f} s = "
-                        f"{tp.rows_per_s:,.0f} rows/s"
-                    )
-            results["hexpire_store_stats_after_materialize"] = repos["hexpire"].online_store.stats.as_dict()
-
-            # ---- push: fresh (newer) activity rows for every user, onto the materialized keys
-            for rep in range(args.repeats):
-                for kind in ("hexpire", "builtin"):
-                    batches = benchrepo.push_frames(users_n, args.push_batch, seed=args.seed + 1 + rep)
-                    fs = repos[kind].store
-
-                    def push_all(fs=fs, batches=batches):
-                        for df in batches:
-                            fs.push(benchrepo.PUSH_SOURCE, df, to=PushMode.ONLINE)
-
-                    tp = measure.measure_throughput(users_n, push_all, client, timers[kind])
-                    runs.setdefault(f"{kind}_push", []).append(tp)
-                    log(
-                        f"[{rep + 1}/{args.repeats}] push {kind}: {tp.rows:,} rows in {len(batches)} pushes, "
-                        f"{tp.seconds:.2f} s = {tp.rows_per_s:,.0f} rows/s (cpu {tp.cpu_seconds:.2f} s)"
-                    )
-            results["hexpire_store_stats_after_push"] = repos["hexpire"].online_store.stats.as_dict()
-            for name, tps in runs.items():
-                results["throughput"][name] = measure.summarize_repeats(tps)
-
-            # The built-in store's keys got the push too; the raw keys keep their materialized
-            # activity rows (the read only needs the fields to exist).
-            results["consistency"] = consistency(repos, users)
+            read_repos = {k: r for k, r in repos.items() if k in ("hexpire", "builtin", "hexpire_fast")}
+            results["consistency"] = consistency(read_repos, users)
             if not results["consistency"]["equal"]:
-                log(f"WARNING: stores disagree on {results['consistency']['mismatched_columns']}")
+                log(f"WARNING: stores disagree: {results['consistency']}")
 
-            # ---- memory per entity
-            rng = np.random.default_rng(3)
-            sample = [users[i] for i in rng.choice(len(users), size=min(1000, len(users)), replace=False)]
-            results["memory"] = {
-                "hexpire": measure.memory_per_key(
-                    client, [benchrepo.hexpire_key(repos["hexpire"].project, u) for u in sample]
-                ),
-                "builtin": measure.memory_per_key(
-                    client, [benchrepo.builtin_key(repos["builtin"].project, u) for u in sample]
-                ),
-                "raw_hset_expire": measure.memory_per_key(client, [measure.raw_key(raw_exp, u) for u in sample]),
-                "raw_hset_hexpire": measure.memory_per_key(client, [measure.raw_key(raw_hexp, u) for u in sample]),
-            }
-            log("memory per entity: " + ", ".join(f"{k} {v['bytes_mean']} B" for k, v in results["memory"].items()))
-
-            # ---- read latency
-            targets = read_targets(repos, client, raw_exp)
-            share_feature_resolution_cache(repos)  # after anything that refreshes a registry
+            targets = read_targets(read_repos, client, raw_prefixes["raw_hset_expire"])
+            share_feature_resolution_cache(read_repos)  # after anything that refreshes a registry
             for fn, prepare in targets.values():  # one untouched call each: connections, caches
                 fn(prepare(users[:10]) if prepare else users[:10])
             gc.collect()
@@ -440,93 +491,37 @@ def main_run(args: argparse.Namespace) -> dict[str, Any]:
             results["gc_thresholds"] = list(gc.get_threshold())
             log(f"read latency ({len(gc.get_objects()):,} gc-tracked objects in this process)")
             results["latency"] = run_latency(targets, users, ENTITY_COUNTS, iterations, warmup, args.seed)
-            stamps = {r.store.registry.cached_registry_proto_created for r in repos.values()}
+            stamps = {r.store.registry.cached_registry_proto_created for r in read_repos.values()}
             results["feature_resolution_cache_shared_throughout"] = len(stamps) == 1
+
+            if args.rss_users:
+                from .rss import measure_peak_rss
+
+                kinds = [k for k in args.rss_kinds.split(",") if k and k not in unavailable]
+                clear_all(client, server, paths)
+                results["peak_rss"] = measure_peak_rss(
+                    kinds, args.rss_users, server.connection_string, client, ROOT, args.seed, log
+                )
         finally:
             if not getattr(server, "owned", False):  # someone else's server: remove what we wrote
                 for r in repos.values():
                     with contextlib.suppress(Exception), measure.quiet():
                         r.store.teardown()
-                for prefix in (raw_exp, raw_hexp):
+                for prefix in raw_prefixes.values():
                     with contextlib.suppress(Exception):
                         delete_prefix(client, f"{prefix}:*")
             client.close()
             shutil.rmtree(workdir, ignore_errors=True)
 
+    if args.server_cost:  # the write paths; `python -m benchmarks.server_cost` also runs the levers
+        log("server cost: redis-server under callgrind, instructions per written row")
+        users = server_cost.QUICK_USERS if args.quick else server_cost.USERS
+        results["server_cost"] = server_cost.run(server_cost.PATH_VARIANTS, users=users, log=log)
     results["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     results["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results["ratios"] = report.compute_ratios(results)
     results["targets"] = report.check_targets(results)
-    results["anchors"] = {k: v for k, v in report.ANCHORS.items()}
     return results
-
-
-# ---------------------------------------------------------------- scale mode
-
-
-def scale_run(args: argparse.Namespace) -> dict[str, Any]:
-    points: list[dict[str, Any]] = []
-    stores = [s.strip() for s in args.scale_stores.split(",") if s.strip()]
-    sizes = [int(s.replace("_", "")) for s in args.scale.split(",") if s.strip()]
-    result: dict[str, Any] = {"params": {"scale": sizes, "stores": stores, "seed": args.seed}, "points": points}
-    with redis_server(args.redis_url) as server:
-        client = redis_client(server)
-        result["machine"] = machine_info(client)
-        for n in sizes:
-            workdir = Path(tempfile.mkdtemp(prefix="feast-hexpire-scale-"))
-            try:
-                log(f"scale: generating {n:,} users")
-                frames = benchrepo.generate(n, seed=args.seed)
-                paths = benchrepo.write_parquet(frames, workdir / "data")
-                rows = sum(len(df) for df in frames.values())
-                del frames
-                for kind in stores:
-                    run_id = benchrepo.new_run_id()
-                    with measure.quiet():
-                        r = benchrepo.build_repo(kind, server.connection_string, paths, run_id, root=workdir)
-                    end = datetime.now(timezone.utc) + timedelta(seconds=1)
-                    start = end - timedelta(days=2)
-                    gc.collect()
-                    timer = measure.WriteBatchTimer(r.online_store)
-                    tp = measure.measure_throughput(
-                        rows, lambda r=r, start=start, end=end: r.store.materialize(start, end), client, timer
-                    )
-                    mem = client.info("memory")
-                    extra = tp.as_dict()
-                    point = {
-                        "store": kind,
-                        "users": n,
-                        "rows": rows,
-                        "seconds": round(tp.seconds, 3),
-                        "cpu_seconds": extra["cpu_seconds"],
-                        "online_write_batch_seconds": extra["online_write_batch"]["seconds"],
-                        "feast_seconds": extra["feast_seconds"],
-                        "redis_server_usec_per_row": extra["redis_server"]["usec_per_row"],
-                        "rows_per_s": round(tp.rows_per_s, 1),
-                        "us_per_row": round(tp.seconds / rows * 1e6, 3),
-                        "gc": tp.gc,
-                        "redis_used_memory_mb": mem["used_memory"] / 2**20,
-                        "process_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                    }
-                    points.append(point)
-                    log(f"scale {kind} {n:,} users: {rows:,} rows in {tp.seconds:.2f} s = {tp.rows_per_s:,.0f} rows/s")
-                    with measure.quiet():
-                        if getattr(server, "owned", False):
-                            client.flushall()
-                        else:
-                            r.store.teardown()
-                    del r
-                    gc.collect()
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-        client.close()
-    for kind in stores:
-        mine = [p for p in points if p["store"] == kind]
-        if mine:
-            base = mine[0]["us_per_row"]
-            for p in mine:
-                p["relative_us_per_row"] = round(p["us_per_row"] / base, 3) if base else None
-    return result
 
 
 # ---------------------------------------------------------------- cli
@@ -540,8 +535,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--out",
         type=Path,
         default=None,
-        help=f"JSON output (default {DEFAULT_OUT.relative_to(ROOT)}; --quick: {QUICK_OUT.relative_to(ROOT)}; "
-        "scale mode: results/scale.json)",
+        help=f"JSON output (default {DEFAULT_OUT.relative_to(ROOT)}; --quick: {QUICK_OUT.relative_to(ROOT)})",
     )
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_USERS} users, fewer iterations")
     parser.add_argument("--push-batch", type=int, default=1000, help="rows per FeatureStore.push call")
@@ -550,22 +544,42 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--repeats",
         type=int,
         default=None,
-        help="runs of each write measurement, median reported (default 5, --quick 2)",
+        help="runs of each write measurement, median reported (default 5, --quick 2; at least 2, "
+        "the first only warms the allocator for the memory figures)",
     )
     parser.add_argument(
-        "--scale",
+        "--rss-users",
+        type=int,
         default=None,
-        metavar="N1,N2,...",
-        help="scale mode only: materialize time vs users, e.g. 20000,100000,1000000",
+        help=f"users for the peak-RSS materialize, one fresh process per path (default {RSS_USERS:,}, "
+        f"--quick {QUICK_RSS_USERS:,}; the issue's figure is 1,000,000; 0 skips it)",
     )
-    parser.add_argument("--scale-stores", default="hexpire", help="scale mode: hexpire[,builtin]")
+    parser.add_argument(
+        "--rss-kinds", default="hexpire,hexpire_fast", help="store kinds for the peak-RSS runs (also: builtin)"
+    )
+    parser.add_argument(
+        "--server-cost",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="instructions per written row with redis-server under callgrind (benchmarks/server_cost.py, "
+        f"variants {', '.join(server_cost.PATH_VARIANTS)}); default on, off with --quick",
+    )
     args = parser.parse_args(argv)
     if args.users is None:
         args.users = QUICK_USERS if args.quick else 20000
     if args.repeats is None:
         args.repeats = 2 if args.quick else 5
+    if args.server_cost is None:
+        args.server_cost = not args.quick
+    if args.rss_users is None:
+        args.rss_users = QUICK_RSS_USERS if args.quick else RSS_USERS
     if args.users < 1 or args.users > 5_000_000:
         parser.error("--users must be in 1..5,000,000")
+    if args.repeats < 2:
+        parser.error("--repeats must be at least 2")
+    unknown = set(args.rss_kinds.split(",")) - set(benchrepo.KINDS) - {""}
+    if unknown:
+        parser.error(f"--rss-kinds: unknown {sorted(unknown)}; known {sorted(benchrepo.KINDS)}")
     return args
 
 
@@ -578,16 +592,10 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.scale:
-        result = scale_run(args)
-        out = args.out or (ROOT / "benchmarks" / "results" / "scale.json")
-        print()
-        print(report.render_scale(result))
-    else:
-        result = main_run(args)
-        out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
-        print()
-        print(report.render(result))
+    result = main_run(args)
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    print()
+    print(report.render(result))
     write_json(out, result)
     print(f"\nwrote {out}")
     return 0
