@@ -65,31 +65,41 @@ local function older(a, b)
   return x < y
 end
 
+local call, pcall_ = redis.call, redis.pcall
+local key_ttl = not stream and ttl ~= '0'
 local codes = {}
 local p = 7 + s + d
-for i, key in ipairs(KEYS) do
+for i = 1, #KEYS do
+  local key = KEYS[i]
   local expire_at = nil
   if expiring then
     expire_at = ARGV[p]
     p = p + 1
   end
   local ts = ARGV[p]
-  for f = 1, s do
-    set_args[2 * f] = ARGV[p + f - 1]
+  for f = 2, 2 * s, 2 do
+    set_args[f] = ARGV[p]
+    p = p + 1
   end
-  p = p + s
 
   local code = 1
-  if latest_text and (numeric and older(latest_text, ts) or not numeric and latest_text < ts) then
+  if numeric then
+    if latest_text and older(latest_text, ts) then
+      code = 3
+    elseif expire_at and not older(now_ms_text, expire_at) then
+      code = 2
+    end
+  elseif latest_text and latest_text < ts then
     code = 3
-  elseif expire_at and (numeric and not older(now_ms_text, expire_at) or not numeric and expire_at <= now_ms_text) then
+  elseif expire_at and expire_at <= now_ms_text then
     code = 2
-  elseif newest_wins then
-    local stored = redis.pcall('HGET', key, ts_field)
-    if type(stored) == 'table' then
-      code = {err = stored.err .. ' (key ' .. key .. ')'}
-    elseif stored then
-      if numeric or #stored ~= #ts then
+  end
+  if code == 1 and newest_wins then
+    local stored = pcall_('HGET', key, ts_field)
+    if stored then
+      if stored.err then
+        code = {err = stored.err .. ' (key ' .. key .. ')'}
+      elseif numeric or #stored ~= #ts then
         if older(ts, stored) then
           code = 0
         end
@@ -105,33 +115,33 @@ for i, key in ipairs(KEYS) do
         expire_at = cap_text
       end
       if hsetex then
-        local set = redis.call('HSETEX', key, 'PXAT', expire_at, 'FIELDS', s, unpack(set_args))
+        local set = call('HSETEX', key, 'PXAT', expire_at, 'FIELDS', s, unpack(set_args))
         if set ~= 1 then
           code = {err = 'HEXPIRE_FAILED HSETEX PXAT ' .. expire_at .. ' on key ' .. key
             .. ' answered ' .. tostring(set) .. ' (expected 1)'}
         end
       else
-        redis.call('HSET', key, unpack(set_args))
+        call('HSET', key, unpack(set_args))
         local fields = {}
         for f = 1, s do
           fields[f] = set_args[2 * f - 1]
         end
-        local replies = redis.call('HPEXPIREAT', key, expire_at, 'FIELDS', s, unpack(fields))
-        for f, reply in ipairs(replies) do
-          if reply ~= 1 and code == 1 then
+        local replies = call('HPEXPIREAT', key, expire_at, 'FIELDS', s, unpack(fields))
+        for f = 1, #replies do
+          if replies[f] ~= 1 and code == 1 then
             code = {err = 'HEXPIRE_FAILED HPEXPIREAT ' .. expire_at .. ' on key ' .. key .. ' field '
-              .. fields[f] .. ' answered ' .. tostring(reply) .. ' (expected 1)'}
+              .. fields[f] .. ' answered ' .. tostring(replies[f]) .. ' (expected 1)'}
           end
         end
       end
     else
-      redis.call('HSET', key, unpack(set_args))
-      if not stream and ttl ~= '0' then
-        redis.call('PEXPIRE', key, ttl)
+      call('HSET', key, unpack(set_args))
+      if key_ttl then
+        call('PEXPIRE', key, ttl)
       end
     end
     if d > 0 then
-      redis.call('HDEL', key, unpack(deleted))
+      call('HDEL', key, unpack(deleted))
     end
   end
   codes[i] = code
