@@ -219,8 +219,9 @@ def http_json(url: str, payload: dict[str, Any] | None = None, timeout: float = 
 class FeastServe:
     """`feast -c <repo> serve` on a free port, started in its own process group."""
 
-    def __init__(self, repo: E2ERepo, log_path: Path) -> None:
+    def __init__(self, repo: E2ERepo, log_path: Path, feast_args: Sequence[str] = ()) -> None:
         self.repo = repo
+        self.feast_args = list(feast_args)  # before the subcommand, e.g. ["--log-level", "DEBUG"]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -231,6 +232,7 @@ class FeastServe:
             self.proc = subprocess.Popen(
                 [
                     feast_executable(),
+                    *self.feast_args,
                     "-c",
                     str(self.repo.path),
                     "serve",
