@@ -30,7 +30,7 @@ import redis
 import redis.asyncio as redis_async
 import redis.asyncio.retry as async_retry
 import redis.asyncio.sentinel as async_sentinel
-from redis.backoff import EqualJitterBackoff
+from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, LoadBalancingStrategy, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
@@ -272,10 +272,18 @@ class _Flavour:
     primary_pool: Any
     retry: Callable[[RedisHexpireOnlineStoreConfig], Retry | async_retry.Retry]
     cluster_extra: dict[str, Any]
+    retry_class: Any
 
 
 _SYNC = _Flavour(
-    redis.Redis, StoreRedisCluster, ClusterNode, Sentinel, FollowingSentinelPool, sync_retry, _CLUSTER_EXTRA_KWARGS
+    redis.Redis,
+    StoreRedisCluster,
+    ClusterNode,
+    Sentinel,
+    FollowingSentinelPool,
+    sync_retry,
+    _CLUSTER_EXTRA_KWARGS,
+    Retry,
 )
 _ASYNC = _Flavour(
     redis_async.Redis,
@@ -285,6 +293,7 @@ _ASYNC = _Flavour(
     FollowingAsyncSentinelPool,
     async_retry_policy,
     {},
+    async_retry.Retry,
 )
 
 
@@ -304,8 +313,13 @@ def _build(flavour: _Flavour, config: RedisHexpireOnlineStoreConfig, for_reads: 
             **settings.kwargs,
         )
     if config.redis_type is RedisType.redis_sentinel:
+        # One question per sentinel per try: the data connection's retry (which asks the
+        # sentinels again on every try) is the only one. redis-py would otherwise give each
+        # sentinel client its default retry (3 more tries, 1-10 s backoff), so a sentinel
+        # that is down or hung cost seconds per question, on the request path.
+        sentinel_kwargs = {**settings.sentinel_kwargs, "retry": flavour.retry_class(NoBackoff(), 0)}
         sentinel = flavour.sentinel(
-            list(settings.nodes), sentinel_kwargs=settings.sentinel_kwargs, retry=retry, **settings.kwargs
+            list(settings.nodes), sentinel_kwargs=sentinel_kwargs, retry=retry, **settings.kwargs
         )
         if replicas:
             return sentinel.slave_for(config.sentinel_master)

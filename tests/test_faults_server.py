@@ -21,7 +21,9 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from devsupport.net import free_port
 from devsupport.redis_server import LocalRedisServer
+from devsupport.topologies import SentinelGroup
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from feast_redis_hexpire.config import DEFAULT_SOCKET_TIMEOUT_SECONDS
 from feast_redis_hexpire.errors import HexpireError
@@ -88,6 +90,12 @@ def test_restarts_mid_write_and_mid_read_fail_no_request_and_lose_nothing(server
 
 
 # ---------------------------------------------------------------- a hung server
+
+
+def _read_one(store, config, mode: str) -> object:
+    if mode == "sync":
+        return store.online_read(config, VIEWS[0], [user_key("u1")])
+    return run_async(store, lambda: store.online_read_async(config, VIEWS[0], [user_key("u1")]))
 
 
 def _time_to_error(operation: Callable[[], object]) -> tuple[float, BaseException | None]:
@@ -206,12 +214,54 @@ def test_a_refused_password_fails_at_once_without_retrying(tmp_path, unique_proj
     ) as server:
         config = repo_config(f"{server.connection_string},password=wrong", unique_project, tmp_path)
         store = RedisHexpireOnlineStore()
-        read = (
-            (lambda: store.online_read(config, VIEWS[0], [user_key("u1")]))
-            if mode == "sync"
-            else (lambda: run_async(store, lambda: store.online_read_async(config, VIEWS[0], [user_key("u1")])))
-        )
-        seconds, error = _time_to_error(read)
+        seconds, error = _time_to_error(lambda: _read_one(store, config, mode))
         assert isinstance(error, redis.AuthenticationError), error
         refused = redis.Redis(port=server.port, password="right").info("stats")["acl_access_denied_auth"]
         assert (refused, seconds < 1.0) == (1, True), seconds
+
+
+# ---------------------------------------------------------------- Sentinel: sentinels down or hung
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_unreachable_sentinels_fail_an_operation_within_the_retry_budget(tmp_path, unique_project, mode):
+    """Each try of an operation asks every sentinel once. redis-py gives the sentinel
+    clients its own default retry (3 more tries, backoff 1-10 s) unless told otherwise,
+    which made one try cost ~7 s per sentinel: with retry_attempts=1 and three sentinels
+    down, ~40 s instead of a fraction of a second."""
+    sentinels = ",".join(f"127.0.0.1:{free_port()}" for _ in range(3))
+    config = repo_config(sentinels, unique_project, tmp_path, redis_type="redis_sentinel", retry_attempts=1)
+    store = RedisHexpireOnlineStore()
+    seconds, error = _time_to_error(lambda: _read_one(store, config, mode))
+    assert isinstance(error, redis.ConnectionError) and "No master found" in str(error), error
+    assert seconds < 2.0, seconds
+
+
+def test_a_hung_sentinel_costs_a_read_at_most_one_socket_timeout(tmp_path, unique_project):
+    """The store re-asks the sentinels for the primary about once a second while it works.
+    With the first sentinel it asks hung (SIGSTOP), that question waits one socket_timeout
+    and moves on to the next sentinel; it must not retry the hung one with redis-py's
+    default backoff (seconds per try) on the request path."""
+    with SentinelGroup(tmp_path / "sentinel") as group:
+        group.start()
+        config = repo_config(
+            group.connection_string,
+            unique_project,
+            tmp_path,
+            redis_type="redis_sentinel",
+            sentinel_master=group.master_name,
+        )
+        store, view, base = RedisHexpireOnlineStore(), VIEWS[0], base_time()
+        store.online_write_batch(config, view, stamped_rows(view, USERS[:20], 1, base), None)
+        keys = [user_key(uid) for uid in USERS[:20]]
+        first_asked = next(s for s in group.servers if s.port == group.sentinel_ports[0])
+        slowest = 0.0
+        with first_asked.paused():
+            deadline = time.monotonic() + 3 * clients.SENTINEL_RECHECK_S + 1
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                assert len(store.online_read(config, view, keys)) == 20
+                slowest = max(slowest, time.monotonic() - started)
+                time.sleep(0.05)
+        print(f"\nslowest read with a hung sentinel: {slowest:.2f} s")
+        assert slowest < DEFAULT_SOCKET_TIMEOUT_SECONDS + 1.0, slowest
