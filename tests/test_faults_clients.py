@@ -37,12 +37,13 @@ def server(tmp_path):
 # ---------------------------------------------------------------- a writer killed mid-write
 
 KILLED_USERS = [f"u{i}" for i in range(1000)]
+KILLS = 5
 
 
 def _generation_writer(config, mode: str, first: int, base):
     """Generation after generation of every view to every user, one `online_write_batch`
-    each (ten script calls, one round trip each), reporting `<view> <generation>` when one
-    is acknowledged, until killed."""
+    each (twenty script calls of 50 entities, one round trip each), reporting
+    `<view> <generation>` when one is acknowledged, until killed."""
 
     def write(report) -> None:
         store = RedisHexpireOnlineStore()
@@ -67,10 +68,10 @@ def _generation_writer(config, mode: str, first: int, base):
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_writer_killed_at_random_moments_leaves_every_entity_whole(server, tmp_path, unique_project, mode):
-    config = repo_config(server.connection_string, unique_project, tmp_path, write_chunk_size=100)
+    config = repo_config(server.connection_string, unique_project, tmp_path, write_chunk_size=50)
     raw, base, rng = redis.Redis(port=server.port), base_time(), random.Random(5)
     first, mid_batch_kills = 1, 0
-    for _round in range(4):
+    for _round in range(KILLS):
         writer = ClientProcess(_generation_writer(config, mode, first, base))
         wait_until(lambda w=writer: w.lines or w.returncode is not None, 30, "the writer's first acknowledgement")
         time.sleep(rng.uniform(0.0, 0.5))
@@ -87,7 +88,7 @@ def test_a_writer_killed_at_random_moments_leaves_every_entity_whole(server, tmp
             assert held <= {acked[view.name], acked[view.name] + 1}, (view.name, held, acked)
             mid_batch_kills += len(held) == 2
         first = max(acked.values()) + 2
-    print(f"\n[{mode}] {mid_batch_kills} of 4 kills landed with a write half sent")
+    print(f"\n[{mode}] {mid_batch_kills} of {KILLS} kills landed with a write half sent")
 
 
 # ---------------------------------------------------------------- concurrent writers
