@@ -27,8 +27,10 @@ from devsupport.topologies import SentinelGroup
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from feast_redis_hexpire.config import DEFAULT_SOCKET_TIMEOUT_SECONDS
 from feast_redis_hexpire.errors import HexpireError
+from feast_redis_hexpire.write_script import SCRIPT_SHA
 from tests.support.faults import (
     VIEWS,
+    DroppingProxy,
     RetriedErrors,
     base_time,
     run_async,
@@ -265,3 +267,34 @@ def test_a_hung_sentinel_costs_a_read_at_most_one_socket_timeout(tmp_path, uniqu
                 time.sleep(0.05)
         print(f"\nslowest read with a hung sentinel: {slowest:.2f} s")
         assert slowest < DEFAULT_SOCKET_TIMEOUT_SECONDS + 1.0, slowest
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_scripts_lost_again_between_the_load_and_the_rerun(tmp_path, unique_project, mode):
+    """A restart (or a failover to a fresh replica) right after the store loaded the write
+    script empties the cache again: the rerun gets NOSCRIPT a second time and must load it
+    again, not fail the write (seen once under four restarts in 4 s)."""
+    with LocalRedisServer(workdir=tmp_path / "redis", log=lambda _: None) as server:
+        admin = redis.Redis(port=server.port)
+        proxy = DroppingProxy(server.port)
+        flushes = []
+
+        def flush_after_load(reply: bytes) -> None:
+            if SCRIPT_SHA.encode() in reply and len(flushes) < 2:  # SCRIPT LOAD's answer
+                admin.script_flush()
+                flushes.append(reply)
+
+        try:
+            config = repo_config(f"127.0.0.1:{proxy.port}", unique_project, tmp_path)
+            store, view, base = RedisHexpireOnlineStore(), VIEWS[0], base_time()
+            rows = stamped_rows(view, USERS[:250], 1, base)
+            proxy.before_reply = flush_after_load
+            if mode == "sync":
+                store.online_write_batch(config, view, rows, None)
+            else:
+                run_async(store, lambda: store.online_write_batch_async(config, view, rows, None))
+        finally:
+            proxy.close()
+        assert len(flushes) == 2  # the cache was emptied after each of two loads
+        stored = stored_generations(admin, config, USERS[:250], base)
+        assert {stored[(uid, view.name)] for uid in USERS[:250]} == {1}

@@ -43,6 +43,9 @@ class DroppingProxy:
         self._random: random.Random | None = None
         self._max_bytes = {True: 0, False: 0}
         self._epoch = 0  # bumped when cutting starts or stops: budgets are drawn again
+        self.before_reply: Callable[[bytes], Any] | None = None
+        """Called with each chunk of replies before the client gets it: lets a test change
+        the server at an exact point of a conversation (e.g. flush its scripts)."""
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -120,6 +123,8 @@ class DroppingProxy:
                 break
             if not requests and cut.is_set():
                 continue
+            if not requests and self.before_reply is not None:
+                self.before_reply(data)
             if epoch != self._epoch:
                 epoch, budget = self._budget(requests)
             exhausted = len(data) >= budget
