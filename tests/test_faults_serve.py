@@ -24,6 +24,7 @@ from feast.data_source import PushMode
 from devsupport.redis_server import LocalRedisServer
 from feast_redis_hexpire import clients
 from tests.support.e2e import FeastServe, activity_frame, latest_per_user, make_repo
+from tests.support.faults import aof_workdir
 from tests.support.topology import feast_objects
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
@@ -39,9 +40,12 @@ def served(tmp_path_factory):
     copy of feature_repo/ applied and materialized."""
     root = tmp_path_factory.mktemp("serve")
     clients.reset_clients()
-    with LocalRedisServer(
-        extra_args=["--appendonly", "yes", "--appendfsync", "always"], workdir=root / "redis", log=lambda _: None
-    ) as server:
+    with (
+        aof_workdir(root / "redis") as workdir,
+        LocalRedisServer(
+            extra_args=["--appendonly", "yes", "--appendfsync", "always"], workdir=workdir, log=lambda _: None
+        ) as server,
+    ):
         repo = make_repo(root / "repo", f"serve_{int(time.time())}", server.connection_string, count=USERS)
         store = repo.store()
         store.apply(feast_objects(repo))

@@ -32,6 +32,7 @@ from tests.support.faults import (
     VIEWS,
     DroppingProxy,
     RetriedErrors,
+    aof_workdir,
     base_time,
     run_async,
     run_load,
@@ -48,7 +49,10 @@ USERS = [f"u{i}" for i in range(300)]
 
 @pytest.fixture
 def server(tmp_path):
-    with LocalRedisServer(extra_args=PERSISTENT, workdir=tmp_path / "redis", log=lambda _: None) as started:
+    with (
+        aof_workdir(tmp_path / "redis") as workdir,
+        LocalRedisServer(extra_args=PERSISTENT, workdir=workdir, log=lambda _: None) as started,
+    ):
         yield started
     clients.reset_clients()
 

@@ -7,15 +7,19 @@ Nothing here mocks Redis: every fault is one a real client sees from a real serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -461,3 +465,20 @@ def run_async(store: Any, operation: Callable[[], Any]) -> Any:
             await store.close()
 
     return asyncio.run(main())
+
+
+@contextlib.contextmanager
+def aof_workdir(fallback: Path) -> Iterator[Path]:
+    """A directory for a server with `appendfsync always`, on tmpfs when the machine has
+    one: the tests are about what the store does across restarts, and an fsync that waits
+    behind other processes' disk writes for longer than socket_timeout would make them
+    about the disk instead."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        yield fallback
+        return
+    directory = Path(tempfile.mkdtemp(prefix="feast-hexpire-aof-", dir=shm))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
