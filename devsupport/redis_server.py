@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -130,9 +131,10 @@ class LocalRedisServer:
             self.workdir = Path(self._given_workdir)
             self.workdir.mkdir(parents=True, exist_ok=True)
             self._owns_workdir = False
-        else:
+        elif self.workdir is None:  # a restart keeps its workdir (and any AOF in it)
             self.workdir = Path(tempfile.mkdtemp(prefix="feast-redis-hexpire-"))
             self._owns_workdir = True
+        self._binary = binary
         conf = self.workdir / "redis.conf"
         conf.touch()
         logfile = self.workdir / "redis.log"
@@ -205,6 +207,7 @@ class LocalRedisServer:
         proc = self._proc
         if proc is not None:
             if proc.poll() is None:
+                self.resume()  # a paused (SIGSTOPped) server cannot answer SHUTDOWN
                 asked = self._shutdown_nosave()
                 try:
                     proc.wait(timeout=5 if asked else 0.01)
@@ -223,6 +226,61 @@ class LocalRedisServer:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
             self._owns_workdir = False
+
+    # -- faults: what the fault tests do to a server -------------------------
+
+    def crash(self, how: str = "kill") -> None:
+        """End the process without stopping the test's use of it: `kill` is SIGKILL (a
+        crash: nothing flushed but what `appendfsync always` already wrote), `shutdown` is
+        SHUTDOWN NOSAVE. The workdir, port and arguments stay for `start()` or `restart()`."""
+        proc = self._proc
+        if proc is None:
+            return
+        if how == "kill":
+            proc.kill()
+        elif how == "shutdown":
+            if not self._shutdown_nosave():
+                proc.kill()
+        else:
+            raise ValueError(f"how must be 'kill' or 'shutdown', not {how!r}")
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
+        self._proc = None
+
+    def restart(self, how: str = "kill", down_for: float = 0.0) -> float:
+        """Crash the server (see `crash`) and start it again on the same port, workdir and
+        arguments, `down_for` seconds later. Returns the seconds from the crash until the
+        new process answered PING. With `--appendonly yes --appendfsync always` every
+        acknowledged write survives; without persistence the new server is empty."""
+        if self._port is None or self._binary is None:
+            raise RedisProvisioningError("restart() needs a server that was started")
+        started = time.monotonic()
+        self.crash(how)
+        if down_for:
+            time.sleep(down_for)
+        self._launch(Path(self._binary), self._port)
+        return time.monotonic() - started
+
+    def pause(self) -> None:
+        """SIGSTOP: the process holds its port and open connections but answers nothing;
+        the kernel still completes new TCP connections into its backlog (a hung server)."""
+        if self._proc is None:
+            raise RedisProvisioningError("pause() needs a running server")
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[LocalRedisServer]:
+        """Hung for the duration of the block, resumed even when the block fails."""
+        self.pause()
+        try:
+            yield self
+        finally:
+            self.resume()
 
     def _shutdown_nosave(self) -> bool:
         """SHUTDOWN NOSAVE over the plain port; False if that was not possible

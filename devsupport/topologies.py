@@ -169,7 +169,10 @@ class Cluster(Topology):
         raise AssertionError(f"slot {slot} is not covered")
 
     def wait_healthy(self, timeout: float = 30) -> None:
-        """Every node says cluster_state:ok, agrees on the slot map, and each replica is in sync."""
+        """Every node says cluster_state:ok, agrees on the slot map, lists every replica in
+        CLUSTER SLOTS (what a client learns its replicas from: a replica shows there a moment
+        after it is in sync, and a client started before then reads from primaries only), and
+        each replica is in sync."""
 
         def healthy() -> bool:
             views = set()
@@ -178,7 +181,10 @@ class Cluster(Topology):
                 info = client.execute_command("CLUSTER", "INFO")
                 if b"cluster_state:ok" not in info:
                     return False
-                views.add(tuple(sorted((s[0], s[1], int(s[2][1])) for s in client.execute_command("CLUSTER", "SLOTS"))))
+                slots = client.execute_command("CLUSTER", "SLOTS")
+                if any(len(entry) - 2 < 1 + self.replicas for entry in slots):
+                    return False
+                views.add(tuple(sorted((s[0], s[1], int(s[2][1])) for s in slots)))
                 replication = client.info("replication")
                 if replication["role"] == "slave" and replication.get("master_link_status") != "up":
                     return False

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ import redis
 import redis.asyncio as redis_async
 import redis.asyncio.retry as async_retry
 import redis.asyncio.sentinel as async_sentinel
-from redis.backoff import EqualJitterBackoff
+from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, LoadBalancingStrategy, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
@@ -64,9 +65,12 @@ _SENTINEL_INHERITED = ("socket_timeout", "socket_connect_timeout", "ssl")
 # ---------------------------------------------------------------- retry
 
 
-class _TimeoutBudget:
-    """Wraps redis-py's `is_retryable` so that timeouts stop being retried after
-    MAX_TIMEOUT_RETRIES, while connection errors keep their full budget."""
+class _RetryBudget:
+    """Wraps redis-py's `is_retryable` for one operation: timeouts stop being retried after
+    MAX_TIMEOUT_RETRIES and a refused login is not retried at all (redis-py's
+    AuthenticationError is a ConnectionError: the same password would be refused again,
+    after seconds of backoff and a refused login per try), while other connection errors
+    keep the full `retry_attempts`."""
 
     def __init__(self, inner: Callable[[Exception], bool] | None) -> None:
         self.inner = inner
@@ -75,6 +79,8 @@ class _TimeoutBudget:
     def __call__(self, error: Exception) -> bool:
         if self.inner is not None and not self.inner(error):
             return False
+        if isinstance(error, redis.AuthenticationError):
+            return False
         if isinstance(error, (redis.TimeoutError, TimeoutError)):
             self.timeouts += 1
             return self.timeouts <= MAX_TIMEOUT_RETRIES
@@ -82,7 +88,8 @@ class _TimeoutBudget:
 
 
 class StoreRetry(Retry):
-    """redis-py's Retry with a smaller budget for timeouts (see MAX_TIMEOUT_RETRIES)."""
+    """redis-py's Retry with a smaller budget for timeouts (see MAX_TIMEOUT_RETRIES) and
+    none for a refused password (see _RetryBudget)."""
 
     def call_with_retry(
         self,
@@ -91,7 +98,7 @@ class StoreRetry(Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
-        return super().call_with_retry(do, fail, _TimeoutBudget(is_retryable), with_failure_count)
+        return super().call_with_retry(do, fail, _RetryBudget(is_retryable), with_failure_count)
 
 
 class AsyncStoreRetry(async_retry.Retry):
@@ -105,7 +112,7 @@ class AsyncStoreRetry(async_retry.Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
-        return await super().call_with_retry(do, fail, _TimeoutBudget(is_retryable), with_failure_count)
+        return await super().call_with_retry(do, fail, _RetryBudget(is_retryable), with_failure_count)
 
 
 def sync_retry(config: RedisHexpireOnlineStoreConfig) -> StoreRetry:
@@ -265,10 +272,18 @@ class _Flavour:
     primary_pool: Any
     retry: Callable[[RedisHexpireOnlineStoreConfig], Retry | async_retry.Retry]
     cluster_extra: dict[str, Any]
+    retry_class: Any
 
 
 _SYNC = _Flavour(
-    redis.Redis, StoreRedisCluster, ClusterNode, Sentinel, FollowingSentinelPool, sync_retry, _CLUSTER_EXTRA_KWARGS
+    redis.Redis,
+    StoreRedisCluster,
+    ClusterNode,
+    Sentinel,
+    FollowingSentinelPool,
+    sync_retry,
+    _CLUSTER_EXTRA_KWARGS,
+    Retry,
 )
 _ASYNC = _Flavour(
     redis_async.Redis,
@@ -278,6 +293,7 @@ _ASYNC = _Flavour(
     FollowingAsyncSentinelPool,
     async_retry_policy,
     {},
+    async_retry.Retry,
 )
 
 
@@ -297,8 +313,13 @@ def _build(flavour: _Flavour, config: RedisHexpireOnlineStoreConfig, for_reads: 
             **settings.kwargs,
         )
     if config.redis_type is RedisType.redis_sentinel:
+        # One question per sentinel per try: the data connection's retry (which asks the
+        # sentinels again on every try) is the only one. redis-py would otherwise give each
+        # sentinel client its default retry (3 more tries, 1-10 s backoff), so a sentinel
+        # that is down or hung cost seconds per question, on the request path.
+        sentinel_kwargs = {**settings.sentinel_kwargs, "retry": flavour.retry_class(NoBackoff(), 0)}
         sentinel = flavour.sentinel(
-            list(settings.nodes), sentinel_kwargs=settings.sentinel_kwargs, retry=retry, **settings.kwargs
+            list(settings.nodes), sentinel_kwargs=sentinel_kwargs, retry=retry, **settings.kwargs
         )
         if replicas:
             return sentinel.slave_for(config.sentinel_master)
@@ -333,32 +354,69 @@ def _signature(config: RedisHexpireOnlineStoreConfig) -> tuple[Any, ...]:
 
 
 _sync_clients: dict[tuple[Any, ...], SyncClient] = {}
+_unchecked_clients: dict[tuple[Any, ...], SyncClient] = {}  # built, their check running
 _checked: set[tuple[Any, ...]] = set()
+_checks_running: dict[tuple[Any, ...], Future[None]] = {}
 _lock = threading.Lock()
+
+
+def _check_once(client: SyncClient, config: RedisHexpireOnlineStoreConfig) -> None:
+    """Run the server check once per process and config. Callers that arrive while it runs
+    wait for it and share its outcome, error included, and nobody holds a lock while it
+    talks to the server: against a hung server every caller gets the check's error after
+    one check's time, instead of each running the check in turn behind the one before."""
+    check = (os.getpid(), *_signature(config))
+    if check in _checked:
+        return
+    with _lock:
+        if check in _checked:
+            return
+        running = _checks_running.get(check)
+        if running is None:
+            running = _checks_running[check] = Future()
+            owner = True
+        else:
+            owner = False
+    if not owner:
+        running.result()  # raises the running check's error
+        return
+    try:
+        check_server(client, config)
+    except BaseException as exc:
+        running.set_exception(exc)
+        raise
+    else:
+        _checked.add(check)
+        running.set_result(None)
+    finally:
+        with _lock:
+            _checks_running.pop(check, None)
 
 
 def sync_client(config: RedisHexpireOnlineStoreConfig, *, for_reads: bool = False) -> SyncClient:
     """The process's client for this config. The first one is checked once (server version;
-    never a write, so a read-only user and a server at maxmemory both pass)."""
+    never a write, so a read-only user and a server at maxmemory both pass); a client is
+    handed out only once its config passed the check."""
     replicas = for_reads and config.read_from_replicas
     key = (os.getpid(), replicas, *_signature(config))
     client = _sync_clients.get(key)
     if client is not None:
         return client
     with _lock:
-        client = _sync_clients.get(key)
+        client = _sync_clients.get(key) or _unchecked_clients.get(key)
         if client is None:
-            client = build_sync_client(config, for_reads=for_reads)
-            check = (os.getpid(), *_signature(config))
-            if check not in _checked:
-                try:
-                    check_server(client, config)
-                except BaseException:
-                    client.close()
-                    raise
-                _checked.add(check)
-            _sync_clients[key] = client
-    return client
+            client = _unchecked_clients[key] = build_sync_client(config, for_reads=for_reads)
+    try:
+        _check_once(client, config)
+    except BaseException:
+        with _lock:
+            if _unchecked_clients.get(key) is client:
+                del _unchecked_clients[key]
+        client.close()
+        raise
+    with _lock:
+        _unchecked_clients.pop(key, None)
+        return _sync_clients.setdefault(key, client)
 
 
 # key -> (the loop it belongs to, client). Holding the loop keeps its id from being reused.
@@ -392,11 +450,12 @@ async def close_async_clients() -> None:
 def reset_clients() -> None:
     """Forget every cached client (tests, and after teardown of a server)."""
     with _lock:
-        for client in _sync_clients.values():
+        for client in [*_sync_clients.values(), *_unchecked_clients.values()]:
             try:
                 client.close()
             except Exception:  # noqa: BLE001 - closing a dead client must not fail a reset
                 pass
         _sync_clients.clear()
+        _unchecked_clients.clear()
         _checked.clear()
         _async_clients.clear()

@@ -101,12 +101,14 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     retry_attempts: int = 6
     """Retries of a command after a connection error (restart, failover), with jittered
     exponential backoff from 0.1 s to 2 s between tries. Timeouts (a hung server) are
-    retried at most twice, so a hung server surfaces as an error within seconds."""
+    retried at most twice, so a hung server surfaces as an error after about 3 x
+    socket_timeout (3.6 s with the defaults); a refused password is not retried. On Redis
+    Cluster redis-py retries without a pause and counts timeouts like other errors."""
 
     read_from_replicas: bool = False
     """Serve reads from replicas (redis_cluster, redis_sentinel). Writes always go to the
-    primary. Reads of stream fields are filtered by their stored expiry, so a replica never
-    returns a field that has expired on the primary's clock."""
+    primary. A replica may lag behind the primary, and hides a field past its expiry by its
+    own clock: keep the servers' clocks in sync (docs/topologies.md, Reading from replicas)."""
 
     key_prefix: StrictStr = "fs"
     """First component of every entity key: `<key_prefix>:<project>:<join_key>=<value>`."""

@@ -17,6 +17,10 @@ from .reads import HmgetCommand
 from .write_script import SCRIPT_SHA, SCRIPT_SOURCE, is_noscript
 from .writes import ProgressCallback, ScriptCall, WritePlan, WriteReport, chunks, script_calls, tally
 
+SCRIPT_LOADS = 3
+"""Loads of the write script per batch before a NOSCRIPT reply counts as a failure: a
+restart or failover between the load and the rerun empties the cache again."""
+
 
 def _evalsha(call: ScriptCall) -> tuple[Any, ...]:
     return ("EVALSHA", SCRIPT_SHA, len(call.rows), *(row.key for row in call.rows), *call.args)
@@ -46,10 +50,12 @@ def write(client: SyncClient, plan: WritePlan, chunk_size: int, progress: Progre
     for chunk in chunks(plan.rows, chunk_size):
         calls = script_calls(plan, chunk, by_slot=cluster)
         replies = _send_calls(client, calls)
-        retry = _noscript_positions(replies)
-        if retry:  # the server lost the script: load it and rerun the calls that did not run
+        for _ in range(SCRIPT_LOADS):  # the server lost the script: load it, rerun what did not run
+            rerun = _noscript_positions(replies)
+            if not rerun:
+                break
             _load_script(client)
-            for position, reply in zip(retry, _send_calls(client, [calls[i] for i in retry])):
+            for position, reply in zip(rerun, _send_calls(client, [calls[i] for i in rerun])):
                 replies[position] = reply
         report.add(tally(plan, calls, replies, where))
         if progress:
@@ -125,11 +131,12 @@ async def write_async(
     for chunk in chunks(plan.rows, chunk_size):
         calls = script_calls(plan, chunk, by_slot=cluster)
         replies = await _send_calls_async(client, calls)
-        retry = _noscript_positions(replies)
-        if retry:
+        for _ in range(SCRIPT_LOADS):
+            rerun = _noscript_positions(replies)
+            if not rerun:
+                break
             await _load_script_async(client)
-            rerun = await _send_calls_async(client, [calls[i] for i in retry])
-            for position, reply in zip(retry, rerun):
+            for position, reply in zip(rerun, await _send_calls_async(client, [calls[i] for i in rerun])):
                 replies[position] = reply
         report.add(tally(plan, calls, replies, where))
         if progress:

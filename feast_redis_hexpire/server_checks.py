@@ -75,6 +75,17 @@ def check_server(client: Client, config: Any) -> tuple[int, int, int]:
     return min(versions)
 
 
+def redis_error_text(error: BaseException) -> str:
+    """Redis's own error text, secrets redacted. redis-py strips the error code from the
+    replies it maps to a class (`OOM command not allowed...` arrives as OutOfMemoryError
+    `command not allowed...`); the code goes back in front, as Redis sent it."""
+    text = str(error)
+    code = getattr(error, "status_code", None)
+    if code and not text.startswith(code):
+        text = f"{code} {text}"
+    return redact(text)
+
+
 # ---------------------------------------------------------------- permissions
 
 _COMMAND_IN_NOPERM = re.compile(r"permissions to (?:run|access) the '([^']+)' command", re.IGNORECASE)

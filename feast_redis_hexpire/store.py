@@ -5,7 +5,9 @@ script."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +21,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from . import maintenance, redis_io
 from .clients import async_client, close_async_clients, sync_client
 from .config import RedisHexpireOnlineStoreConfig
-from .errors import ConfigError
+from .errors import ConfigError, InvalidEntityKey, UnknownFeature
 from .keys import project_prefix
 from .reads import GroupedReadPlan, ReadRow, plan_grouped_read, plan_view_read
 from .views import ViewLayout, check_field_conflicts, view_layout
@@ -42,6 +44,32 @@ class StoreStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+_UNKNOWN_FEATURE = re.compile(r"Feature (.+) not found in projection (.+)")
+
+
+@contextmanager
+def _request_errors() -> Iterator[None]:
+    """Bad requests that Feast's own request handling (which the store inherits) turns into
+    bare KeyErrors, and so into HTTP 500 from `feast serve`: an unknown feature of a known
+    view, and a request without any join-key values. Raised as the store's input errors
+    (HTTP 422) instead, with what was wrong."""
+    try:
+        yield
+    except KeyError as exc:
+        text = str(exc.args[0]) if exc.args else ""
+        unknown = _UNKNOWN_FEATURE.fullmatch(text)
+        if unknown:
+            raise UnknownFeature(
+                f"view {unknown.group(2)!r} has no feature {unknown.group(1)!r} (requested as "
+                f"'{unknown.group(2)}:{unknown.group(1)}')"
+            ) from None
+        if text == "pop from an empty set":  # feast.utils._validate_entity_values on no columns
+            raise InvalidEntityKey(
+                "the request gives no join-key values: give every join key of the requested views in each entity row"
+            ) from None
+        raise
 
 
 def store_config_of(config: RepoConfig) -> RedisHexpireOnlineStoreConfig:
@@ -139,6 +167,14 @@ class RedisHexpireOnlineStore(OnlineStore):
             logger.warning("%s", skipped_rows_message(layout, report, store_config))
 
     # ------------------------------------------------------------ reads
+
+    def get_online_features(self, *args: Any, **kwargs: Any) -> Any:
+        with _request_errors():
+            return super().get_online_features(*args, **kwargs)
+
+    async def get_online_features_async(self, *args: Any, **kwargs: Any) -> Any:
+        with _request_errors():
+            return await super().get_online_features_async(*args, **kwargs)
 
     def online_read(
         self,

@@ -21,8 +21,7 @@ from .codec import encode_event_ts, encode_value
 from .config import RedisHexpireOnlineStoreConfig
 from .errors import FieldExpiryError, HexpireError, InvalidEntityKey, InvalidFeatureValue, UnknownFeature, WriteFailed
 from .keys import key_builder
-from .redaction import redact
-from .server_checks import is_permission_error, permission_error
+from .server_checks import is_permission_error, permission_error, redis_error_text
 from .views import ViewKind, ViewLayout
 from .write_script import BATCH_MODE, EXPIRED, FUTURE, LAST_WRITE_MODE, STALE, STREAM_MODE, WRITTEN
 
@@ -227,12 +226,12 @@ def _call_failed(call: ScriptCall, error: BaseException, view: str, where: str) 
     keys = first if len(call.rows) == 1 else f"{first} and {len(call.rows) - 1} more keys"
     if is_permission_error(error):
         return permission_error(error, where, f"writing view {view!r} to {keys}", keys="keys like " + first)
-    return WriteFailed(f"write of view {view!r} to {keys} on Redis at {where} failed: {redact(str(error))}")
+    return WriteFailed(f"write of view {view!r} to {keys} on Redis at {where} failed: {redis_error_text(error)}")
 
 
 def _row_failed(row: EntityWrite, reply: Any, view: str, where: str) -> HexpireError:
     key = row.key.decode(errors="replace")
-    text = redact(str(reply))
+    text = redis_error_text(reply)
     if "HEXPIRE_FAILED" in text:
         return FieldExpiryError(f"write of view {view!r} to {key}: {text.replace('HEXPIRE_FAILED ', '')}")
     if is_permission_error(reply):

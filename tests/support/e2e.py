@@ -219,8 +219,12 @@ def http_json(url: str, payload: dict[str, Any] | None = None, timeout: float = 
 class FeastServe:
     """`feast -c <repo> serve` on a free port, started in its own process group."""
 
-    def __init__(self, repo: E2ERepo, log_path: Path) -> None:
+    def __init__(
+        self, repo: E2ERepo, log_path: Path, feast_args: Sequence[str] = (), serve_args: Sequence[str] = ()
+    ) -> None:
         self.repo = repo
+        self.feast_args = list(feast_args)  # before the subcommand, e.g. ["--log-level", "DEBUG"]
+        self.serve_args = list(serve_args)  # after it, e.g. ["--workers", "2"]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -231,6 +235,7 @@ class FeastServe:
             self.proc = subprocess.Popen(
                 [
                     feast_executable(),
+                    *self.feast_args,
                     "-c",
                     str(self.repo.path),
                     "serve",
@@ -239,6 +244,7 @@ class FeastServe:
                     "-p",
                     str(self.port),
                     "--no-access-log",
+                    *self.serve_args,
                 ],
                 cwd=self.repo.path,
                 env=subprocess_env(),
