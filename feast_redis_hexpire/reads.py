@@ -145,7 +145,10 @@ def plan_grouped_read(
         group = groups.get(entity_set)
         if group is None:
             columns = _table_columns(table, layout, join_key_values, entity_name_to_join_key_map)
-            keys, indexes, output_len = _unique_entity_keys(prefix, columns)
+            try:
+                keys, indexes, output_len = _unique_entity_keys(prefix, columns)
+            except InvalidEntityKey as exc:
+                raise InvalidEntityKey(f"view {layout.name!r}: {exc}") from None
             group = groups[entity_set] = EntityGroup(keys, indexes, output_len)
         order.append((group, group.add_view(table, layout, requested)))
     return GroupedReadPlan(list(groups.values()), order)
