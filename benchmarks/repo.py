@@ -212,16 +212,23 @@ def online_store_block(kind: str, connection_string: str) -> dict:
 
 
 def build_repo(
-    kind: str, connection_string: str, paths: dict[str, Path], run_id: str, root: Path | None = None
+    kind: str,
+    connection_string: str,
+    paths: dict[str, Path],
+    run_id: str,
+    root: Path | None = None,
+    provider: str = "local",
 ) -> BenchRepo:
-    """Temp dir with feature_store.yaml, FeatureStore over it, definitions applied."""
+    """Temp dir with feature_store.yaml, FeatureStore over it, definitions applied.
+    `provider` is feature_store.yaml's (e.g. feast_redis_hexpire.HexpireProvider)."""
     from feast import FeatureStore
 
-    path = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-", dir=root))
-    project = f"bench_{kind}_{run_id}"
+    label = kind if provider == "local" else f"{kind}_{provider.rsplit('.', 1)[-1].lower()}"
+    path = Path(tempfile.mkdtemp(prefix=f"bench-{label}-", dir=root))
+    project = f"bench_{label}_{run_id}"
     config = {
         "project": project,
-        "provider": "local",
+        "provider": provider,
         "registry": {"path": str(path / "registry.db"), "cache_ttl_seconds": 0},
         "offline_store": {"type": "file"},
         "online_store": online_store_block(kind, connection_string),

@@ -162,8 +162,14 @@ def _floats(array: pa.Array, codec: TypeCodec) -> Values | None:
     """float32 or float64 in, float32 stored (protobuf's float field rounds a double)."""
     if not (pa.types.is_float32(array.type) or pa.types.is_float64(array.type)):
         return None
-    floats = array.to_numpy(zero_copy_only=False).astype(np.float32)
+    floats = _as_float32(array.to_numpy(zero_copy_only=False))
     return _with_nulls(list(map(float32_text, floats.tolist())), np.isnan(floats))
+
+
+def _as_float32(floats: np.ndarray) -> np.ndarray:
+    """Doubles rounded to float32 as protobuf's float field stores them (past its range: ±inf)."""
+    with np.errstate(over="ignore"):
+        return floats.astype(np.float32)
 
 
 def _bools(array: pa.Array, codec: TypeCodec) -> Values | None:
@@ -206,7 +212,7 @@ def _float_items(child: pa.Array) -> list[Any] | None:
 def _float32_items(child: pa.Array) -> list[Any] | None:
     if not (pa.types.is_float32(child.type) or pa.types.is_float64(child.type)):
         return None
-    items: list[Any] = child.to_numpy(zero_copy_only=False).astype(np.float32).tolist()
+    items: list[Any] = _as_float32(child.to_numpy(zero_copy_only=False)).tolist()
     return items
 
 

@@ -65,6 +65,13 @@ from feast_redis_hexpire.store import RedisHexpireOnlineStore, StoreStats
 from tests.support.e2e import E2ERepo, FeastServe, feast_cli, iso, make_repo
 from tests.support.parity import KeyState, builtin_state, clear, differences, project_state
 
+# Feast's own warnings about the generated data (both paths see them alike).
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Discarding nonzero nanoseconds:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Cannot write dataframe with empty feature columns:UserWarning"),
+    pytest.mark.filterwarnings("ignore:On demand feature view is an experimental feature:RuntimeWarning"),
+]
+
 PROVIDER = "feast_redis_hexpire.HexpireProvider"
 KEY_PREFIX = "pv"
 STREAM_TTL = 3600
