@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -204,27 +203,13 @@ class HexpireProvider(PassthroughProvider):
         store_config = route.store_config
         client = sync_client(store_config)
         total = WriteReport()
-
-        def write(plan: WritePlan) -> WriteReport:
-            return redis_io.write(client, plan, store_config.write_chunk_size, None, store_config.where)
-
-        def written(report: WriteReport) -> None:
+        for batch in table.to_batches(max_chunksize=batch_size or BATCH_ROWS):
+            plan = route.encoder.plan(batch)
+            report = redis_io.write(client, plan, store_config.write_chunk_size, None, store_config.where)
             if batch_size:  # Feast's engine writes (and the store counts) one batch at a time
                 route.finish(report)
             else:  # ... or the whole table at once
                 total.add(report)
-
-        # One batch is written (by one thread, so in order) while the next is encoded: the
-        # socket waits release the GIL, so Redis runs the script while this thread encodes.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hexpire-write") as writer:
-            pending: Future[WriteReport] | None = None
-            for batch in table.to_batches(max_chunksize=batch_size or BATCH_ROWS):
-                plan = route.encoder.plan(batch)
-                if pending is not None:
-                    written(pending.result())
-                pending = writer.submit(write, plan)
-            if pending is not None:
-                written(pending.result())
         if not batch_size:
             route.finish(total)
         return True
