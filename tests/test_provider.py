@@ -11,6 +11,7 @@ inputs. Real Redis, real Feast.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import math
@@ -766,7 +767,8 @@ def test_provider_is_importable_from_the_package_as_feast_resolves_it(tmp_path):
 
 def test_supported_views_are_written_without_value_protos(pair, monkeypatch):
     """Materialize (local engine) and push (sync and async) of views of plain types never
-    run Feast's arrow-to-protobuf conversion, for a row or a column."""
+    run Feast's arrow-to-protobuf conversion, for a row or a column, and leave the cyclic
+    garbage collector as they found it."""
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("converted to ValueProtos")
@@ -798,6 +800,7 @@ def test_supported_views_are_written_without_value_protos(pair, monkeypatch):
     monkeypatch.setattr("feast_redis_hexpire.arrow_writes.python_values_to_proto_values", refuse)
     store = pair.provider
     store.materialize(now - pd.Timedelta(days=1), now + pd.Timedelta(days=1), ["purchases", "shop_stats"])
+    assert gc.isenabled()  # paused while writing, on again after
     store.push("shop_push", shops)
     asyncio.run(store.push_async("shop_push", shops.assign(visits=shops["visits"] + 1)))
     assert len(pair.state(store)) == 6  # 3 purchases, 3 shops
