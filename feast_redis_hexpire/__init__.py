@@ -1,15 +1,16 @@
 """feast-redis-hexpire: a Feast online store on Redis 7.4+ with per-field expiry.
 
 `type: feast_redis_hexpire.RedisHexpireOnlineStore` in feature_store.yaml. Feast looks up
-`RedisHexpireOnlineStoreConfig` next to it. Imports are lazy, so `import feast_redis_hexpire`
-does not load Feast until one of these names is used.
+`RedisHexpireOnlineStoreConfig` next to it. `provider: feast_redis_hexpire.HexpireProvider`
+opts into the Arrow-native write path (provider.py). Imports are lazy, so
+`import feast_redis_hexpire` does not load Feast until one of these names is used.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RedisHexpireOnlineStore", "RedisHexpireOnlineStoreConfig"]
+__all__ = ["HexpireProvider", "RedisHexpireOnlineStore", "RedisHexpireOnlineStoreConfig"]
 __version__ = "0.2.0"
 
 
@@ -18,6 +19,10 @@ def __getattr__(name: str) -> Any:
         from .store import RedisHexpireOnlineStore
 
         return RedisHexpireOnlineStore
+    if name == "HexpireProvider":
+        from .provider import HexpireProvider
+
+        return HexpireProvider
     if name == "RedisHexpireOnlineStoreConfig":
         from .config import RedisHexpireOnlineStoreConfig
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -43,6 +43,7 @@ from .errors import CorruptStoredValue, InvalidFeatureValue, InvalidViewConfig
 
 Encoder = Callable[[Any], bytes]
 Decoder = Callable[[bytes], ValueProto]
+ItemsEncoder = Callable[[Sequence[Any]], bytes]
 
 _UTC = timezone.utc
 
@@ -54,7 +55,8 @@ def _encode_int(value: int) -> bytes:
     return b"%d" % value
 
 
-def _encode_double(value: float) -> bytes:
+def double_text(value: float) -> bytes:
+    """A DOUBLE's stored text: Python's shortest round-trip repr (`0.1`, `1e+16`, `inf`)."""
     return repr(value).encode()
 
 
@@ -63,18 +65,23 @@ def _float32_text(value: float) -> str:
     return str(np.float32(value))
 
 
-def _encode_float(value: float) -> bytes:
+def float32_text(value: float) -> bytes:
+    """A FLOAT's stored text: the shortest decimal that reads back as the same float32."""
     return _float32_text(value).encode()
 
 
+TRUE_TEXT = b"true"
+FALSE_TEXT = b"false"
+
+
 def _encode_bool(value: bool) -> bytes:
-    return b"true" if value else b"false"
+    return TRUE_TEXT if value else FALSE_TEXT
 
 
 def _decode_bool_text(raw: bytes) -> bool:
-    if raw == b"true":
+    if raw == TRUE_TEXT:
         return True
-    if raw == b"false":
+    if raw == FALSE_TEXT:
         return False
     raise ValueError(f"not a bool: {raw!r}")
 
@@ -104,28 +111,32 @@ def _json_float32(value: float) -> str:
     return _float32_text(value)
 
 
-def _encode_int_list(msg: Any) -> bytes:
-    return ("[" + ",".join(map(str, msg.val)) + "]").encode()
+# Each takes the element values of a list or set (a proto's `.val`, or the same values
+# from an Arrow column): the proto path and the Arrow path share them.
 
 
-def _encode_double_list(msg: Any) -> bytes:
-    return ("[" + ",".join(map(_json_number, msg.val)) + "]").encode()
+def int_list_text(values: Iterable[int]) -> bytes:
+    return ("[" + ",".join(map(str, values)) + "]").encode()
 
 
-def _encode_float_list(msg: Any) -> bytes:
-    return ("[" + ",".join(map(_json_float32, msg.val)) + "]").encode()
+def double_list_text(values: Iterable[float]) -> bytes:
+    return ("[" + ",".join(map(_json_number, values)) + "]").encode()
 
 
-def _encode_bool_list(msg: Any) -> bytes:
-    return ("[" + ",".join("true" if v else "false" for v in msg.val) + "]").encode()
+def float_list_text(values: Iterable[float]) -> bytes:
+    return ("[" + ",".join(map(_json_float32, values)) + "]").encode()
 
 
-def _encode_str_list(msg: Any) -> bytes:
-    return json.dumps(list(msg.val), ensure_ascii=False, separators=(",", ":")).encode()
+def bool_list_text(values: Iterable[bool]) -> bytes:
+    return ("[" + ",".join("true" if v else "false" for v in values) + "]").encode()
 
 
-def _encode_bytes_list(msg: Any) -> bytes:
-    return json.dumps([base64.b64encode(v).decode() for v in msg.val], separators=(",", ":")).encode()
+def str_list_text(values: Iterable[str]) -> bytes:
+    return json.dumps(list(values), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def bytes_list_text(values: Iterable[bytes]) -> bytes:
+    return json.dumps([base64.b64encode(v).decode() for v in values], separators=(",", ":")).encode()
 
 
 def _decode_json_array(raw: bytes) -> list[Any]:
@@ -146,6 +157,9 @@ class TypeCodec:
     proto_field: str  # the ValueProto oneof member this type must arrive in
     encode: Encoder  # takes getattr(value, proto_field)
     decode: Decoder
+    encode_items: ItemsEncoder | None = None
+    """Lists and sets: the same encoding from the element values alone (`encode` is
+    `encode_items(message.val)`), for writers that never build the proto."""
 
 
 def _scalar(value_type: ValueType, field: str, encode: Encoder, parse: Callable[[bytes], Any]) -> TypeCodec:
@@ -155,7 +169,12 @@ def _scalar(value_type: ValueType, field: str, encode: Encoder, parse: Callable[
     return TypeCodec(value_type, field, encode, decode)
 
 
-def _repeated(value_type: ValueType, field: str, encode: Encoder, parse_item: Callable[[Any], Any]) -> TypeCodec:
+def _repeated(
+    value_type: ValueType, field: str, encode_items: ItemsEncoder, parse_item: Callable[[Any], Any]
+) -> TypeCodec:
+    def encode(msg: Any) -> bytes:
+        return encode_items(msg.val)
+
     def decode(raw: bytes) -> ValueProto:
         proto = ValueProto()
         container = getattr(proto, field)
@@ -163,7 +182,7 @@ def _repeated(value_type: ValueType, field: str, encode: Encoder, parse_item: Ca
         container.val.extend(parse_item(item) for item in _decode_json_array(raw))
         return proto
 
-    return TypeCodec(value_type, field, encode, decode)
+    return TypeCodec(value_type, field, encode, decode, encode_items)
 
 
 def _message(value_type: ValueType, field: str) -> TypeCodec:
@@ -222,8 +241,8 @@ def _build_codecs() -> dict[ValueType, TypeCodec]:
         _scalar(VT.INT32, "int32_val", _encode_int, int),
         _scalar(VT.INT64, "int64_val", _encode_int, int),
         _scalar(VT.UNIX_TIMESTAMP, "unix_timestamp_val", _encode_int, int),
-        _scalar(VT.DOUBLE, "double_val", _encode_double, float),
-        _scalar(VT.FLOAT, "float_val", _encode_float, float),
+        _scalar(VT.DOUBLE, "double_val", double_text, float),
+        _scalar(VT.FLOAT, "float_val", float32_text, float),
         _scalar(VT.BOOL, "bool_val", _encode_bool, _decode_bool_text),
         _scalar(VT.STRING, "string_val", _encode_text, bytes.decode),
         _scalar(VT.JSON, "json_val", _encode_text, bytes.decode),
@@ -237,19 +256,19 @@ def _build_codecs() -> dict[ValueType, TypeCodec]:
     for suffix in ("LIST", "SET"):
         low = suffix.lower()
         codecs += [
-            _repeated(VT[f"INT32_{suffix}"], f"int32_{low}_val", _encode_int_list, _int_item),
-            _repeated(VT[f"INT64_{suffix}"], f"int64_{low}_val", _encode_int_list, _int_item),
-            _repeated(VT[f"UNIX_TIMESTAMP_{suffix}"], f"unix_timestamp_{low}_val", _encode_int_list, _int_item),
-            _repeated(VT[f"DOUBLE_{suffix}"], f"double_{low}_val", _encode_double_list, _float_item),
-            _repeated(VT[f"FLOAT_{suffix}"], f"float_{low}_val", _encode_float_list, _float_item),
-            _repeated(VT[f"BOOL_{suffix}"], f"bool_{low}_val", _encode_bool_list, _bool_item),
-            _repeated(VT[f"STRING_{suffix}"], f"string_{low}_val", _encode_str_list, _str_item),
-            _repeated(VT[f"BYTES_{suffix}"], f"bytes_{low}_val", _encode_bytes_list, _bytes_item),
-            _repeated(VT[f"UUID_{suffix}"], f"uuid_{low}_val", _encode_str_list, _str_item),
-            _repeated(VT[f"TIME_UUID_{suffix}"], f"time_uuid_{low}_val", _encode_str_list, _str_item),
-            _repeated(VT[f"DECIMAL_{suffix}"], f"decimal_{low}_val", _encode_str_list, _str_item),
+            _repeated(VT[f"INT32_{suffix}"], f"int32_{low}_val", int_list_text, _int_item),
+            _repeated(VT[f"INT64_{suffix}"], f"int64_{low}_val", int_list_text, _int_item),
+            _repeated(VT[f"UNIX_TIMESTAMP_{suffix}"], f"unix_timestamp_{low}_val", int_list_text, _int_item),
+            _repeated(VT[f"DOUBLE_{suffix}"], f"double_{low}_val", double_list_text, _float_item),
+            _repeated(VT[f"FLOAT_{suffix}"], f"float_{low}_val", float_list_text, _float_item),
+            _repeated(VT[f"BOOL_{suffix}"], f"bool_{low}_val", bool_list_text, _bool_item),
+            _repeated(VT[f"STRING_{suffix}"], f"string_{low}_val", str_list_text, _str_item),
+            _repeated(VT[f"BYTES_{suffix}"], f"bytes_{low}_val", bytes_list_text, _bytes_item),
+            _repeated(VT[f"UUID_{suffix}"], f"uuid_{low}_val", str_list_text, _str_item),
+            _repeated(VT[f"TIME_UUID_{suffix}"], f"time_uuid_{low}_val", str_list_text, _str_item),
+            _repeated(VT[f"DECIMAL_{suffix}"], f"decimal_{low}_val", str_list_text, _str_item),
         ]
-    codecs.append(_repeated(VT.JSON_LIST, "json_list_val", _encode_str_list, _str_item))
+    codecs.append(_repeated(VT.JSON_LIST, "json_list_val", str_list_text, _str_item))
     codecs += [
         _message(VT.MAP, "map_val"),
         _message(VT.MAP_LIST, "map_list_val"),

@@ -25,6 +25,8 @@ from .errors import InvalidEntityKey
 _ESCAPED = {ord(c): f"%{ord(c):02X}" for c in "%:={}"}
 _ESCAPED.update({c: f"%{c:02X}" for c in range(0x21)})
 _ESCAPED[0x7F] = "%7F"
+ESCAPED_CHARACTERS = r"[%:={}\x00-\x20\x7f]"
+"""A regular expression (Python's and RE2's) matching any character escape_component escapes."""
 _GLOB_SPECIAL = {ord(c): "\\" + c for c in "*?[]\\"}
 
 
@@ -84,18 +86,23 @@ def join_key_head(join_key: str) -> str:
 
 
 def entity_key_texts(prefix: str, columns: Sequence[tuple[str, Sequence[ValueProto]]]) -> list[str]:
-    """The key of each row of column-oriented join-key values (Feast's read-path shape).
-    Join keys are sorted by name, so column order never matters. This is the one place
-    the entity part of the layout is spelled out."""
+    """The key of each row of column-oriented join-key values (Feast's read-path shape)."""
+    return key_texts(prefix, [(name, [entity_value_text(name, value) for value in values]) for name, values in columns])
+
+
+def key_texts(prefix: str, columns: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+    """The key of each row, from each join key's value texts (as entity_value_text spells
+    them). Join keys are sorted by name, so column order never matters. This is the one
+    place the entity part of the layout is spelled out."""
     columns = sorted(columns, key=lambda column: column[0])
     if len(columns) == 1:
-        name, values = columns[0]
+        name, texts = columns[0]
         head = prefix + join_key_head(name)
-        return [head + entity_value_text(name, value) for value in values]
-    heads = [(name, join_key_head(name)) for name, _ in columns]
+        return [head + text for text in texts]
+    heads = [join_key_head(name) for name, _ in columns]
     return [
-        prefix + ":".join(head + entity_value_text(name, value) for (name, head), value in zip(heads, row))
-        for row in zip(*(values for _, values in columns))
+        prefix + ":".join(head + text for head, text in zip(heads, row))
+        for row in zip(*(texts for _, texts in columns))
     ]
 
 

@@ -81,7 +81,9 @@ def plan_writes(
     layout: ViewLayout, config: RedisHexpireOnlineStoreConfig, prefix: str, data: Sequence[WriteRow]
 ) -> WritePlan:
     """Validate and encode every row. Values named like one of the view's join keys are
-    the entity itself (Feast passes them for on-demand and stream views): not stored."""
+    the entity itself (Feast passes them for on-demand and stream views): not stored.
+    `arrow_writes` builds the same records from Arrow columns (HexpireProvider); a change
+    here must be made there too (tests/test_provider.py compares the two)."""
     view = layout.name
     features = layout.features
     join_keys = set(layout.join_keys)
