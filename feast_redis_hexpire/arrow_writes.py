@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ from feast.value_type import ValueType
 from .codec import FALSE_TEXT, TRUE_TEXT, TypeCodec, double_text, encode_event_ts, encode_value, float32_text
 from .keys import ESCAPED_CHARACTERS, entity_value_text, escape_component, key_texts
 from .views import FeatureField, ViewLayout
-from .writes import EntityWrite, WritePlan
+from .writes import EntityWrite, Shape, WritePlan, expires_with_event
 
 logger = logging.getLogger("feast_redis_hexpire")
 
@@ -307,19 +307,19 @@ def encode_column(array: pa.Array, codec: TypeCodec, view: str, feature: str) ->
 # ---------------------------------------------------------------- event times and keys
 
 
-def event_times(array: pa.Array) -> Values:
-    """`_ts:<view>` values: epoch microseconds. A timestamp column (naive = UTC; Feast
-    reads a zoned one as its UTC instant) is floored to microseconds as pandas'
-    `to_pydatetime` does; anything else (strings, dates, nulls) goes through Feast's own
-    `pd.to_datetime` reading."""
+def event_times(array: pa.Array) -> tuple[Values, np.ndarray]:
+    """`_ts:<view>` values (epoch microseconds as digits) and the same as int64. A timestamp
+    column (naive = UTC; Feast reads a zoned one as its UTC instant) is floored to
+    microseconds as pandas' `to_pydatetime` does; anything else (strings, dates, nulls) goes
+    through Feast's own `pd.to_datetime` reading."""
     if pa.types.is_timestamp(array.type) and array.null_count == 0:
         raw = array.cast(pa.int64()).to_numpy()
         per_second = _PER_SECOND[array.type.unit]
         micros = raw // 1000 if per_second > 1_000_000 else raw * (1_000_000 // per_second)
-        return _digits(pa.array(micros))
+        return _digits(pa.array(micros)), micros
     values: Values = np.empty(len(array), dtype=object)
     values[:] = [encode_event_ts(_coerce_datetime(ts)) for ts in pd.to_datetime(array.to_numpy(zero_copy_only=False))]
-    return values
+    return values, np.array([int(value) for value in values], dtype=np.int64)
 
 
 def join_key_texts(name: str, value_type: ValueType, array: pa.Array) -> list[str]:
@@ -342,14 +342,28 @@ def join_key_texts(name: str, value_type: ValueType, array: pa.Array) -> list[st
 
 
 def assemble(
-    keys: Sequence[bytes], ts_field: bytes, times: Values, fields: Sequence[bytes], columns: Sequence[Values]
+    keys: Sequence[bytes],
+    layout: ViewLayout,
+    times: Values,
+    micros: np.ndarray,
+    fields: Sequence[bytes],
+    columns: Sequence[Values],
 ) -> list[EntityWrite]:
-    """The script's record per row: `n, d, _ts field, time, field, value, ..., deleted
-    field, ...` (write_script.lua), features in the view's order, nulls deleted. Rows
-    sharing a pattern of nulls are laid out together in one 2-D object array, whose
-    `tolist()` builds their records in C."""
+    """The script's record per row (write_script.lua): the expiry for expiring stream rows,
+    the event time, then the values of the fields the row sets, in the view's order; nulls
+    are deleted. Rows sharing a pattern of nulls share a shape: they are laid out together
+    in one 2-D object array, whose `tolist()` builds their records in C."""
     count = len(keys)
+    ttl_ms = layout.ttl_millis if expires_with_event(layout) else None
+    lead: list[Values] = []
+    unusual = np.fromiter((len(time) != 16 for time in times), dtype=bool, count=count)
+    if ttl_ms is not None:
+        expire = _digits(pa.array(micros // 1000 + ttl_ms))
+        unusual |= np.fromiter((len(text) != 13 for text in expire), dtype=bool, count=count)
+        lead.append(expire)
+    lead.append(times)
     records: list[Any] = [None] * count
+    shapes: list[Shape | None] = [None] * count
     patterns: np.ndarray = np.zeros(count, dtype=np.int64)
     if columns:
         nulls = np.stack([np.equal(column, None) for column in columns], axis=1)
@@ -361,25 +375,25 @@ def assemble(
     for pattern in distinct.tolist():
         rows = None if len(distinct) == 1 else np.flatnonzero(patterns == pattern)
         present = [j for j, column in enumerate(columns) if not _is_null(column, rows)]
-        deleted = [j for j in range(len(columns)) if j not in present]
-        block: np.ndarray = np.empty(
-            (count if rows is None else len(rows), 4 + 2 * len(present) + len(deleted)), dtype=object
+        shape: Shape = (
+            (layout.ts_field, *(fields[j] for j in present)),
+            tuple(fields[j] for j in range(len(columns)) if j not in present),
         )
-        block[:, 0] = len(present) + 1
-        block[:, 1] = len(deleted)
-        block[:, 2] = ts_field
-        block[:, 3] = times if rows is None else times[rows]
-        for position, j in enumerate(present):
-            block[:, 4 + 2 * position] = fields[j]
-            block[:, 5 + 2 * position] = columns[j] if rows is None else columns[j][rows]
-        for position, j in enumerate(deleted):
-            block[:, 4 + 2 * len(present) + position] = fields[j]
+        parts = [*lead, *(columns[j] for j in present)]
+        block: np.ndarray = np.empty((count if rows is None else len(rows), len(parts)), dtype=object)
+        for position, part in enumerate(parts):
+            block[:, position] = part if rows is None else part[rows]
         if rows is None:
             records = block.tolist()
+            shapes = [shape] * count
         else:
             for row, record in zip(rows.tolist(), block.tolist()):
                 records[row] = record
-    return [EntityWrite(key, record) for key, record in zip(keys, records)]
+                shapes[row] = shape
+    return [
+        EntityWrite(key, record, shape, flag)
+        for key, record, shape, flag in zip(keys, records, cast(list[Shape], shapes), unusual.tolist())
+    ]
 
 
 def _is_null(column: Values, rows: np.ndarray | None) -> bool:
@@ -424,9 +438,9 @@ class ArrowViewEncoder:
         ]
         texts = [(name, join_key_texts(name, value_type, batch.column(name))) for name, value_type in self.join_keys]
         keys = [key.encode() for key in key_texts(self.prefix, texts)]
-        times = event_times(batch.column(self.timestamp_column))
+        times, micros = event_times(batch.column(self.timestamp_column))
         if self.created_column:
             batch.column(self.created_column)  # Feast reads it (the store does not): it must exist
         fields = [feature.field.field for feature in self.features]
-        rows = assemble(keys, self.layout.ts_field, times, fields, columns)
+        rows = assemble(keys, self.layout, times, micros, fields, columns)
         return WritePlan(self.layout, self.head, rows)

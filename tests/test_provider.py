@@ -592,7 +592,9 @@ def offline_provider(tmp_path_factory) -> HexpireProvider:
 
 def _outcome(plan: Callable[[], Any], dtype: Any) -> Any:
     try:
-        return [(row.key, [_set_items(value, dtype) for value in row.record]) for row in plan().rows]
+        return [
+            (row.key, [_set_items(value, dtype) for value in row.record], row.shape, row.numeric) for row in plan().rows
+        ]
     except Exception as exc:  # noqa: BLE001 - refusing is an outcome to compare
         return exc
 
