@@ -143,12 +143,13 @@ def test_worker_keeps_every_user_fresh_and_the_tile_says_so(demo, page, raw):
     page.goto(demo.url + "/")
     wait_text(page, "#stat-entities", str(USERS))
     wait_text(page, "#worker-state", "running")
+    # By a TTL (and a little) after the worker started, or at once if the browser took
+    # longer than that to come up: everyone fresh.
     remaining_ms = (STREAM_TTL + 4 - (time.monotonic() - demo.started_at)) * 1000
     page.wait_for_function(
         "Number(document.getElementById('worker-coverage').dataset.percent) >= 99",
-        timeout=max(remaining_ms, 1000),
+        timeout=max(remaining_ms, 2000),
     )
-    assert time.monotonic() - demo.started_at < STREAM_TTL + 4
     assert fresh_in_redis(raw, demo.runtime) >= 0.99 * USERS  # the page shows what Redis holds
     assert "users have fresh stream fields in Redis" in text(page, "#coverage-sub")
     rate = text(page, "#worker-rate")
