@@ -19,7 +19,7 @@ CLI::
         [--interval 1] [--users 200] [--batch-size 20] [--ttl-seconds N] [--seed 7] \
         [--push-url http://127.0.0.1:6566] [--ticks N]
 
-Ctrl-C stops it cleanly (the in-flight push finishes first).
+Ctrl-C or SIGTERM stops it cleanly (the in-flight push finishes first).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import random
+import signal
 import threading
 import time
 import urllib.error
@@ -432,6 +433,17 @@ def http_push_columns(df: pd.DataFrame) -> dict[str, list[Any]]:
     return out
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM (a process manager, `kill`) both end in the clean stop below, also
+    when the process started with SIGINT ignored, as a script's background job does."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m feature_repo.stream_producer",
@@ -478,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         push_url=args.push_url,
         ttl_seconds=ttl,
     )
+    _stop_on_signals()
     try:
         if args.ticks is not None:
             for i in range(args.ticks):

@@ -307,7 +307,10 @@ def test_http_push_through_feast_serve(worker_repo, feature_store, redis_client,
         assert reply["tx_count_5m"]["statuses"] == ["PRESENT"] * 6
 
 
-def test_cli_runs_until_ctrl_c(worker_repo, redis_client):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_cli_runs_until_stopped(worker_repo, redis_client, signum):
+    """Stops cleanly on Ctrl-C and on SIGTERM, also when started with SIGINT ignored (as
+    here when the suite itself runs as a background job)."""
     clear_project(redis_client, worker_repo)  # "keys appeared" must mean "the CLI pushed"
     proc = subprocess.Popen(
         [
@@ -341,7 +344,7 @@ def test_cli_runs_until_ctrl_c(worker_repo, redis_client):
             what="the CLI's first push",
         )
         assert proc.poll() is None, proc.stderr.read()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
