@@ -13,7 +13,6 @@ applied repo and tests that change the registry or need short TTLs make their ow
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -45,6 +44,7 @@ from tests.support.e2e import (
     remove_view_from_definitions,
     ts_field_text,
 )
+from tests.support.store import run_async
 
 pytestmark = pytest.mark.e2e
 
@@ -420,14 +420,11 @@ def test_async_reads_match_sync(shared_repo: E2ERepo, redis_client):
     service = store.get_feature_service("fraud_model_v1")
 
     async def read_async():
-        try:
-            by_refs = await store.get_online_features_async(features=ALL_FEATURE_REFS, entity_rows=rows)
-            by_service = await store.get_online_features_async(features=service, entity_rows=rows)
-            return by_refs.to_dict(), by_service.to_dict()
-        finally:
-            await store.close()
+        by_refs = await store.get_online_features_async(features=ALL_FEATURE_REFS, entity_rows=rows)
+        by_service = await store.get_online_features_async(features=service, entity_rows=rows)
+        return by_refs.to_dict(), by_service.to_dict()
 
-    by_refs_async, by_service_async = asyncio.run(read_async())
+    by_refs_async, by_service_async = run_async(store, read_async)
     by_refs_sync = store.get_online_features(features=ALL_FEATURE_REFS, entity_rows=rows).to_dict()
     by_service_sync = store.get_online_features(features=service, entity_rows=rows).to_dict()
     assert by_refs_async == by_refs_sync

@@ -25,11 +25,10 @@ from tests.support.faults import (
     ClientProcess,
     base_time,
     read_generation,
-    run_async,
     stamped_rows,
     stored_generations,
 )
-from tests.support.store import repo_config, user_key
+from tests.support.store import repo_config, run_async, user_key
 from tests.support.topology import ACL_RULES, create_acl_user
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]

@@ -25,8 +25,17 @@ from feast.value_type import ValueType
 from devsupport.topologies import Cluster, SentinelGroup, admin
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from feast_redis_hexpire.errors import InvalidEntityKey
-from tests.support.faults import run_async
-from tests.support.store import batch_view, command_calls, now, repo_config, row, stream_view, to_proto, user_key
+from tests.support.store import (
+    batch_view,
+    command_calls,
+    now,
+    repo_config,
+    row,
+    run_async,
+    stream_view,
+    to_proto,
+    user_key,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 

@@ -31,8 +31,8 @@ from devsupport.sample_repo import write_yaml
 from devsupport.topologies import Topology
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from tests.support.e2e import FeastServe, feast_executable, make_repo, subprocess_env
-from tests.support.faults import VIEWS, base_time, run_async, stamped_rows
-from tests.support.store import repo_config, user_key
+from tests.support.faults import VIEWS, base_time, stamped_rows
+from tests.support.store import repo_config, run_async, user_key
 from tests.support.topology import feast_objects
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]

@@ -34,12 +34,11 @@ from tests.support.faults import (
     RetriedErrors,
     aof_workdir,
     base_time,
-    run_async,
     run_load,
     stamped_rows,
     stored_generations,
 )
-from tests.support.store import repo_config, user_key
+from tests.support.store import repo_config, run_async, user_key
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
@@ -149,9 +148,8 @@ def test_hung_server_surfaces_an_error_within_the_documented_bound(server, tmp_p
                     measured[name] = (time.monotonic() - started, exc)
 
             await asyncio.gather(*(timed(name, op) for name, op in async_ops.items()))
-            await store.close()
 
-        loop_thread = threading.Thread(target=lambda: asyncio.run(async_side()))
+        loop_thread = threading.Thread(target=lambda: run_async(store, async_side))
         loop_thread.start()
         threads = [
             threading.Thread(target=lambda n=name, op=op: measured.__setitem__(n, _time_to_error(op)))

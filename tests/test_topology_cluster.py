@@ -5,7 +5,6 @@ acknowledged write checked afterwards."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 
@@ -16,7 +15,7 @@ from devsupport.redis_binary import find_tool
 from devsupport.topologies import HOST, Cluster, admin
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from feast_redis_hexpire.write_script import SCRIPT_SHA
-from tests.support.store import USER, batch_view, now, plain, repo_config, row, stream_view, user_key
+from tests.support.store import USER, batch_view, now, plain, repo_config, row, run_async, stream_view, user_key
 from tests.support.topology import CLUSTER_STORE_ACL_RULES, count_round_trips, create_acl_user, feast_workflow
 
 pytestmark = pytest.mark.topology
@@ -106,10 +105,9 @@ def test_a_batch_costs_one_round_trip_per_node(cluster, store, tmp_path, unique_
             )
         with count_round_trips() as async_reads:
             got = await store.online_read_async(config, view, keys)
-        await store.close()
         return async_writes, async_reads, got
 
-    async_writes, async_reads, got = asyncio.run(async_batch())
+    async_writes, async_reads, got = run_async(store, async_batch)
     assert async_writes == {name: 1 for name in primaries}
     assert async_reads == {name: 1 for name in primaries}
     assert [plain(values)["tx_count_7d"] for _, values in got] == [-i for i in reversed(range(len(users)))]
@@ -133,9 +131,8 @@ def test_a_primary_without_the_script_gets_it_reloaded(cluster, store, tmp_path,
 
     async def write_async():
         await store.online_write_batch_async(config, batch_view(), [row(u, now(), tx_count_7d=8) for u in users], None)
-        await store.close()
 
-    asyncio.run(write_async())
+    run_async(store, write_async)
     assert all(
         plain(v) == {"tx_count_7d": 8} for _, v in store.online_read(config, batch_view(), [user_key(u) for u in users])
     )
@@ -206,31 +203,28 @@ def run_load(
     async def body():
         nonlocal iterations, finished_at
         started = time.monotonic()
-        try:
-            while iterations < max_iterations and time.monotonic() - started < max_seconds:
-                value = iterations
-                rows = [row(u, now(), tx_count_7d=value) for u in users]
-                if iterations % 2:
-                    await store.online_write_batch_async(config, view, rows, None)
-                else:
-                    store.online_write_batch(config, view, rows, None)
-                acked.update((u, value) for u in users)
-                if iterations % 2:
-                    read = await store.online_read_async(config, view, keys)
-                else:
-                    read = store.online_read(config, view, keys)
-                assert [plain(values)["tx_count_7d"] for _, values in read] == [value] * len(users), value
-                iterations += 1
-                if on_iteration:
-                    on_iteration(iterations)
-                if finished_at is None and done():
-                    finished_at = iterations
-                if finished_at is not None and iterations - finished_at >= after_done:
-                    return
-        finally:
-            await store.close()
+        while iterations < max_iterations and time.monotonic() - started < max_seconds:
+            value = iterations
+            rows = [row(u, now(), tx_count_7d=value) for u in users]
+            if iterations % 2:
+                await store.online_write_batch_async(config, view, rows, None)
+            else:
+                store.online_write_batch(config, view, rows, None)
+            acked.update((u, value) for u in users)
+            if iterations % 2:
+                read = await store.online_read_async(config, view, keys)
+            else:
+                read = store.online_read(config, view, keys)
+            assert [plain(values)["tx_count_7d"] for _, values in read] == [value] * len(users), value
+            iterations += 1
+            if on_iteration:
+                on_iteration(iterations)
+            if finished_at is None and done():
+                finished_at = iterations
+            if finished_at is not None and iterations - finished_at >= after_done:
+                return
 
-    asyncio.run(body())
+    run_async(store, body)
     assert finished_at is not None, (
         f"the topology change did not finish within {max_seconds}s / {max_iterations} iterations"
     )

@@ -6,7 +6,6 @@ the operation that needs it with the command, key and view named, and `rediss://
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from datetime import datetime, timedelta, timezone
 
@@ -19,7 +18,7 @@ from devsupport.topologies import Topology, admin, make_certificates, tls_server
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from feast_redis_hexpire.errors import RedisPermissionError
 from tests.support.e2e import ALL_FEATURE_REFS, installed_script, make_repo, subprocess_env
-from tests.support.store import USER, batch_view, now, plain, repo_config, row, stream_view, user_key
+from tests.support.store import USER, batch_view, now, plain, repo_config, row, run_async, stream_view, user_key
 from tests.support.topology import ACL_RULES, STORE_ACL_RULES, create_acl_user, feast_objects, feast_workflow
 
 pytestmark = pytest.mark.topology
@@ -97,13 +96,10 @@ def test_documented_reader_serves_reads_and_cannot_write(secured, root_client, t
     assert serving.get_online_features(features=ALL_FEATURE_REFS, entity_rows=rows).to_dict() == expected
 
     async def read_async():
-        try:
-            response = await serving.get_online_features_async(features=ALL_FEATURE_REFS, entity_rows=rows)
-            return response.to_dict()
-        finally:
-            await serving.close()
+        response = await serving.get_online_features_async(features=ALL_FEATURE_REFS, entity_rows=rows)
+        return response.to_dict()
 
-    assert asyncio.run(read_async()) == expected
+    assert run_async(serving, read_async) == expected
     assert denied(root_client) == []
 
     online = serving._get_provider().online_store
@@ -252,13 +248,10 @@ def test_tls_workflow_sync_and_async(secured, root_client, tmp_path, unique_proj
     config = repo_config(connection_string, unique_project, tmp_path, field_naming="plain")
 
     async def async_round_trip():
-        try:
-            await store.online_write_batch_async(config, stream_view(), [row("u1", now(), tx_count_5m=3)], None)
-            return await store.online_read_async(config, stream_view(), [user_key("u1")])
-        finally:
-            await store.close()
+        await store.online_write_batch_async(config, stream_view(), [row("u1", now(), tx_count_5m=3)], None)
+        return await store.online_read_async(config, stream_view(), [user_key("u1")])
 
-    assert plain(asyncio.run(async_round_trip())[0][1]) == {"tx_count_5m": 3}
+    assert plain(run_async(store, async_round_trip)[0][1]) == {"tx_count_5m": 3}
     assert root_client.hget(f"fs:{unique_project}:user_id=u1", "tx_count_5m") == b"3"
     clients = root_client.client_list()
     assert any(int(c["laddr"].rsplit(":", 1)[1]) == secured.tls_port for c in clients)  # we came in over TLS

@@ -11,7 +11,7 @@ import pytest
 
 from devsupport.topologies import SentinelGroup, admin
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
-from tests.support.store import batch_view, now, plain, repo_config, row, user_key
+from tests.support.store import batch_view, now, plain, repo_config, row, run_async, user_key
 from tests.support.topology import feast_workflow
 
 pytestmark = pytest.mark.topology
@@ -80,29 +80,26 @@ def test_failover_during_a_read_loop_is_followed(sentinel, tmp_path, unique_proj
     async def loop():
         nonlocal reads, switched_at, followed_at
         started = time.monotonic()
-        try:
-            while reads < 3000 and time.monotonic() - started < 30:
-                if reads % 2:
-                    result = await store.online_read_async(config, view, keys)
-                else:
-                    result = store.online_read(config, view, keys)
-                assert [plain(v)["tx_count_7d"] for _, v in result] == expected, reads
-                reads += 1
-                if reads == 5:
-                    admin(new_primary).config_resetstat()
-                    admin(sentinel.sentinel_ports[0]).execute_command("SENTINEL", "FAILOVER", sentinel.master_name)
-                if reads > 5 and reads % 5 == 0:
-                    if switched_at is None and all_sentinels_switched():
-                        switched_at = time.monotonic()
-                    if switched_at is not None and followed_at is None and reads_served_by_new_primary():
-                        followed_at = time.monotonic()
-                if followed_at is not None and time.monotonic() - followed_at > 0.5:
-                    return
-                await asyncio.sleep(0.005)
-        finally:
-            await store.close()
+        while reads < 3000 and time.monotonic() - started < 30:
+            if reads % 2:
+                result = await store.online_read_async(config, view, keys)
+            else:
+                result = store.online_read(config, view, keys)
+            assert [plain(v)["tx_count_7d"] for _, v in result] == expected, reads
+            reads += 1
+            if reads == 5:
+                admin(new_primary).config_resetstat()
+                admin(sentinel.sentinel_ports[0]).execute_command("SENTINEL", "FAILOVER", sentinel.master_name)
+            if reads > 5 and reads % 5 == 0:
+                if switched_at is None and all_sentinels_switched():
+                    switched_at = time.monotonic()
+                if switched_at is not None and followed_at is None and reads_served_by_new_primary():
+                    followed_at = time.monotonic()
+            if followed_at is not None and time.monotonic() - followed_at > 0.5:
+                return
+            await asyncio.sleep(0.005)
 
-    asyncio.run(loop())
+    run_async(store, loop)
     assert switched_at is not None, f"the sentinels did not switch within the loop ({reads} reads)"
     assert followed_at is not None, "reads never reached the new primary"
     assert followed_at - switched_at < clients.SENTINEL_RECHECK_S + 1.0
@@ -115,11 +112,8 @@ def test_failover_during_a_read_loop_is_followed(sentinel, tmp_path, unique_proj
     assert admin(new_primary).hget(f"fs:{unique_project}:user_id=u000", "tx_count_7d") == b"1000"
 
     async def write_async():
-        try:
-            await store.online_write_batch_async(config, view, [row("u001", now(), tx_count_7d=1001)], None)
-        finally:
-            await store.close()
+        await store.online_write_batch_async(config, view, [row("u001", now(), tx_count_7d=1001)], None)
 
-    asyncio.run(write_async())
+    run_async(store, write_async)
     assert admin(new_primary).hget(f"fs:{unique_project}:user_id=u001", "tx_count_7d") == b"1001"
     assert admin(old_primary).hget(f"fs:{unique_project}:user_id=u001", "tx_count_7d") == b"1"

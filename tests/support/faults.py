@@ -25,7 +25,7 @@ from typing import Any
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_redis_hexpire.views import ViewLayout, view_layout
-from tests.support.store import batch_view, stream_view, user_key
+from tests.support.store import batch_view, run_async, stream_view, user_key
 
 # ---------------------------------------------------------------- the proxy
 
@@ -358,9 +358,8 @@ def run_load(
         finally:
             stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
-            await store.close()
 
-    asyncio.run(main())
+    run_async(store, main)
     return result
 
 
@@ -452,19 +451,6 @@ class ClientProcess:
 
     def errors(self) -> list[str]:
         return [line for line in self.lines if line.startswith("ERROR")]
-
-
-def run_async(store: Any, operation: Callable[[], Any]) -> Any:
-    """`asyncio.run(operation())` in a fresh event loop, closing the store's clients of that
-    loop afterwards (redis.asyncio connections belong to the loop that made them)."""
-
-    async def main() -> Any:
-        try:
-            return await operation()
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
 
 
 @contextlib.contextmanager

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,16 @@ def old_redis_server_binary() -> Path:
 def command_calls(client, command: str) -> int:
     stats = client.info("commandstats")
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def run_async(store: Any, operation: Callable[[], Any]) -> Any:
+    """`asyncio.run(operation())` in a fresh event loop, closing the store's clients of that
+    loop afterwards (redis.asyncio connections belong to the loop that made them)."""
+
+    async def main() -> Any:
+        try:
+            return await operation()
+        finally:
+            await store.close()
+
+    return asyncio.run(main())

@@ -102,7 +102,6 @@ def feast_workflow(
     `raw` is an admin client on the same topology (RedisCluster for a cluster) used to
     check what landed in Redis. `online` overrides online_store settings (redis_type,
     hash_tag, ...). Returns the entity keys written, for topology-specific checks."""
-    import asyncio
     import random
     from datetime import datetime, timedelta, timezone
 
@@ -119,6 +118,7 @@ def feast_workflow(
         latest_per_user,
         make_repo,
     )
+    from tests.support.store import run_async
 
     repo = make_repo(repo_dir, project, connection_string, count=count)
     settings_path = repo.path / "feature_store.yaml"
@@ -162,13 +162,10 @@ def feast_workflow(
             assert got["tx_count_5m"][i] == latest["user_activity"][uid]["tx_count_5m"], uid
 
     async def read_async():
-        try:
-            response = await store.get_online_features_async(features=ALL_FEATURE_REFS, entity_rows=rows)
-            return response.to_dict()
-        finally:
-            await store.close()
+        response = await store.get_online_features_async(features=ALL_FEATURE_REFS, entity_rows=rows)
+        return response.to_dict()
 
-    assert asyncio.run(read_async()) == got
+    assert run_async(store, read_async) == got
 
     keys = [key(uid) for uid in users]
     store.teardown()  # `feast teardown`: every key of the project, on every primary
