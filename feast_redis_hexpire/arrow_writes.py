@@ -38,6 +38,7 @@ from feast.value_type import ValueType
 from .codec import FALSE_TEXT, TRUE_TEXT, TypeCodec, double_text, encode_event_ts, encode_value, float32_text
 from .keys import ESCAPED_CHARACTERS, entity_value_text, escape_component, key_texts
 from .views import FeatureField, ViewLayout
+from .write_script import EVENT_TIME_DIGITS, EXPIRY_DIGITS
 from .writes import EntityWrite, Shape, WritePlan, expires_with_event
 
 logger = logging.getLogger("feast_redis_hexpire")
@@ -356,10 +357,10 @@ def assemble(
     count = len(keys)
     ttl_ms = layout.ttl_millis if expires_with_event(layout) else None
     lead: list[Values] = []
-    unusual = np.fromiter((len(time) != 16 for time in times), dtype=bool, count=count)
+    unusual = np.fromiter((len(time) != EVENT_TIME_DIGITS for time in times), dtype=bool, count=count)
     if ttl_ms is not None:
         expire = _digits(pa.array(micros // 1000 + ttl_ms))
-        unusual |= np.fromiter((len(text) != 13 for text in expire), dtype=bool, count=count)
+        unusual |= np.fromiter((len(text) != EXPIRY_DIGITS for text in expire), dtype=bool, count=count)
         lead.append(expire)
     lead.append(times)
     records: list[Any] = [None] * count

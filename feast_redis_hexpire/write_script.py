@@ -24,6 +24,12 @@ BATCH_MODE = b"b"
 STREAM_MODE = b"s"
 LAST_WRITE_MODE = b"l"  # stream expiry, but the last write wins whatever its event time (labels)
 
+# The script compares event times and expiries as text while every one of a call has these
+# widths (epoch microseconds 2001-2286, epoch milliseconds 2001-2286); a call with any other
+# width carries the "n" flag and is compared as numbers.
+EVENT_TIME_DIGITS = 16
+EXPIRY_DIGITS = 13
+
 
 def is_noscript(reply: object) -> bool:
     return isinstance(reply, NoScriptError)

@@ -23,7 +23,17 @@ from .errors import FieldExpiryError, HexpireError, InvalidEntityKey, InvalidFea
 from .keys import key_builder
 from .server_checks import is_permission_error, permission_error, redis_error_text
 from .views import ViewKind, ViewLayout
-from .write_script import BATCH_MODE, EXPIRED, FUTURE, LAST_WRITE_MODE, STALE, STREAM_MODE, WRITTEN
+from .write_script import (
+    BATCH_MODE,
+    EVENT_TIME_DIGITS,
+    EXPIRED,
+    EXPIRY_DIGITS,
+    FUTURE,
+    LAST_WRITE_MODE,
+    STALE,
+    STREAM_MODE,
+    WRITTEN,
+)
 
 logger = logging.getLogger("feast_redis_hexpire")
 
@@ -136,9 +146,9 @@ def _encode_time(event_ts: datetime, ttl_ms: int | None) -> tuple[bytes, bytes |
     (before 2001, after 2286, before 1970) make the script compare numbers instead."""
     micros = encode_event_ts(event_ts)
     if ttl_ms is None:
-        return micros, None, len(micros) != 16
+        return micros, None, len(micros) != EVENT_TIME_DIGITS
     expire = b"%d" % (int(micros) // 1000 + ttl_ms)
-    return micros, expire, len(micros) != 16 or len(expire) != 13
+    return micros, expire, len(micros) != EVENT_TIME_DIGITS or len(expire) != EXPIRY_DIGITS
 
 
 # ---------------------------------------------------------------- script calls
