@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -374,3 +376,53 @@ def decode_event_ts(raw: bytes) -> datetime:
 def timestamp_proto(raw: bytes) -> Timestamp:
     seconds, micros = divmod(_micros(raw), 1_000_000)
     return Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def event_ts_seconds(raw: bytes) -> int:
+    """`timestamp_proto(raw).seconds`: what Feast's `to_dict(include_event_timestamps=True)` shows."""
+    return _micros(raw) // 1_000_000
+
+
+# ---------------------------------------------------------------- straight to Python values
+
+_FLOAT32 = struct.Struct("<f")
+
+
+def _float32_value(raw: bytes) -> float:
+    # A float_val proto holds float32 bits; reading it back widens them to a Python float.
+    return _FLOAT32.unpack(_FLOAT32.pack(float(raw)))[0]
+
+
+_PYTHON_SCALARS: dict[ValueType, Callable[[bytes], Any]] = {
+    ValueType.INT32: int,
+    ValueType.INT64: int,
+    ValueType.DOUBLE: float,
+    ValueType.FLOAT: _float32_value,
+    ValueType.BOOL: _decode_bool_text,
+    ValueType.STRING: bytes.decode,
+    ValueType.BYTES: bytes,
+}
+"""Types whose Python value (what Feast's `to_dict()` gives) comes straight from the stored
+bytes. Each equals `feast_value_type_to_python_type(decode(raw))`: tests/test_codec.py
+checks that over generated values. Every other type goes through the proto."""
+
+
+def python_decoder(codec: TypeCodec, feature_type: ValueType | None, view: str, feature: str) -> Callable[[bytes], Any]:
+    """Stored bytes -> the Python value Feast's `OnlineResponse.to_dict()` shows for them.
+    `feature_type` is what `to_dict` passes Feast's conversion for this column."""
+    direct = _PYTHON_SCALARS.get(codec.value_type)
+
+    def via_proto(raw: bytes) -> Any:
+        return feast_value_type_to_python_type(decode_value(codec, raw, view=view, feature=feature), feature_type)
+
+    if direct is not None:
+
+        def scalar(raw: bytes) -> Any:
+            try:
+                return direct(raw)
+            except (ValueError, OverflowError):
+                return via_proto(raw)  # raises CorruptStoredValue where the proto path would
+
+        return scalar
+
+    return via_proto

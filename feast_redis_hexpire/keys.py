@@ -16,6 +16,7 @@ so that tag is the only one and the layout stays injective.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -49,14 +50,26 @@ def _unescape_component(text: str) -> str:
     return "".join(out)
 
 
+def bytes_value_text(value: bytes) -> str:
+    return "".join(f"%{b:02X}" for b in value)
+
+
+VALUE_TEXT: dict[str, Callable[[Any], str]] = {
+    "string_val": escape_component,
+    "int64_val": str,
+    "int32_val": str,
+    "unix_timestamp_val": str,
+    "bytes_val": bytes_value_text,
+}
+"""How a join-key value of each ValueProto kind is spelled in a key. Shared by the proto
+path (`entity_value_text`) and the read fast path, which spells Python values directly."""
+
+
 def entity_value_text(join_key: str, value: ValueProto) -> str:
     kind = value.WhichOneof("val")
-    if kind == "string_val":
-        return escape_component(value.string_val)
-    if kind in ("int64_val", "int32_val", "unix_timestamp_val"):
-        return str(getattr(value, kind))
-    if kind == "bytes_val":
-        return "".join(f"%{b:02X}" for b in value.bytes_val)
+    text_of = VALUE_TEXT.get(kind) if kind is not None else None
+    if text_of is not None:
+        return text_of(getattr(value, kind))  # type: ignore[arg-type]
     if kind is None or kind == "null_val":
         raise InvalidEntityKey(f"join key {join_key!r}: the entity value is null; every join key needs a value")
     raise InvalidEntityKey(

@@ -4,28 +4,38 @@ script."""
 
 from __future__ import annotations
 
+import copy
 import logging
-import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from feast import Entity, FeatureView, RepoConfig
+from feast import Entity, FeatureService, FeatureView, RepoConfig
+from feast import utils as feast_utils
 from feast.infra.online_stores.online_store import OnlineStore
+from feast.infra.registry.base_registry import BaseRegistry
 from feast.infra.supported_async_methods import SupportedAsyncMethods
+from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from . import maintenance, redis_io
+from . import maintenance, redis_io, serving
 from .clients import async_client, close_async_clients, sync_client
 from .config import RedisHexpireOnlineStoreConfig
-from .errors import ConfigError, InvalidEntityKey, UnknownFeature
+from .errors import ConfigError, UnknownFeature
 from .keys import project_prefix
 from .reads import GroupedReadPlan, ReadRow, plan_grouped_read, plan_view_read
 from .views import ViewLayout, check_field_conflicts, view_layout
 from .writes import WritePlan, WriteReport, WriteRow, plan_writes, skipped_rows_message
+
+try:  # Feast's metrics (feast serve --metrics); absent in some builds
+    from feast import metrics as _feast_metrics
+    from feast.metrics import track_feature_statuses as _track_feature_statuses
+    from feast.metrics import track_online_store_read as _track_online_store_read
+except ImportError:  # pragma: no cover
+    _feast_metrics = None
 
 logger = logging.getLogger("feast_redis_hexpire")
 
@@ -44,32 +54,6 @@ class StoreStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-_UNKNOWN_FEATURE = re.compile(r"Feature (.+) not found in projection (.+)")
-
-
-@contextmanager
-def _request_errors() -> Iterator[None]:
-    """Bad requests that Feast's own request handling (which the store inherits) turns into
-    bare KeyErrors, and so into HTTP 500 from `feast serve`: an unknown feature of a known
-    view, and a request without any join-key values. Raised as the store's input errors
-    (HTTP 422) instead, with what was wrong."""
-    try:
-        yield
-    except KeyError as exc:
-        text = str(exc.args[0]) if exc.args else ""
-        unknown = _UNKNOWN_FEATURE.fullmatch(text)
-        if unknown:
-            raise UnknownFeature(
-                f"view {unknown.group(2)!r} has no feature {unknown.group(1)!r} (requested as "
-                f"'{unknown.group(2)}:{unknown.group(1)}')"
-            ) from None
-        if text == "pop from an empty set":  # feast.utils._validate_entity_values on no columns
-            raise InvalidEntityKey(
-                "the request gives no join-key values: give every join key of the requested views in each entity row"
-            ) from None
-        raise
 
 
 def store_config_of(config: RepoConfig) -> RedisHexpireOnlineStoreConfig:
@@ -104,12 +88,67 @@ def key_prefix_of(config: RepoConfig) -> str:
     return project_prefix(store_config.key_prefix, config.project, store_config.hash_tag)
 
 
+def _request_context(registry: BaseRegistry, project: str, features: Any, full_feature_names: bool) -> tuple[Any, ...]:
+    """Feast's resolution of the request. Where Feast fails with a bare KeyError, find out
+    why from the registry and raise what Feast's contract asks for (a KeyError naming the
+    view and feature, which `feast serve` answers with 422)."""
+    try:
+        return serving.request_context(registry, project, features, full_feature_names)
+    except KeyError:
+        _check_feature_refs(registry, project, features)
+        raise
+
+
+def _check_feature_refs(registry: BaseRegistry, project: str, features: Any) -> None:
+    if isinstance(features, FeatureService):
+        return
+    for ref in features:
+        if ":" not in ref:
+            continue
+        view_name, version, feature = feast_utils._parse_feature_ref(ref)
+        view = registry.get_any_feature_view(view_name, project, allow_cache=True)
+        if version is not None:
+            continue
+        declared = [f.name for f in view.features]
+        if feature not in declared:
+            raise UnknownFeature(
+                f"view {view_name!r} has no feature {feature!r} (requested as {ref!r}; "
+                f"the view declares {', '.join(sorted(declared))})"
+            )
+
+
+def _without_precompute(features: list[str] | FeatureService) -> list[str] | FeatureService:
+    """The service as Feast's generic path must read it here: from the entity hashes."""
+    if isinstance(features, FeatureService) and features.precompute_online:
+        features = copy.copy(features)
+        features.precompute_online = False
+    return features
+
+
+_PRECOMPUTE_LOGGED: set[str] = set()
+
+
+def _log_precompute_once(service: str) -> None:
+    if service not in _PRECOMPUTE_LOGGED:
+        _PRECOMPUTE_LOGGED.add(service)
+        logger.info(
+            "FeatureService %r has precompute_online=True: this store serves it from the entity hashes, "
+            "which hold the same values in one HMGET per entity, and writes no precomputed vectors",
+            service,
+        )
+
+
+def _feast_metrics_on() -> bool:
+    return bool(_feast_metrics is not None and _feast_metrics._config.online_features)
+
+
 class RedisHexpireOnlineStore(OnlineStore):
     """One flat hash per entity; key EXPIRE for batch views, per-field expiry for stream views."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stats = StoreStats()
+        self._plans = serving.PlanCache()
         self.last_write_report: WriteReport | None = None
 
     @property
@@ -168,13 +207,140 @@ class RedisHexpireOnlineStore(OnlineStore):
 
     # ------------------------------------------------------------ reads
 
-    def get_online_features(self, *args: Any, **kwargs: Any) -> Any:
-        with _request_errors():
-            return super().get_online_features(*args, **kwargs)
+    def get_online_features(
+        self,
+        config: RepoConfig,
+        features: list[str] | FeatureService,
+        entity_rows: Any,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
+    ) -> OnlineResponse:
+        """The serving fast path (`serving`), or Feast's generic path for what it does not cover."""
+        request = self._serve(
+            config, features, entity_rows, registry, project, full_feature_names, include_feature_view_version_metadata
+        )
+        if isinstance(request, serving.Fallback):
+            return super().get_online_features(
+                config,
+                _without_precompute(features),
+                entity_rows,
+                registry,
+                project,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
+        plan, columns, batches = request
+        started = time.monotonic()
+        client = sync_client(store_config_of(config), for_reads=True)
+        replies = redis_io.hmget(client, serving.commands(plan, batches))
+        return self._served(plan, columns, batches, replies, started)
 
-    async def get_online_features_async(self, *args: Any, **kwargs: Any) -> Any:
-        with _request_errors():
-            return await super().get_online_features_async(*args, **kwargs)
+    async def get_online_features_async(
+        self,
+        config: RepoConfig,
+        features: list[str] | FeatureService,
+        entity_rows: Any,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
+    ) -> OnlineResponse:
+        request = self._serve(
+            config, features, entity_rows, registry, project, full_feature_names, include_feature_view_version_metadata
+        )
+        if isinstance(request, serving.Fallback):
+            return await super().get_online_features_async(
+                config,
+                _without_precompute(features),
+                entity_rows,
+                registry,
+                project,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
+        plan, columns, batches = request
+        started = time.monotonic()
+        client = await async_client(store_config_of(config), for_reads=True)
+        replies = await redis_io.hmget_async(client, serving.commands(plan, batches))
+        return self._served(plan, columns, batches, replies, started)
+
+    def _serve(
+        self,
+        config: RepoConfig,
+        features: list[str] | FeatureService,
+        entity_rows: Any,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool,
+        include_version_metadata: bool,
+    ) -> tuple[serving.ServingPlan, dict[str, Any], list[serving.EntityBatch]] | serving.Fallback:
+        """Everything before the round trip, shared by sync and async: the request's plan
+        and its entity keys, or why it goes to Feast's generic path."""
+        if (isinstance(entity_rows, (list, dict)) and not entity_rows) or (
+            isinstance(entity_rows, list) and not entity_rows[0]
+        ):
+            serving.check_entity_columns({})
+        if isinstance(features, FeatureService) and features.precompute_online:
+            _log_precompute_once(features.name)
+        context = _request_context(registry, project, features, full_feature_names)
+        try:
+            columns = dict(serving.entity_columns(entity_rows))
+            store_config = store_config_of(config)
+            shape = (
+                serving.features_key(features),
+                project,
+                full_feature_names,
+                include_version_metadata,
+                tuple(columns),
+                store_config.key_prefix,
+                store_config.hash_tag,
+                store_config.field_naming,
+                versioning_enabled(config),
+            )
+            plan = self._plans.get(shape, context)
+            if plan is None:
+                plan = serving.build_plan(
+                    context,
+                    list(columns),
+                    key_prefix_of(config),
+                    lambda table: layout_of(table, config),
+                    full_feature_names,
+                    include_version_metadata,
+                )
+                self._plans.put(shape, plan)
+            return plan, columns, serving.entity_batches(plan, columns)
+        except serving.Fallback as fallback:
+            logger.debug("get_online_features: Feast's generic path (%s)", fallback.reason)
+            return fallback
+
+    def _served(
+        self,
+        plan: serving.ServingPlan,
+        columns: dict[str, Any],
+        batches: list[serving.EntityBatch],
+        replies: list[list[bytes | None]],
+        started: float,
+    ) -> serving.ServedResponse:
+        self._record_read(len(replies))
+        by_group = serving.split_replies(batches, replies)
+        if _feast_metrics_on():
+            _track_online_store_read(time.monotonic() - started)
+            for view, present, not_found in serving.status_counts(plan, batches, by_group):
+                _track_feature_statuses(view, present, not_found)
+        return serving.ServedResponse(plan, columns, batches, by_group)
+
+    def write_precomputed_vector(
+        self,
+        config: RepoConfig,
+        feature_service_name: str,
+        project: str,
+        entity_key: EntityKeyProto,
+        vector_bytes: bytes,
+    ) -> None:
+        """Not written: the store serves `precompute_online` services from the entity hashes."""
+        _log_precompute_once(feature_service_name)
 
     def online_read(
         self,

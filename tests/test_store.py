@@ -31,6 +31,7 @@ from tests.support.store import (
     USER,
     batch_view,
     command_calls,
+    generic_online_features,
     now,
     old_redis_server_binary,
     plain,
@@ -393,7 +394,7 @@ def test_get_online_features_reads_all_views_with_one_hmget_per_entity(make_conf
     original = online._read_features_per_fv
     online._read_features_per_fv = lambda *a, **k: OnlineStore._read_features_per_fv(online, *a, **k)
     try:
-        fallback = fs.get_online_features(refs, [{"user_id": u} for u in users + ["nobody"]]).to_dict()
+        fallback = generic_online_features(fs, refs, [{"user_id": u} for u in users + ["nobody"]]).to_dict()
     finally:
         online._read_features_per_fv = original
     assert fallback == result

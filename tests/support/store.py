@@ -144,3 +144,33 @@ def run_async(store: Any, operation: Callable[[], Any]) -> Any:
             await store.close()
 
     return asyncio.run(main())
+
+
+def generic_online_features(fs: Any, features: Any, entity_rows: Any, **options: Any) -> Any:
+    """Feast's generic `get_online_features` on this store (the base class's, which reads
+    through the store's grouped-read hook), bypassing the store's serving fast path."""
+    from feast.infra.online_stores.online_store import OnlineStore
+
+    return OnlineStore.get_online_features(
+        fs._get_provider().online_store,
+        config=fs.config,
+        features=features,
+        entity_rows=entity_rows,
+        registry=fs.registry,
+        project=fs.project,
+        **options,
+    )
+
+
+async def generic_online_features_async(fs: Any, features: Any, entity_rows: Any, **options: Any) -> Any:
+    from feast.infra.online_stores.online_store import OnlineStore
+
+    return await OnlineStore.get_online_features_async(
+        fs._get_provider().online_store,
+        config=fs.config,
+        features=features,
+        entity_rows=entity_rows,
+        registry=fs.registry,
+        project=fs.project,
+        **options,
+    )
