@@ -49,13 +49,14 @@ class JoinKeyType:
     proto_field: str
     python_type: type
     bounds: tuple[int, int] | None = None
+    empty_is_null: bool = False  # Feast makes nulls of a column of empty bytes
 
 
 NATIVE_JOIN_KEYS: dict[ValueType, JoinKeyType] = {
     ValueType.INT64: JoinKeyType("int64_val", int, (-(1 << 63), (1 << 63) - 1)),
     ValueType.INT32: JoinKeyType("int32_val", int, (-(1 << 31), (1 << 31) - 1)),
     ValueType.STRING: JoinKeyType("string_val", str),
-    ValueType.BYTES: JoinKeyType("bytes_val", bytes),
+    ValueType.BYTES: JoinKeyType("bytes_val", bytes, empty_is_null=True),
 }
 
 
@@ -74,6 +75,8 @@ def native_key_texts(value_type: ValueType, values: Sequence[Any]) -> list[str] 
         low, high = spec.bounds
         if min(values) < low or max(values) > high:
             return None
+    if spec.empty_is_null and not all(values):
+        return None
     text_of = VALUE_TEXT[spec.proto_field]
     return [text_of(value) for value in values]
 

@@ -35,9 +35,12 @@ from feast_redis_hexpire.codec import (
     encode_event_ts,
     encode_value,
     event_ts_micros,
+    event_ts_seconds,
+    python_decoder,
     timestamp_proto,
 )
 from feast_redis_hexpire.errors import CorruptStoredValue, InvalidFeatureValue, InvalidViewConfig
+from tests.support.values import canonical
 
 # Budget: the whole file must stay well under 20 s on a busy CI box. The per-type round
 # trips run once per codec (45 types), so they get fewer examples each; edge values hypothesis would
@@ -869,3 +872,38 @@ def test_corrupt_stored_event_time_is_a_clear_error():
         decode_event_ts(b"yesterday")
     with pytest.raises(CorruptStoredValue):
         timestamp_proto(b"2026-13-45T99:00:00Z")
+
+
+# =========================================================================== straight to Python (the serving path)
+
+
+@pytest.mark.parametrize("value_type", ALL_TYPES, ids=lambda vt: vt.name)
+@PROPERTY_PER_TYPE
+@given(data=st.data())
+def test_python_decoder_equals_feasts_conversion_of_the_proto(value_type, data):
+    """What `to_dict()` shows on the serving path is what Feast's conversion of the decoded
+    proto gives, for every type (scalars straight from the bytes, the rest via the proto)."""
+    codec = CODECS[value_type]
+    raw = encode_value(codec, data.draw(STRATEGIES[value_type], label=value_type.name), view=VIEW, feature=FEATURE)
+    assert raw is not None
+    decoder = python_decoder(codec, value_type, VIEW, FEATURE)
+    try:
+        expected = feast_type_map.feast_value_type_to_python_type(codec.decode(raw), value_type)
+    except Exception as exc:  # noqa: BLE001 - e.g. a DECIMAL that is no decimal: Feast's to_dict fails the same way
+        with pytest.raises(type(exc)):
+            decoder(raw)
+        return
+    actual = decoder(raw)
+    assert canonical(actual) == canonical(expected), (raw, actual, expected)
+
+
+@pytest.mark.parametrize("value_type", [ValueType.INT64, ValueType.FLOAT, ValueType.BOOL, ValueType.INT64_LIST])
+def test_python_decoder_names_view_and_feature_for_corrupt_bytes(value_type):
+    with pytest.raises(CorruptStoredValue) as err:
+        python_decoder(CODECS[value_type], value_type, VIEW, FEATURE)(b"\xffnot a value")
+    assert VIEW in str(err.value) and FEATURE in str(err.value)
+
+
+@given(raw=st.sampled_from([b"1764091200123456", b"-1", b"0", b"999999", b"2026-11-25T17:34:00.123456Z"]))
+def test_event_ts_seconds_is_the_timestamp_protos_seconds(raw):
+    assert event_ts_seconds(raw) == timestamp_proto(raw).seconds
