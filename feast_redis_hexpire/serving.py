@@ -440,24 +440,27 @@ class ServedResponse(OnlineResponse):
             batch, replies = self._batches[view.group], self._replies[view.group]
             ts_at = view.ts_at
             live = [reply if reply[ts_at] is not None else None for reply in replies]
+            seconds: list[int] | None = None
+            if include_event_timestamps:
+                ats = [column.at for column in view.columns]
+                seconds = _by_row(
+                    [
+                        event_ts_seconds(raw_ts)
+                        if reply is not None
+                        and (raw_ts := reply[ts_at]) is not None
+                        and any(reply[i] is not None for i in ats)
+                        else 0
+                        for reply in live
+                    ],
+                    batch,
+                )
             for column in view.columns:
                 at, decode = column.at, column.decode
                 out[column.name] = _by_row(
                     [None if reply is None or (raw := reply[at]) is None else decode(raw) for reply in live], batch
                 )
-            if include_event_timestamps:
-                ats = [column.at for column in view.columns]
-                seconds = [
-                    event_ts_seconds(raw_ts)
-                    if reply is not None
-                    and (raw_ts := reply[ts_at]) is not None
-                    and any(reply[i] is not None for i in ats)
-                    else 0
-                    for reply in live
-                ]
-                by_row = _by_row(seconds, batch)
-                for column in view.columns:
-                    out[column.name + TIMESTAMP_POSTFIX] = list(by_row)
+                if seconds is not None:
+                    out[column.name + TIMESTAMP_POSTFIX] = list(seconds)
         return out
 
 
