@@ -198,6 +198,7 @@ KINDS: dict[str, StoreKind] = {
     k.name: k
     for k in (
         StoreKind("builtin", "built-in (type: redis)", "builtin"),
+        StoreKind("builtin_glide", "built-in, client: glide", "builtin"),
         StoreKind("hexpire", "this store", "hexpire", "plain"),
         StoreKind("hexpire_qualified", "this store, qualified names", "hexpire", "qualified"),
         StoreKind("hexpire_fast", "this store + HexpireProvider", "hexpire", "plain", FAST_PROVIDER),
@@ -246,7 +247,10 @@ def online_store_block(kind: StoreKind, connection_string: str) -> dict:
     if kind.store == "builtin":
         # Feast's own store, defaults otherwise (skip_dedup: false, i.e. it reads the
         # stored timestamps before writing, as this store's Lua script does).
-        return {"type": "redis", "connection_string": connection_string, "key_ttl_seconds": BATCH_TTL_SECONDS}
+        block = {"type": "redis", "connection_string": connection_string, "key_ttl_seconds": BATCH_TTL_SECONDS}
+        if kind.name == "builtin_glide":
+            block["client"] = "glide"  # Valkey GLIDE: the built-in's fastest read configuration
+        return block
     raise ValueError(kind)
 
 

@@ -5,11 +5,15 @@ dropped connections and collect replies.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 import redis.asyncio as redis_async
+from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+from redis._parsers.hiredis import _AsyncHiredisParser
+from redis.asyncio.connection import async_timeout as _async_timeout  # type: ignore[attr-defined]  # asyncio.timeout (its backport on 3.10)
 from redis.cluster import RedisCluster
 
 from .clients import AsyncClient, SyncClient
@@ -192,10 +196,44 @@ async def _round_trip_async(client: redis_async.Redis, commands: Sequence[tuple[
 
 async def _send_and_read_async(connection: Any, packed: Any, count: int) -> list[Any]:
     await connection.send_packed_command(packed)
+    parser = getattr(connection, "_parser", None)
+    if type(parser) is _AsyncHiredisParser and str(connection.protocol) != "3":
+        return await _read_replies_hiredis(connection, parser, count)
     replies: list[Any] = []
     for _ in range(count):
         try:
             replies.append(await connection.read_response())
         except redis.ResponseError as exc:
             replies.append(exc)
+    return replies
+
+
+async def _read_replies_hiredis(connection: Any, parser: Any, count: int) -> list[Any]:
+    """Every reply of a pipeline from hiredis's buffer, awaiting the socket only when the
+    buffer runs dry. redis.asyncio's `read_response` opens a timeout context per reply,
+    which cost more than the rest of an async read; here the socket timeout still bounds
+    every wait for data, as it does there. Error replies stay in place (as ResponseError
+    instances); a dropped or timed-out connection raises redis-py's own errors."""
+    reader, timeout = parser._reader, connection.socket_timeout
+    replies: list[Any] = []
+    append, gets = replies.append, reader.gets
+    try:
+        while len(replies) < count:
+            reply = gets()
+            if reply is _NOT_ENOUGH_DATA:
+                if timeout is None:
+                    await parser.read_from_socket()
+                else:
+                    async with _async_timeout(timeout):
+                        await parser.read_from_socket()
+                continue
+            if isinstance(reply, redis.ConnectionError):  # e.g. LOADING: the server is not ready
+                raise reply
+            append(reply)
+    except asyncio.TimeoutError:
+        await connection.disconnect(nowait=True)
+        raise redis.TimeoutError(f"Timeout reading from {connection.host}:{connection.port}") from None
+    except OSError as exc:
+        await connection.disconnect(nowait=True)
+        raise redis.ConnectionError(f"Error while reading from {connection.host}:{connection.port}: {exc}") from exc
     return replies
