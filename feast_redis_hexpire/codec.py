@@ -358,7 +358,7 @@ def encode_event_ts(ts: datetime) -> bytes:
     return b"%d" % event_ts_micros(ts)
 
 
-def _micros(raw: bytes) -> int:
+def stored_event_micros(raw: bytes) -> int:
     try:
         if b"T" in raw:  # ISO-8601 text written by versions before 0.2: 2026-11-25T17:34:00.123456Z
             return event_ts_micros(datetime.fromisoformat(raw.rstrip(b"Z").decode()))
@@ -370,17 +370,17 @@ def _micros(raw: bytes) -> int:
 
 
 def decode_event_ts(raw: bytes) -> datetime:
-    return _EPOCH_UTC + timedelta(microseconds=_micros(raw))
+    return _EPOCH_UTC + timedelta(microseconds=stored_event_micros(raw))
 
 
 def timestamp_proto(raw: bytes) -> Timestamp:
-    seconds, micros = divmod(_micros(raw), 1_000_000)
+    seconds, micros = divmod(stored_event_micros(raw), 1_000_000)
     return Timestamp(seconds=seconds, nanos=micros * 1000)
 
 
 def event_ts_seconds(raw: bytes) -> int:
     """`timestamp_proto(raw).seconds`: what Feast's `to_dict(include_event_timestamps=True)` shows."""
-    return _micros(raw) // 1_000_000
+    return stored_event_micros(raw) // 1_000_000
 
 
 # ---------------------------------------------------------------- straight to Python values

@@ -108,11 +108,8 @@ class GroupedReadPlan:
         response: Any,
         full_feature_names: bool,
         include_feature_view_version_metadata: bool,
-        track: bool = True,
     ) -> None:
-        """Build Feast's response vectors directly, decoding each distinct stored value once.
-        `track`: count Feast's feature-status metric (the serving path counts it at read time,
-        and builds the proto later, if at all)."""
+        """Build Feast's response vectors directly, decoding each distinct stored value once."""
         offsets, position = {}, 0
         for group in self.groups:
             offsets[id(group)] = position
@@ -128,7 +125,6 @@ class GroupedReadPlan:
                 full_feature_names,
                 include_feature_view_version_metadata,
                 ts_cache,
-                track,
             )
 
 
@@ -218,7 +214,6 @@ def fill_response(
     full_feature_names: bool,
     include_feature_view_version_metadata: bool,
     ts_cache: dict[bytes, Timestamp],
-    track: bool = True,
 ) -> None:
     """Same output as feast.utils._populate_response_from_feature_data, without the
     intermediate dicts and datetimes."""
@@ -273,5 +268,5 @@ def fill_response(
         response.results.append(
             GetOnlineFeaturesResponse.FeatureVector(values=values, statuses=statuses, event_timestamps=timestamps)
         )
-    if track and _track_feature_statuses is not None:
+    if _track_feature_statuses is not None:
         _track_feature_statuses(table.name, present_total, len(read.requested) * output_len - present_total)

@@ -28,15 +28,15 @@ from feast import utils as feast_utils
 from feast.feature_service import FeatureService
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.online_response import TIMESTAMP_POSTFIX, OnlineResponse
-from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
+from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from . import wire
 from .codec import event_ts_seconds, python_decoder
 from .errors import InvalidEntityKey
 from .keys import VALUE_TEXT, key_texts
-from .reads import EntityGroup, GroupedReadPlan, HmgetCommand, ViewRead
+from .reads import EntityGroup, HmgetCommand, ViewRead
 from .views import ViewLayout
 
 Replies = Sequence[Sequence[bytes | None]]
@@ -105,7 +105,8 @@ class ColumnRead:
 
     name: str  # the output name (full or bare)
     at: int
-    decode: Callable[[bytes], Any]
+    decode: Callable[[bytes], Any]  # stored bytes -> the Python value to_dict() shows
+    frame: wire.ValueEncoder  # stored bytes -> the framed serialized ValueProto
 
 
 @dataclass
@@ -140,6 +141,7 @@ class ServingPlan:
     full_feature_names: bool
     include_version_metadata: bool
     names: list[str] = field(default_factory=list)  # every output column, in order
+    metadata: bytes = b""  # the response's framed metadata
 
 
 def build_plan(
@@ -207,8 +209,10 @@ def build_plan(
         view_columns = []
         for number, name in enumerate(read.requested):
             output = f"{table_name}__{name}" if full_feature_names else name
-            decode = python_decoder(layout.features[name].codec, feature_types.get(output), layout.name, name)
-            view_columns.append(ColumnRead(output, read.offset + number, decode))
+            codec = layout.features[name].codec
+            decode = python_decoder(codec, feature_types.get(output), layout.name, name)
+            frame = wire.framed_encoder(codec, layout.name, name)
+            view_columns.append(ColumnRead(output, read.offset + number, decode, frame))
         views.append(ViewSlice(read, index, read.offset + len(read.requested), view_columns))
     plan = ServingPlan(
         context,
@@ -222,7 +226,24 @@ def build_plan(
         include_version_metadata,
     )
     plan.names = echo + [column.name for view in views for column in view.columns]
+    plan.metadata = _metadata_bytes(plan)
     return plan
+
+
+def _metadata_bytes(plan: ServingPlan) -> bytes:
+    """The response's framed metadata, as Feast's generic path fills it: every column's
+    name, and with version metadata each view once, under its alias if it has one."""
+    metadata = GetOnlineFeaturesResponse().metadata
+    metadata.feature_names.val.extend(plan.names)
+    if plan.include_version_metadata:
+        for view in plan.views:
+            projection = view.read.table.projection
+            name = projection.name_alias or projection.name
+            if name not in [m.name for m in metadata.feature_view_metadata]:
+                entry = metadata.feature_view_metadata.add()
+                entry.name = name
+                entry.version = getattr(view.read.table, "current_version_number", 0) or 0
+    return wire.length_delimited(wire.METADATA_TAG, metadata.SerializeToString())
 
 
 class PlanCache:
@@ -375,10 +396,6 @@ def _row_weights(batch: EntityBatch) -> list[int]:
 # ---------------------------------------------------------------- the response
 
 
-_EMPTY_TS = Timestamp()
-_PRESENT = FieldStatus.PRESENT
-
-
 class ServedResponse(OnlineResponse):
     """Feast's `OnlineResponse`, kept as the raw replies: `to_dict()` (and so `to_df()`,
     `to_arrow()`) decodes them straight to Python values; `.proto` is built on first use."""
@@ -408,26 +425,18 @@ class ServedResponse(OnlineResponse):
         self._proto = value
 
     def _build_proto(self) -> GetOnlineFeaturesResponse:
+        """Feast's proto, encoded as wire bytes (`wire`) and parsed once."""
         plan = self._plan
-        response = GetOnlineFeaturesResponse(results=[])
-        for column in plan.echo:
-            values = self._columns[column]
-            response.metadata.feature_names.val.append(column)
-            response.results.append(
-                GetOnlineFeaturesResponse.FeatureVector(
-                    values=native_value_protos(plan.join_key_types[column], values),
-                    statuses=[_PRESENT] * len(values),
-                    event_timestamps=[_EMPTY_TS] * len(values),
-                )
-            )
-        groups = [
-            EntityGroup(batch.keys, batch.indexes(), batch.rows, shape.fields)
-            for shape, batch in zip(plan.groups, self._batches)
-        ]
-        grouped = GroupedReadPlan(groups, [(groups[view.group], view.read) for view in plan.views])
-        flat = [reply for group_replies in self._replies for reply in group_replies]
-        grouped.populate(flat, response, plan.full_feature_names, plan.include_version_metadata, track=False)
-        return response
+        parts = [plan.metadata]
+        for name in plan.echo:
+            values = self._columns[name]
+            encoded = [
+                wire.framed_value(p.SerializeToString()) for p in native_value_protos(plan.join_key_types[name], values)
+            ]
+            parts.append(wire.feature_vector(encoded, _ALL_PRESENT * len(values), [wire.EMPTY_TIMESTAMP] * len(values)))
+        for view in plan.views:
+            parts.extend(_view_vectors(view, self._batches[view.group], self._replies[view.group]))
+        return GetOnlineFeaturesResponse.FromString(b"".join(parts))
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -462,6 +471,36 @@ class ServedResponse(OnlineResponse):
                 if seconds is not None:
                     out[column.name + TIMESTAMP_POSTFIX] = list(seconds)
         return out
+
+
+_ALL_PRESENT = bytes([wire.PRESENT])
+
+
+def _view_vectors(view: ViewSlice, batch: EntityBatch, replies: Replies) -> list[bytes]:
+    """One view's framed `FeatureVector`s: a value is PRESENT only with the view's event
+    time on the hash; the time is set on the rows where any requested value is."""
+    ts_at = view.ts_at
+    live = [reply if reply[ts_at] is not None else None for reply in replies]
+    empty, present, not_found = wire.EMPTY_VALUE, wire.PRESENT, wire.NOT_FOUND
+    columns = []
+    for column in view.columns:
+        at, frame = column.at, column.frame
+        values = [empty if reply is None or (raw := reply[at]) is None else frame(raw) for reply in live]
+        columns.append(values)
+    ats = [column.at for column in view.columns]
+    timestamps = [
+        wire.timestamp_bytes(reply[ts_at])  # type: ignore[arg-type]
+        if reply is not None and any(reply[i] is not None for i in ats)
+        else wire.EMPTY_TIMESTAMP
+        for reply in live
+    ]
+    timestamps = _by_row(timestamps, batch)
+    out = []
+    for values in columns:
+        by_row = _by_row(values, batch)
+        statuses = bytes([not_found if value is empty else present for value in by_row])
+        out.append(wire.feature_vector(by_row, statuses, timestamps))
+    return out
 
 
 def _by_row(values: list[Any], batch: EntityBatch) -> list[Any]:

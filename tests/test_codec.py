@@ -19,6 +19,7 @@ from decimal import Decimal
 import feast.type_map as feast_type_map
 import numpy as np
 import pytest
+from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
 from feast.protos.feast.types import Value_pb2 as V
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
@@ -40,6 +41,7 @@ from feast_redis_hexpire.codec import (
     timestamp_proto,
 )
 from feast_redis_hexpire.errors import CorruptStoredValue, InvalidFeatureValue, InvalidViewConfig
+from feast_redis_hexpire.wire import timestamp_bytes, value_encoder
 from tests.support.values import canonical
 
 # Budget: the whole file must stay well under 20 s on a busy CI box. The per-type round
@@ -907,3 +909,41 @@ def test_python_decoder_names_view_and_feature_for_corrupt_bytes(value_type):
 @given(raw=st.sampled_from([b"1764091200123456", b"-1", b"0", b"999999", b"2026-11-25T17:34:00.123456Z"]))
 def test_event_ts_seconds_is_the_timestamp_protos_seconds(raw):
     assert event_ts_seconds(raw) == timestamp_proto(raw).seconds
+
+
+# =========================================================================== wire format (the serving path's proto)
+
+
+@pytest.mark.parametrize("value_type", ALL_TYPES, ids=lambda vt: vt.name)
+@PROPERTY_PER_TYPE
+@given(data=st.data())
+def test_wire_encoder_gives_the_serialized_proto_of_the_decoded_value(value_type, data):
+    codec = CODECS[value_type]
+    raw = encode_value(codec, data.draw(STRATEGIES[value_type], label=value_type.name), view=VIEW, feature=FEATURE)
+    assert raw is not None
+    encoded = value_encoder(codec, VIEW, FEATURE)(raw)
+    assert wire(ValueProto.FromString(encoded)) == wire(codec.decode(raw))
+
+
+@given(micros=st.integers(min_value=-(2**50), max_value=2**52))
+def test_wire_timestamp_is_the_framed_timestamp_proto(micros):
+    raw = b"%d" % micros
+    expected = GetOnlineFeaturesResponse.FeatureVector(event_timestamps=[timestamp_proto(raw)]).SerializeToString()
+    assert timestamp_bytes(raw) == expected
+
+
+@pytest.mark.parametrize("value_type", [ValueType.INT64, ValueType.FLOAT, ValueType.BOOL, ValueType.STRING])
+def test_wire_encoder_names_view_and_feature_for_corrupt_bytes(value_type):
+    with pytest.raises(CorruptStoredValue) as err:
+        value_encoder(CODECS[value_type], VIEW, FEATURE)(b"\xffnot a value")
+    assert VIEW in str(err.value) and FEATURE in str(err.value)
+
+
+@given(n=st.integers(min_value=-(2**63), max_value=2**64 - 1))
+def test_varint_is_protobufs(n):
+    from feast_redis_hexpire.wire import varint
+
+    if n < 2**63:
+        assert b"\x20" + varint(n) == ValueProto(int64_val=n).SerializeToString()
+    else:
+        assert varint(n) == varint(n - 2**64)
