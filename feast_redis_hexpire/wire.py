@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from .codec import TypeCodec, decode_value, stored_event_micros
 
@@ -49,9 +48,24 @@ _SMALL_VARINTS = [_varint(n) for n in range(1 << 14)]  # lengths and small numbe
 
 
 def varint(value: int) -> bytes:
-    """Protobuf base-128 varint; negative numbers as their 64-bit two's complement."""
+    """Protobuf base-128 varint; negative numbers as their 64-bit two's complement.
+    Unrolled up to 5 bytes: event times in seconds and nanoseconds are 5 bytes each."""
     if 0 <= value < 16384:
         return _SMALL_VARINTS[value]
+    if 0 < value < 1 << 21:
+        return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
+    if 0 < value < 1 << 28:
+        return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14 & 0x7F | 0x80, value >> 21))
+    if 0 < value < 1 << 35:
+        return bytes(
+            (
+                value & 0x7F | 0x80,
+                value >> 7 & 0x7F | 0x80,
+                value >> 14 & 0x7F | 0x80,
+                value >> 21 & 0x7F | 0x80,
+                value >> 28,
+            )
+        )
     return _varint(value)
 
 
@@ -63,26 +77,20 @@ def _field_tag(proto_field: str, wire_type: int) -> bytes:
     return varint(ValueProto.DESCRIPTOR.fields_by_name[proto_field].number << 3 | wire_type)
 
 
-def _varint_encoder(tag: bytes) -> ValueEncoder:
+def _varint_payload(tag: bytes) -> ValueEncoder:
     return lambda raw: tag + varint(int(raw))
 
 
-def _double_encoder(tag: bytes) -> ValueEncoder:
-    pack = struct.Struct("<d").pack
+def _fixed_payload(tag: bytes, fmt: str) -> ValueEncoder:
+    pack = struct.Struct(fmt).pack
     return lambda raw: tag + pack(float(raw))
 
 
-def _float_encoder(tag: bytes) -> ValueEncoder:
-    pack = struct.Struct("<f").pack
-    return lambda raw: tag + pack(float(raw))
+def _bool_payload(tag: bytes) -> ValueEncoder:
+    return {b"true": tag + b"\x01", b"false": tag + b"\x00"}.__getitem__
 
 
-def _bool_encoder(tag: bytes) -> ValueEncoder:
-    encoded = {b"true": tag + b"\x01", b"false": tag + b"\x00"}
-    return encoded.__getitem__
-
-
-def _text_encoder(tag: bytes) -> ValueEncoder:
+def _text_payload(tag: bytes) -> ValueEncoder:
     def encode(raw: bytes) -> bytes:
         raw.decode()  # a string_val must be UTF-8, as the proto path checks
         return tag + varint(len(raw)) + raw
@@ -90,60 +98,62 @@ def _text_encoder(tag: bytes) -> ValueEncoder:
     return encode
 
 
-def _bytes_encoder(tag: bytes) -> ValueEncoder:
+def _bytes_payload(tag: bytes) -> ValueEncoder:
     return lambda raw: tag + varint(len(raw)) + raw
 
 
-_DIRECT: dict[ValueType, Callable[[bytes], ValueEncoder]] = {
-    ValueType.INT32: lambda tag: _varint_encoder(tag),
-    ValueType.INT64: lambda tag: _varint_encoder(tag),
-    ValueType.UNIX_TIMESTAMP: lambda tag: _varint_encoder(tag),
-    ValueType.DOUBLE: _double_encoder,
-    ValueType.FLOAT: _float_encoder,
-    ValueType.BOOL: _bool_encoder,
-    ValueType.STRING: _text_encoder,
-    ValueType.BYTES: _bytes_encoder,
+_DIRECT: dict[ValueType, tuple[int, Callable[[bytes], ValueEncoder]]] = {
+    ValueType.INT32: (0, _varint_payload),
+    ValueType.INT64: (0, _varint_payload),
+    ValueType.UNIX_TIMESTAMP: (0, _varint_payload),
+    ValueType.DOUBLE: (1, lambda tag: _fixed_payload(tag, "<d")),
+    ValueType.FLOAT: (5, lambda tag: _fixed_payload(tag, "<f")),
+    ValueType.BOOL: (0, _bool_payload),
+    ValueType.STRING: (2, _text_payload),
+    ValueType.BYTES: (2, _bytes_payload),
 }
-_WIRE_TYPES = {ValueType.DOUBLE: 1, ValueType.FLOAT: 5, ValueType.STRING: 2, ValueType.BYTES: 2}
+"""(wire type, payload encoder) of the scalars encoded without the proto."""
+_DIRECT_ERRORS = (ValueError, OverflowError, KeyError, struct.error)
+
+
+def _via_proto(codec: TypeCodec, view: str, feature: str) -> ValueEncoder:
+    def encode(raw: bytes) -> bytes:
+        return decode_value(codec, raw, view=view, feature=feature).SerializeToString()
+
+    return encode
 
 
 def framed_encoder(codec: TypeCodec, view: str, feature: str) -> ValueEncoder:
-    """Stored bytes -> one framed element of `FeatureVector.values`."""
-    encode = value_encoder(codec, view, feature)
-    return lambda raw: framed_value(encode(raw))
+    """Stored bytes -> one framed element of `FeatureVector.values` (the serialized
+    `ValueProto` that `codec.decode` would give, with its tag and length), in one call: it
+    runs once per value served. Scalars are encoded directly; what they do not take (and
+    every other type) goes through the proto, which raises `CorruptStoredValue` for bytes
+    that are no such value."""
+    via_proto = _via_proto(codec, view, feature)
+    spec = _DIRECT.get(codec.value_type)
+    direct = via_proto if spec is None else spec[1](_field_tag(codec.proto_field, spec[0]))
+    small = _SMALL_VARINTS
 
-
-def value_encoder(codec: TypeCodec, view: str, feature: str) -> ValueEncoder:
-    """Stored bytes -> the serialized `ValueProto` that `codec.decode` would give. Scalars
-    are encoded directly; anything they do not take (and every other type) goes through
-    the proto, which raises `CorruptStoredValue` for bytes that are no such value."""
-
-    def via_proto(raw: bytes) -> bytes:
-        return decode_value(codec, raw, view=view, feature=feature).SerializeToString()
-
-    make = _DIRECT.get(codec.value_type)
-    if make is None:
-        return via_proto
-    direct = make(_field_tag(codec.proto_field, _WIRE_TYPES.get(codec.value_type, 0)))
-
-    def encode(raw: bytes) -> bytes:
+    def framed(raw: bytes) -> bytes:
         try:
-            return direct(raw)
-        except (ValueError, OverflowError, KeyError, struct.error):
-            return via_proto(raw)
+            payload = direct(raw)
+        except _DIRECT_ERRORS:
+            payload = via_proto(raw)
+        size = len(payload)
+        return _VALUES_TAG + (small[size] if size < 16384 else varint(size)) + payload
 
-    return encode
+    return framed
 
 
 def timestamp_bytes(raw: bytes) -> bytes:
     """The framed `event_timestamps` element for a stored event time (`codec.timestamp_proto`)."""
     seconds, micros = divmod(stored_event_micros(raw), 1_000_000)
-    payload = Timestamp(seconds=seconds, nanos=micros * 1000).SerializeToString()  # upb: faster than Python varints
-    return _TIMESTAMPS_TAG + varint(len(payload)) + payload
+    payload = (b"\x08" + varint(seconds) if seconds else b"") + (b"\x10" + varint(micros * 1000) if micros else b"")
+    return _TIMESTAMPS_TAG + _SMALL_VARINTS[len(payload)] + payload
 
 
 def framed_value(encoded: bytes) -> bytes:
-    """One element of `FeatureVector.values`."""
+    """One element of `FeatureVector.values` from a serialized `ValueProto`."""
     return _VALUES_TAG + varint(len(encoded)) + encoded
 
 

@@ -41,7 +41,7 @@ from feast_redis_hexpire.codec import (
     timestamp_proto,
 )
 from feast_redis_hexpire.errors import CorruptStoredValue, InvalidFeatureValue, InvalidViewConfig
-from feast_redis_hexpire.wire import timestamp_bytes, value_encoder
+from feast_redis_hexpire.wire import framed_encoder, framed_value, timestamp_bytes
 from tests.support.values import canonical
 
 # Budget: the whole file must stay well under 20 s on a busy CI box. The per-type round
@@ -921,8 +921,11 @@ def test_wire_encoder_gives_the_serialized_proto_of_the_decoded_value(value_type
     codec = CODECS[value_type]
     raw = encode_value(codec, data.draw(STRATEGIES[value_type], label=value_type.name), view=VIEW, feature=FEATURE)
     assert raw is not None
-    encoded = value_encoder(codec, VIEW, FEATURE)(raw)
-    assert wire(ValueProto.FromString(encoded)) == wire(codec.decode(raw))
+    framed = framed_encoder(codec, VIEW, FEATURE)(raw)
+    expected = wire(codec.decode(raw))
+    vector = GetOnlineFeaturesResponse.FeatureVector.FromString(framed)
+    assert [wire(v) for v in vector.values] == [expected]
+    assert framed_value(vector.values[0].SerializeToString()) == framed or codec.value_type in COMPOSITE_TYPES
 
 
 @given(micros=st.integers(min_value=-(2**50), max_value=2**52))
@@ -935,7 +938,7 @@ def test_wire_timestamp_is_the_framed_timestamp_proto(micros):
 @pytest.mark.parametrize("value_type", [ValueType.INT64, ValueType.FLOAT, ValueType.BOOL, ValueType.STRING])
 def test_wire_encoder_names_view_and_feature_for_corrupt_bytes(value_type):
     with pytest.raises(CorruptStoredValue) as err:
-        value_encoder(CODECS[value_type], VIEW, FEATURE)(b"\xffnot a value")
+        framed_encoder(CODECS[value_type], VIEW, FEATURE)(b"\xffnot a value")
     assert VIEW in str(err.value) and FEATURE in str(err.value)
 
 
