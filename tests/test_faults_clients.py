@@ -66,6 +66,7 @@ def _generation_writer(config, mode: str, first: int, base):
     return write
 
 
+@pytest.mark.both_servers
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_writer_killed_at_random_moments_leaves_every_entity_whole(server, tmp_path, unique_project, mode):
     config = repo_config(server.connection_string, unique_project, tmp_path, write_chunk_size=50)

@@ -43,6 +43,8 @@ from tests.support.store import (
     user_key,
 )
 
+pytestmark = pytest.mark.both_servers  # Redis 8 and Valkey 9
+
 
 @pytest.fixture
 def make_config(redis_server, unique_project, tmp_path):

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.topology
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, server_kind):
     with Cluster(tmp_path_factory.mktemp("cluster")) as started:
         started.start()
         for port in started.ports:  # ACLs are per node: every node, replicas included
@@ -65,6 +65,7 @@ def reset_stats(cluster) -> None:
 # ---------------------------------------------------------------- workflow
 
 
+@pytest.mark.both_servers
 def test_feast_workflow_on_cluster_as_acl_user(cluster, raw, tmp_path, unique_project):
     """apply / materialize / push / read / teardown as the documented least-privilege
     user; the entities of one batch land on every primary and come back in order."""
@@ -77,6 +78,7 @@ def test_feast_workflow_on_cluster_as_acl_user(cluster, raw, tmp_path, unique_pr
         assert denied == [], (port, denied[:3])
 
 
+@pytest.mark.both_servers
 def test_a_batch_costs_one_round_trip_per_node(cluster, store, tmp_path, unique_project):
     config = cluster_config(cluster, unique_project, tmp_path)
     view = batch_view()
@@ -315,6 +317,7 @@ def test_resharding_under_load_loses_no_acknowledged_write(cluster, store, tmp_p
     verify_acknowledged(cluster, tmp_path, unique_project, outcome["acked"])
 
 
+@pytest.mark.both_servers
 def test_failover_under_load_loses_no_acknowledged_write(cluster, store, tmp_path, unique_project):
     config = cluster_config(cluster, unique_project, tmp_path)
     users = [f"u{i:04d}" for i in range(300)]

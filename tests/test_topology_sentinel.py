@@ -14,11 +14,11 @@ from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from tests.support.store import batch_view, now, plain, repo_config, row, run_async, user_key
 from tests.support.topology import feast_workflow
 
-pytestmark = pytest.mark.topology
+pytestmark = [pytest.mark.topology, pytest.mark.both_servers]
 
 
 @pytest.fixture(scope="module")
-def sentinel(tmp_path_factory):
+def sentinel(tmp_path_factory, server_kind):
     with SentinelGroup(tmp_path_factory.mktemp("sentinel"), sentinels=3) as group:
         group.start()
         yield group
