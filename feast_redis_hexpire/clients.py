@@ -40,6 +40,7 @@ from .config import (
     DEFAULT_SOCKET_TIMEOUT_SECONDS,
     RedisHexpireOnlineStoreConfig,
     RedisType,
+    load_credential_provider,
 )
 from .redis_version import FieldExpiry, field_expiry
 from .server_checks import check_server, hello_reply_info, server_infos
@@ -143,6 +144,8 @@ class _Settings:
     def of(cls, config: RedisHexpireOnlineStoreConfig) -> _Settings:
         parsed = config.parsed_connection
         kwargs = dict(parsed.params)
+        if config.credential_provider is not None:  # redis-py asks it on every new connection
+            kwargs["credential_provider"] = _credential_provider(config.credential_provider)
         kwargs.setdefault("socket_timeout", DEFAULT_SOCKET_TIMEOUT_SECONDS)
         kwargs.setdefault("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECONDS)
         if parsed.unix_socket_path:
@@ -161,6 +164,21 @@ class _Settings:
             sentinel_kwargs=sentinel_kwargs,
             require_full_coverage=not store.get("skip_full_coverage_check", False),
         )
+
+
+_providers: dict[tuple[int, str], Any] = {}
+_providers_lock = threading.Lock()  # not _lock: clients are built while it is held
+
+
+def _credential_provider(reference: str) -> Any:
+    """One provider per factory per process, shared by its sync and async clients: a token
+    provider may refresh in the background, and one is enough."""
+    key = (os.getpid(), reference)
+    with _providers_lock:
+        provider = _providers.get(key)
+        if provider is None:
+            provider = _providers[key] = load_credential_provider(reference)
+    return provider
 
 
 # ---------------------------------------------------------------- redis-py subclasses
@@ -352,6 +370,7 @@ def _signature(config: RedisHexpireOnlineStoreConfig) -> tuple[Any, ...]:
         config.retry_attempts,
         config.read_from_replicas,
         config.field_expiry_commands,
+        config.credential_provider,
     )
 
 
@@ -487,3 +506,4 @@ def reset_clients() -> None:
         _unchecked_clients.clear()
         _checked.clear()
         _async_clients.clear()
+        _providers.clear()

@@ -15,6 +15,7 @@ from devsupport.redis_binary import find_tool
 from devsupport.topologies import HOST, Cluster, admin
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from feast_redis_hexpire.write_script import SCRIPT_SHA
+from tests.support.credentials import round_trip_through_provider, use_provider
 from tests.support.store import USER, batch_view, now, plain, repo_config, row, run_async, stream_view, user_key
 from tests.support.topology import CLUSTER_STORE_ACL_RULES, count_round_trips, create_acl_user, feast_workflow
 
@@ -63,6 +64,16 @@ def reset_stats(cluster) -> None:
 
 
 # ---------------------------------------------------------------- workflow
+
+
+@pytest.mark.both_servers
+def test_a_credential_provider_logs_in_to_every_node(cluster, store, tmp_path, unique_project, monkeypatch):
+    provider = use_provider(monkeypatch, tmp_path / "credentials", "feast", "feast-pw")
+    config = cluster_config(cluster, unique_project, tmp_path, credential_provider=provider)
+    round_trip_through_provider(store, config)
+    logged_in = cluster.for_each_primary(lambda c: any(x["user"] == "feast" for x in c.client_list()))
+    assert set(logged_in.values()) == {True}
+    clients.reset_clients()
 
 
 @pytest.mark.both_servers
