@@ -161,6 +161,7 @@ def test_stats_rejects_bad_sample_size(repo, capsys):
 # ---------------------------------------------------------------- doctor
 
 
+@pytest.mark.both_servers
 def test_doctor_reports_version_permissions_and_views_without_writing(repo, raw, capsys):
     keys_before, writes_before = raw.dbsize(), _write_calls(raw)
     code, out, err = run(capsys, "doctor", "--repo", str(repo.path))

@@ -26,6 +26,7 @@ from tests.support.store import (
     run_async,
     seconds_ago,
     stream_view,
+    valkey_8_server_binary,
 )
 
 
@@ -124,6 +125,25 @@ def test_real_hello_names_the_server_and_its_own_version(redis_server, redis_cli
         assert redis_client.eval("return redis.REDIS_VERSION", 0) == b"7.2.4"
     config = repo_config(redis_server.connection_string, "p", Path("unused")).online_store
     assert check_server(redis_client, config) is FieldExpiry.hsetex
+
+
+def test_a_real_valkey_8_is_refused_at_start_up(tmp_path, unique_project):
+    """Valkey 8.1 calls itself Redis 7.2.4 in INFO and Lua, which the store's old check
+    read and accepted; it has no hash-field expiry at all. HELLO tells the truth."""
+    with LocalRedisServer(binary=valkey_8_server_binary(), log=lambda _: None) as server:
+        raw = redis.Redis(port=server.port)
+        assert raw.info("server")["redis_version"] == "7.2.4"
+        with pytest.raises(redis.ResponseError, match="unknown command"):
+            raw.execute_command("HPEXPIRE", "k", "1000", "FIELDS", "1", "f")
+        config = repo_config(server.connection_string, unique_project, tmp_path)
+        with pytest.raises(UnsupportedServer) as err:
+            RedisHexpireOnlineStore().update(config, [], [batch_view()], [], [USER], partial=False)
+        raw.close()
+    clients.reset_clients()
+    assert (err.value.server, err.value.version) == ("valkey", "8.1.8")
+    message = str(err.value)
+    assert "Valkey 8.1.8" in message and "Redis 7.4+ or Valkey 9.0+" in message
+    assert "no hash-field expiry" in message and server.connection_string in message
 
 
 def test_valkey_posing_as_redis_7_2_4_is_refused_at_start_up(tmp_path, unique_project):

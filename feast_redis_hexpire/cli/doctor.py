@@ -83,7 +83,7 @@ def _check_server(report: _Report, repo: Any) -> None:
         shown = ", ".join(sorted({str(server) for server in servers}))
         try:
             expiry = check_server(client, repo.store_config)
-            report("version", True, f"{shown} (>= {REQUIREMENT}: per-field expiry)")
+            report("version", True, f"{shown}: has per-field expiry (needs {REQUIREMENT})")
         except HexpireError as exc:
             report("version", False, str(exc))
             return
