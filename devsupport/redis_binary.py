@@ -52,18 +52,6 @@ class RedisProvisioningError(RuntimeError):
     """No usable Redis >= 7.4 could be found, built, started or reached."""
 
 
-def require_min_version(version_text_: str, where: str) -> tuple[int, int, int]:
-    """The version gate for servers given by URL (binaries are checked by find_redis_server)."""
-    version = parse_version(version_text_)
-    if version < MIN_SERVER_VERSION:
-        raise RedisProvisioningError(
-            f"HEXPIRE needs Redis {_MIN}+, found {version_text(version)} at {where}. "
-            "Point REDIS_URL at a Redis >= 7.4 server, or unset it to let "
-            "`python -m devsupport ensure` provide a local one."
-        )
-    return version
-
-
 def binary_version(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """Ask the binary itself: file names and package versions can lie."""
     try:

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from devsupport.redis_binary import VALKEY_ENV, RedisProvisioningError, find_redis_server, find_valkey_server
-from devsupport.redis_server import LocalRedisServer
+from devsupport.redis_server import LocalRedisServer, check_server_version
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from feast_redis_hexpire.errors import ServerCheckError, UnsupportedServer
 from feast_redis_hexpire.redis_version import Family, FieldExpiry, ServerInfo, field_expiry, hello_info
@@ -125,6 +125,7 @@ def test_real_hello_names_the_server_and_its_own_version(redis_server, redis_cli
         assert redis_client.eval("return redis.REDIS_VERSION", 0) == b"7.2.4"
     config = repo_config(redis_server.connection_string, "p", Path("unused")).online_store
     assert check_server(redis_client, config) is FieldExpiry.hsetex
+    assert check_server_version(redis_server.url) == info.version  # REDIS_URL's gate agrees
 
 
 def test_a_real_valkey_8_is_refused_at_start_up(tmp_path, unique_project):
