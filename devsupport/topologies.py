@@ -16,7 +16,7 @@ import redis
 from .net import free_port
 from .net import wait_until as _wait_until
 from .redis_binary import find_tool
-from .redis_server import LocalRedisServer
+from .redis_server import LocalRedisServer, sentinel_launch
 
 HOST = "127.0.0.1"
 
@@ -223,11 +223,12 @@ class SentinelGroup(Topology):
             primary = self.start_server("primary")
             self.start_server("replica", ["--replicaof", HOST, str(primary.port)])
             quorum = self.sentinel_count // 2 + 1
-            sentinel_binary = find_tool("redis-sentinel")
+            sentinel_binary, sentinel_flag = sentinel_launch()
             for i in range(self.sentinel_count):
                 sentinel = self.start_server(
                     f"sentinel{i}",
                     [
+                        *sentinel_flag,
                         "--sentinel",
                         "monitor",
                         self.master_name,

@@ -40,8 +40,10 @@ from .config import (
     DEFAULT_SOCKET_TIMEOUT_SECONDS,
     RedisHexpireOnlineStoreConfig,
     RedisType,
+    load_credential_provider,
 )
-from .server_checks import check_server
+from .redis_version import FieldExpiry, field_expiry
+from .server_checks import check_server, hello_reply_info, server_infos
 
 SyncClient = redis.Redis | RedisCluster
 AsyncClient = redis_async.Redis | redis_async.RedisCluster
@@ -142,6 +144,8 @@ class _Settings:
     def of(cls, config: RedisHexpireOnlineStoreConfig) -> _Settings:
         parsed = config.parsed_connection
         kwargs = dict(parsed.params)
+        if config.credential_provider is not None:  # redis-py asks it on every new connection
+            kwargs["credential_provider"] = _credential_provider(config.credential_provider)
         kwargs.setdefault("socket_timeout", DEFAULT_SOCKET_TIMEOUT_SECONDS)
         kwargs.setdefault("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECONDS)
         if parsed.unix_socket_path:
@@ -160,6 +164,21 @@ class _Settings:
             sentinel_kwargs=sentinel_kwargs,
             require_full_coverage=not store.get("skip_full_coverage_check", False),
         )
+
+
+_providers: dict[tuple[int, str], Any] = {}
+_providers_lock = threading.Lock()  # not _lock: clients are built while it is held
+
+
+def _credential_provider(reference: str) -> Any:
+    """One provider per factory per process, shared by its sync and async clients: a token
+    provider may refresh in the background, and one is enough."""
+    key = (os.getpid(), reference)
+    with _providers_lock:
+        provider = _providers.get(key)
+        if provider is None:
+            provider = _providers[key] = load_credential_provider(reference)
+    return provider
 
 
 # ---------------------------------------------------------------- redis-py subclasses
@@ -350,27 +369,53 @@ def _signature(config: RedisHexpireOnlineStoreConfig) -> tuple[Any, ...]:
         config.sentinel_master,
         config.retry_attempts,
         config.read_from_replicas,
+        config.field_expiry_commands,
+        config.credential_provider,
     )
 
 
 _sync_clients: dict[tuple[Any, ...], SyncClient] = {}
 _unchecked_clients: dict[tuple[Any, ...], SyncClient] = {}  # built, their check running
-_checked: set[tuple[Any, ...]] = set()
-_checks_running: dict[tuple[Any, ...], Future[None]] = {}
+_checked: dict[tuple[Any, ...], FieldExpiry] = {}  # passed checks -> the write commands they chose
+_checks_running: dict[tuple[Any, ...], Future[FieldExpiry]] = {}
 _lock = threading.Lock()
 
+_FIELD_EXPIRY = "_hexpire_field_expiry"
+"""The attribute of a client that holds its servers' FieldExpiry (set when handed out)."""
 
-def _check_once(client: SyncClient, config: RedisHexpireOnlineStoreConfig) -> None:
+
+def field_expiry_of(client: SyncClient) -> FieldExpiry:
+    """The commands the write script sets expiring fields with on this client's servers:
+    chosen by the start-up check for the clients this module hands out, read from HELLO
+    (once) for any other client."""
+    expiry: FieldExpiry | None = getattr(client, _FIELD_EXPIRY, None)
+    if expiry is None:
+        expiry = field_expiry(server_infos(client))
+        setattr(client, _FIELD_EXPIRY, expiry)
+    return expiry
+
+
+async def field_expiry_of_async(client: AsyncClient) -> FieldExpiry:
+    """field_expiry_of for redis.asyncio clients; another client's servers are read from
+    the HELLO of the node it asks (every node of a store's cluster is checked at start-up)."""
+    expiry: FieldExpiry | None = getattr(client, _FIELD_EXPIRY, None)
+    if expiry is None:
+        expiry = field_expiry([hello_reply_info(await client.execute_command("HELLO"))])
+        setattr(client, _FIELD_EXPIRY, expiry)
+    return expiry
+
+
+def _check_once(client: SyncClient, config: RedisHexpireOnlineStoreConfig) -> FieldExpiry:
     """Run the server check once per process and config. Callers that arrive while it runs
     wait for it and share its outcome, error included, and nobody holds a lock while it
     talks to the server: against a hung server every caller gets the check's error after
     one check's time, instead of each running the check in turn behind the one before."""
     check = (os.getpid(), *_signature(config))
     if check in _checked:
-        return
+        return _checked[check]
     with _lock:
         if check in _checked:
-            return
+            return _checked[check]
         running = _checks_running.get(check)
         if running is None:
             running = _checks_running[check] = Future()
@@ -378,19 +423,19 @@ def _check_once(client: SyncClient, config: RedisHexpireOnlineStoreConfig) -> No
         else:
             owner = False
     if not owner:
-        running.result()  # raises the running check's error
-        return
+        return running.result()  # raises the running check's error
     try:
-        check_server(client, config)
+        expiry = check_server(client, config)
     except BaseException as exc:
         running.set_exception(exc)
         raise
     else:
-        _checked.add(check)
-        running.set_result(None)
+        _checked[check] = expiry
+        running.set_result(expiry)
     finally:
         with _lock:
             _checks_running.pop(check, None)
+    return expiry
 
 
 def sync_client(config: RedisHexpireOnlineStoreConfig, *, for_reads: bool = False) -> SyncClient:
@@ -407,7 +452,7 @@ def sync_client(config: RedisHexpireOnlineStoreConfig, *, for_reads: bool = Fals
         if client is None:
             client = _unchecked_clients[key] = build_sync_client(config, for_reads=for_reads)
     try:
-        _check_once(client, config)
+        setattr(client, _FIELD_EXPIRY, _check_once(client, config))
     except BaseException:
         with _lock:
             if _unchecked_clients.get(key) is client:
@@ -435,7 +480,9 @@ async def async_client(config: RedisHexpireOnlineStoreConfig, *, for_reads: bool
     if entry is None or entry[0] is not loop:
         for stale in [k for k, (other, _) in _async_clients.items() if other.is_closed()]:
             del _async_clients[stale]
-        entry = (loop, build_async_client(config, for_reads=for_reads))
+        built = build_async_client(config, for_reads=for_reads)
+        setattr(built, _FIELD_EXPIRY, _checked[check])
+        entry = (loop, built)
         _async_clients[key] = entry
     return entry[1]
 
@@ -459,3 +506,4 @@ def reset_clients() -> None:
         _unchecked_clients.clear()
         _checked.clear()
         _async_clients.clear()
+        _providers.clear()

@@ -7,7 +7,9 @@ construction, with the secrets of the connection string hidden.
 
 # No `from __future__ import annotations` here: pydantic resolves the field annotations in
 # this class's `__module__`, which is the package (see below), not this module.
+import importlib
 import logging
+import re
 from enum import Enum
 from functools import lru_cache
 from typing import Any, Final, Literal
@@ -94,6 +96,14 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     skip_full_coverage_check. Hosts are cluster startup nodes (redis_cluster) or sentinels
     (redis_sentinel). `${VAR:-default}` is expanded from the environment."""
 
+    credential_provider: StrictStr | None = None
+    """`package.module:callable`: a factory (called with no arguments) returning a redis-py
+    `CredentialProvider`, asked for a username and password on every new connection, so
+    short-lived tokens (cloud IAM, Entra ID) rotate without a restart. Replaces
+    username/password in the connection string; setting both is an error. Applies to the
+    data nodes of every redis_type (sentinels keep sentinel_username/sentinel_password).
+    Examples: docs/credentials.md."""
+
     redis_type: RedisType = RedisType.redis
     sentinel_master: StrictStr = "mymaster"
     """The master name the sentinels monitor (redis_type: redis_sentinel)."""
@@ -137,6 +147,12 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
 
     field_naming: FieldNaming = FieldNaming.qualified
 
+    field_expiry_commands: Literal["auto", "hsetex", "hpexpireat"] = "auto"
+    """How stream rows set their fields and per-field expiry: `hsetex` one HSETEX (Redis
+    8+, Valkey 9+), `hpexpireat` HSET then HPEXPIREAT (every supported server). `auto`
+    takes HSETEX when every node has it (read from HELLO at start-up). Stored bytes and
+    TTLs are the same either way; HSETEX costs the server less."""
+
     write_chunk_size: int = 500
     """Entities per pipelined round trip on writes (also the progress-bar step)."""
 
@@ -166,6 +182,16 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
         expanded = expand_env(value)
         parsed_connection(expanded)  # raises InvalidConnectionString, with secrets redacted
         return expanded
+
+    @field_validator("credential_provider")
+    @classmethod
+    def _factory_reference(cls, value: str | None) -> str | None:
+        if value is not None and not _FACTORY.fullmatch(value):
+            raise ConfigError(
+                f"credential_provider {value!r} must name a factory as package.module:callable "
+                "(e.g. mycompany.redis_auth:iam_provider)"
+            )
+        return value
 
     @field_validator("batch_ttl_seconds", "key_ttl_seconds", "stream_ttl_seconds", "max_future_seconds")
     @classmethod
@@ -216,6 +242,14 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
             raise ConfigError("Redis Cluster has only database 0: remove db=... from connection_string")
         if self.redis_type is not RedisType.redis and parsed.unix_socket_path:
             raise ConfigError(f"redis_type {self.redis_type.value} needs host:port nodes, not a unix:// socket")
+        if self.credential_provider is not None:
+            given = [name for name in ("username", "password") if parsed.params.get(name)]
+            if given:
+                raise ConfigError(
+                    f"credential_provider is set, and the connection_string also gives a {' and a '.join(given)}: "
+                    "the credential provider supplies the username and password of every connection, so "
+                    "remove them from connection_string (sentinel_username/sentinel_password may stay)"
+                )
         if self.read_from_replicas and self.redis_type is RedisType.redis:
             raise ConfigError(
                 "read_from_replicas needs redis_type redis_cluster or redis_sentinel: a standalone "
@@ -244,6 +278,33 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     def where(self) -> str:
         """The connection string as messages show it: secrets redacted."""
         return redact(self.connection_string)
+
+
+_FACTORY = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+
+
+def load_credential_provider(reference: str) -> Any:
+    """Import `package.module:callable` and call it: a redis-py CredentialProvider. Errors
+    name the reference and what went wrong, with secrets redacted."""
+    module_name, _, attribute = reference.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"credential_provider {reference!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
+    try:
+        provider = target()
+    except Exception as exc:  # noqa: BLE001 - a factory's own failure (no cloud credentials, ...)
+        raise ConfigError(
+            f"credential_provider {reference!r} failed: {type(exc).__name__}: {redact(str(exc))}"
+        ) from None
+    if not callable(getattr(provider, "get_credentials", None)):
+        raise ConfigError(
+            f"credential_provider {reference!r} returned {type(provider).__name__}, not a redis-py "
+            "CredentialProvider (an object with get_credentials())"
+        )
+    return provider
 
 
 @lru_cache(maxsize=64)

@@ -6,6 +6,7 @@
     │   ├── InvalidViewConfig
     │   └── FieldConflictError
     ├── ServerCheckError                       the server cannot run this store
+    │   └── UnsupportedServer                  a server or version without hash-field expiry
     ├── RedisPermissionError                   the Redis user lacks a command or key (NOPERM)
     ├── WriteFailed                            Redis refused a write (OOM, WRONGTYPE, ...)
     │   └── FieldExpiryError                   a per-field expiry was not set
@@ -61,6 +62,16 @@ class ServerCheckError(HexpireError):
 
     def http_status_code(self) -> int:
         return 503
+
+
+class UnsupportedServer(ServerCheckError):
+    """A server this store cannot run on: Redis before 7.4, Valkey before 9.0, or another
+    server. `server` is what HELLO called it, `version` its version text."""
+
+    def __init__(self, message: str, *, server: str, version: str) -> None:
+        super().__init__(message)
+        self.server = server
+        self.version = version
 
 
 class RedisPermissionError(HexpireError):

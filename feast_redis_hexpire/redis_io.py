@@ -16,7 +16,7 @@ from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.asyncio.connection import async_timeout as _async_timeout  # type: ignore[attr-defined]  # asyncio.timeout (its backport on 3.10)
 from redis.cluster import RedisCluster
 
-from .clients import AsyncClient, SyncClient
+from .clients import AsyncClient, SyncClient, field_expiry_of, field_expiry_of_async
 from .reads import HmgetCommand
 from .write_script import SCRIPT_SHA, SCRIPT_SOURCE, is_noscript
 from .writes import ProgressCallback, ScriptCall, WritePlan, WriteReport, chunks, script_calls, tally
@@ -51,8 +51,9 @@ def _raise_first_error(replies: list[Any]) -> list[Any]:
 def write(client: SyncClient, plan: WritePlan, chunk_size: int, progress: ProgressCallback, where: str) -> WriteReport:
     report = WriteReport()
     cluster = _is_cluster(client)
+    expiry = field_expiry_of(client)
     for chunk in chunks(plan.rows, chunk_size):
-        calls = script_calls(plan, chunk, by_slot=cluster)
+        calls = script_calls(plan, chunk, by_slot=cluster, expiry=expiry)
         replies = _send_calls(client, calls)
         for _ in range(SCRIPT_LOADS):  # the server lost the script: load it, rerun what did not run
             rerun = _noscript_positions(replies)
@@ -132,8 +133,9 @@ async def write_async(
 ) -> WriteReport:
     report = WriteReport()
     cluster = _is_cluster(client)
+    expiry = await field_expiry_of_async(client)
     for chunk in chunks(plan.rows, chunk_size):
-        calls = script_calls(plan, chunk, by_slot=cluster)
+        calls = script_calls(plan, chunk, by_slot=cluster, expiry=expiry)
         replies = await _send_calls_async(client, calls)
         for _ in range(SCRIPT_LOADS):
             rerun = _noscript_positions(replies)

@@ -1,7 +1,7 @@
 """What the store checks about a server, and how it explains a refusal.
 
-The start-up check never writes: it asks every node its version with `HELLO` (allowed
-for any authenticated user, and answered at `maxmemory`), so a read-only ACL user, a
+The start-up check never writes: it asks every node its server and version with `HELLO`
+(allowed for any authenticated user, and answered at `maxmemory`), so a read-only ACL user, a
 user confined to one project's keys and a full server all start. A user that lacks a
 command finds out on the first command that needs it, with an error naming the
 command, the key and the view (`permission_error`). `feast-redis-hexpire doctor` reuses
@@ -17,9 +17,9 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from .errors import RedisPermissionError, ServerCheckError
+from .errors import RedisPermissionError, ServerCheckError, UnsupportedServer
 from .redaction import redact
-from .redis_version import MIN_SERVER_VERSION, parse_version, version_text
+from .redis_version import FieldExpiry, ServerInfo, field_expiry, hello_info, version_text
 
 Client = redis.Redis | RedisCluster
 
@@ -28,12 +28,13 @@ WRITE_COMMANDS = ("EVALSHA", "SCRIPT|LOAD", "HGET", "HSET", "HDEL", "PEXPIRE", "
 MAINTENANCE_COMMANDS = ("SCAN", "HDEL", "UNLINK", "HKEYS", "HGETALL", "HSET")
 
 
-def server_versions(client: Client) -> list[tuple[int, int, int]]:
-    """The version of the server, or of every cluster node: primaries must answer; a
-    replica that is down is skipped (it is checked again when this process restarts)."""
+def server_infos(client: Client) -> list[ServerInfo]:
+    """The server and version of the server, or of every cluster node: primaries must
+    answer; a replica that is down is skipped (it is checked again when this process
+    restarts)."""
     if not isinstance(client, RedisCluster):
-        return [_hello_version(client.execute_command("HELLO"))]
-    versions = []
+        return [hello_reply_info(client.execute_command("HELLO"))]
+    infos = []
     for node in client.get_nodes():
         try:
             reply = client.execute_command("HELLO", target_nodes=node)
@@ -41,38 +42,49 @@ def server_versions(client: Client) -> list[tuple[int, int, int]]:
             if node.server_type == "primary":
                 raise
             continue
-        versions.append(_hello_version(reply))
-    return versions
+        infos.append(hello_reply_info(reply))
+    return infos
 
 
-def _hello_version(reply: Any) -> tuple[int, int, int]:
+def hello_reply_info(reply: Any) -> ServerInfo:
+    """hello_info for a reply as redis-py returns it (a cluster's keyed by node)."""
     if isinstance(reply, dict) and len(reply) == 1 and isinstance(next(iter(reply.values())), (list, dict)):
         reply = next(iter(reply.values()))  # a cluster reply keyed by node
-    if isinstance(reply, (list, tuple)):
-        reply = dict(zip(reply[::2], reply[1::2]))
-    raw = reply.get(b"version", reply.get("version", b"0"))
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
     try:
-        return parse_version(text)
-    except ValueError:
-        raise ServerCheckError(f"the server reports version {text[:40]!r}, which is not a Redis version") from None
+        return hello_info(reply)
+    except ValueError as exc:
+        raise ServerCheckError(f"the server's HELLO reply names no version this store can read: {exc}") from None
 
 
-def check_server(client: Client, config: Any) -> tuple[int, int, int]:
-    """Refuse servers without HEXPIRE (every node of a cluster, replicas included, since any
-    may be promoted). Returns the lowest version found. Never writes."""
+def check_server(client: Client, config: Any) -> FieldExpiry:
+    """Refuse servers without hash-field expiry (every node of a cluster, replicas
+    included, since any may be promoted). Returns the commands the write script sets
+    expiring fields with, by what every node supports. Never writes."""
     where = redact(config.connection_string)
     try:
-        versions = server_versions(client)
+        infos = server_infos(client)
     except redis.exceptions.NoPermissionError as exc:
         raise permission_error(exc, where, "the version check (HELLO)") from None
-    for version in versions:
-        if version < MIN_SERVER_VERSION:
-            raise ServerCheckError(
-                f"Redis at {where} is version {version_text(version)}; feast-redis-hexpire needs Redis "
-                f"{version_text(MIN_SERVER_VERSION)}+ for per-field expiry (HEXPIRE/HPEXPIREAT)."
-            )
-    return min(versions)
+    return choose_field_expiry(infos, getattr(config, "field_expiry_commands", "auto"), where)
+
+
+def choose_field_expiry(infos: Sequence[ServerInfo], wanted: str, where: str) -> FieldExpiry:
+    """The start-up decision on the servers' HELLO answers: refuse any server without
+    hash-field expiry, then take the configured commands (`auto`: HSETEX where every node
+    has it), refusing HSETEX where a node lacks it."""
+    for info in infos:
+        if not info.supported:
+            raise UnsupportedServer(info.refusal(where), server=info.name, version=version_text(info.version))
+    available = field_expiry(infos)
+    if wanted == "auto":
+        return available
+    if wanted == FieldExpiry.hsetex.value and available is not FieldExpiry.hsetex:
+        lacking = ", ".join(sorted({str(info) for info in infos if not info.has_hsetex}))
+        raise ServerCheckError(
+            f"field_expiry_commands is hsetex, but the server at {where} ({lacking}) has no HSETEX "
+            "(Redis 8.0+, Valkey 9.0+): set it to auto or hpexpireat"
+        )
+    return FieldExpiry(wanted)
 
 
 def redis_error_text(error: BaseException) -> str:

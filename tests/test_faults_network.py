@@ -37,6 +37,7 @@ def server(tmp_path):
     clients.reset_clients()
 
 
+@pytest.mark.both_servers
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_random_cuts_lose_no_acknowledged_write_tear_nothing_and_read_nothing_wrong(
     server, tmp_path, unique_project, mode

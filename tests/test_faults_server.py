@@ -64,6 +64,7 @@ def fresh_clients():
     clients.reset_clients()
 
 
+@pytest.mark.both_servers
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_restarts_mid_write_and_mid_read_fail_no_request_and_lose_nothing(server, tmp_path, unique_project, mode):
     config = repo_config(server.connection_string, unique_project, tmp_path)  # every default
@@ -115,6 +116,7 @@ def _time_to_error(operation: Callable[[], object]) -> tuple[float, BaseExceptio
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.both_servers
 def test_hung_server_surfaces_an_error_within_the_documented_bound(server, tmp_path, unique_project):
     """Default config (socket_timeout 1 s, retry_attempts 6): an operation waits one
     socket_timeout per try and timeouts are retried MAX_TIMEOUT_RETRIES times, so the

@@ -25,6 +25,7 @@ from feast_redis_hexpire.errors import (
     InvalidViewConfig,
     ServerCheckError,
 )
+from feast_redis_hexpire.redis_version import FieldExpiry
 from feast_redis_hexpire.writes import script_calls, tally
 from tests.support.faults import DroppingProxy
 from tests.support.store import (
@@ -42,6 +43,8 @@ from tests.support.store import (
     to_proto,
     user_key,
 )
+
+pytestmark = pytest.mark.both_servers  # Redis 8 and Valkey 9
 
 
 @pytest.fixture
@@ -294,7 +297,7 @@ def test_every_expiry_reply_is_checked(store, make_config, redis_client):
     script's reply array) raises an error naming the view, key and field."""
     config = make_config()
     plan = store.plan_write(config, stream_view(), [row("u1", now(), tx_count_5m=1)])
-    [call] = script_calls(plan, plan.rows, by_slot=False)
+    [call] = script_calls(plan, plan.rows, by_slot=False, expiry=FieldExpiry.hpexpireat)
     failure = "HEXPIRE_FAILED HPEXPIREAT 1 on key fs:p:user_id=u1 field tx_count_5m answered -2 (expected 1)"
     replies = redis_client.pipeline(transaction=False).eval(f"return {{ {{err='{failure}'}} }}", 0).execute()
     with pytest.raises(FieldExpiryError, match=r"'user_activity'.*fs:p:user_id=u1.*tx_count_5m.*-2"):

@@ -15,6 +15,7 @@ from devsupport.redis_binary import find_tool
 from devsupport.topologies import HOST, Cluster, admin
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
 from feast_redis_hexpire.write_script import SCRIPT_SHA
+from tests.support.credentials import round_trip_through_provider, use_provider
 from tests.support.store import USER, batch_view, now, plain, repo_config, row, run_async, stream_view, user_key
 from tests.support.topology import CLUSTER_STORE_ACL_RULES, count_round_trips, create_acl_user, feast_workflow
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.topology
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, server_kind):
     with Cluster(tmp_path_factory.mktemp("cluster")) as started:
         started.start()
         for port in started.ports:  # ACLs are per node: every node, replicas included
@@ -65,6 +66,17 @@ def reset_stats(cluster) -> None:
 # ---------------------------------------------------------------- workflow
 
 
+@pytest.mark.both_servers
+def test_a_credential_provider_logs_in_to_every_node(cluster, store, tmp_path, unique_project, monkeypatch):
+    provider = use_provider(monkeypatch, tmp_path / "credentials", "feast", "feast-pw")
+    config = cluster_config(cluster, unique_project, tmp_path, credential_provider=provider)
+    round_trip_through_provider(store, config)
+    logged_in = cluster.for_each_primary(lambda c: any(x["user"] == "feast" for x in c.client_list()))
+    assert set(logged_in.values()) == {True}
+    clients.reset_clients()
+
+
+@pytest.mark.both_servers
 def test_feast_workflow_on_cluster_as_acl_user(cluster, raw, tmp_path, unique_project):
     """apply / materialize / push / read / teardown as the documented least-privilege
     user; the entities of one batch land on every primary and come back in order."""
@@ -77,6 +89,7 @@ def test_feast_workflow_on_cluster_as_acl_user(cluster, raw, tmp_path, unique_pr
         assert denied == [], (port, denied[:3])
 
 
+@pytest.mark.both_servers
 def test_a_batch_costs_one_round_trip_per_node(cluster, store, tmp_path, unique_project):
     config = cluster_config(cluster, unique_project, tmp_path)
     view = batch_view()
@@ -315,6 +328,7 @@ def test_resharding_under_load_loses_no_acknowledged_write(cluster, store, tmp_p
     verify_acknowledged(cluster, tmp_path, unique_project, outcome["acked"])
 
 
+@pytest.mark.both_servers
 def test_failover_under_load_loses_no_acknowledged_write(cluster, store, tmp_path, unique_project):
     config = cluster_config(cluster, unique_project, tmp_path)
     users = [f"u{i:04d}" for i in range(300)]

@@ -11,14 +11,15 @@ import pytest
 
 from devsupport.topologies import SentinelGroup, admin
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
+from tests.support.credentials import round_trip_through_provider, use_provider
 from tests.support.store import batch_view, now, plain, repo_config, row, run_async, user_key
-from tests.support.topology import feast_workflow
+from tests.support.topology import STORE_ACL_RULES, create_acl_user, feast_workflow
 
-pytestmark = pytest.mark.topology
+pytestmark = [pytest.mark.topology, pytest.mark.both_servers]
 
 
 @pytest.fixture(scope="module")
-def sentinel(tmp_path_factory):
+def sentinel(tmp_path_factory, server_kind):
     with SentinelGroup(tmp_path_factory.mktemp("sentinel"), sentinels=3) as group:
         group.start()
         yield group
@@ -48,6 +49,19 @@ def test_feast_workflow_through_sentinel(sentinel, tmp_path, unique_project):
         sentinel_master=sentinel.master_name,
         count=12,
     )
+
+
+def test_a_credential_provider_logs_in_behind_sentinel(sentinel, tmp_path, unique_project, monkeypatch):
+    """The provider authenticates the data connections; the sentinels need no password."""
+    for port in sentinel.data_ports():  # ACLs are not replicated
+        create_acl_user(admin(port), "feast", "feast-pw", "fs", STORE_ACL_RULES)
+    provider = use_provider(monkeypatch, tmp_path / "credentials", "feast", "feast-pw")
+    store = RedisHexpireOnlineStore()
+    round_trip_through_provider(
+        store, sentinel_config(sentinel, unique_project, tmp_path, credential_provider=provider)
+    )
+    assert any(c["user"] == "feast" for c in admin(sentinel.primary_port()).client_list())
+    clients.reset_clients()
 
 
 def test_failover_during_a_read_loop_is_followed(sentinel, tmp_path, unique_project):

