@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ from feast_redis_hexpire.redaction import redact
 from . import DEFAULT_SOURCE_REPO, DEFAULT_USERS, MAX_TTL_SECONDS, MAX_USERS
 from .coverage import measure, spread
 from .errors import Conflict, DemoError, NotFound, shown
+from .freshness import AgeLog
+from .freshness import measure as measure_ages
 from .latency import LatencyLog
 from .worker import DemoWorker
 
@@ -50,6 +53,18 @@ DEFAULT_SEED = 42
 DEFAULT_WORKER_BATCH = 5
 USERS_LISTED = 50
 """Loaded user ids the page offers as suggestions."""
+NO_USERS = "no users are loaded (after a reset); bulk-load first"
+FRESH_SHARE = 4
+"""The freshest generated stream row is at most 1/FRESH_SHARE of the stream TTL old, so a
+bulk load's stream rows are still within the TTL when written."""
+
+STREAM_ONLY_NOTE = (
+    "No batch fields: this user's key expired with its batch cycle (or was never materialized), and "
+    "the worker's next push re-created it with stream fields only. That is by design: the stream "
+    "fields expire on their own, so the key has no TTL (no expiry) and Redis removes it when its last "
+    "field expires; the next bulk load brings the batch fields and the key TTL back."
+)
+"""Said wherever a key holds stream fields only."""
 
 Log = Callable[[str], None]
 
@@ -82,8 +97,66 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _display(value: Any, dtype: str) -> str | None:
+    """A read value as Inspect shows it in the hash: floats in the store's own text
+    (``27.0``, the shortest float32 decimal), so Read and Inspect agree."""
+    from feast_redis_hexpire.codec import double_text, float32_text
+
+    if value is None:
+        return None
+    if isinstance(value, float) and not isinstance(value, bool):
+        return (float32_text(value) if dtype == "Float32" else double_text(value)).decode()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(_jsonable(value))
+
+
 def _ms_to_seconds(ttl_ms: int) -> float | None:
     return None if ttl_ms < 0 else round(ttl_ms / 1000, 1)
+
+
+STORE_READ_HOOKS = ("_read_features_per_fv", "online_read")
+"""The online store's methods that do its reading inside ``get_online_features`` (the
+grouped hook Feast calls, and the per-view read): timed for the page's "store" figure."""
+
+
+class StoreReadTimer:
+    """The online store's own time inside each ``get_online_features``, per thread.
+
+    The page's read latency is Feast's whole call in the demo server, whose worker thread
+    and /state polling compete with it for the GIL (on a busy machine a read waits
+    several ms for it); the store's part beside it says how much of that is the store.
+    """
+
+    def __init__(self, online_store: Any) -> None:
+        self._local = threading.local()
+        for name in STORE_READ_HOOKS:
+            original = getattr(online_store, name, None)
+            if callable(original):
+                setattr(online_store, name, self._timed(original))
+
+    def _timed(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            local = self._local
+            depth = getattr(local, "depth", 0)
+            local.depth = depth + 1
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                local.depth = depth
+                if depth == 0:  # the outermost hook only: one may call the other
+                    local.ms = getattr(local, "ms", 0.0) + (time.perf_counter() - started) * 1000
+
+        return timed
+
+    def start(self) -> None:
+        self._local.ms = 0.0
+
+    def ms(self) -> float | None:
+        """The store's time since :meth:`start` in this thread (None if no hook ran)."""
+        ms = getattr(self._local, "ms", 0.0)
+        return ms or None
 
 
 class DemoRuntime:
@@ -143,6 +216,7 @@ class DemoRuntime:
         self._admin_lock = threading.Lock()
         self.worker: DemoWorker | None = None  # set up with the store
         self.latency = LatencyLog()
+        self.ages = AgeLog()
 
     # ------------------------------------------------------------------ setup
 
@@ -172,6 +246,7 @@ class DemoRuntime:
         online_views = [fv for fv in self.definitions.feature_views if getattr(fv, "online", True)]
         self.store.apply(self.definitions.objects())  # the store checks the views as `feast apply` does
         self.online_store = self.store._get_provider().online_store
+        self.store_timer = StoreReadTimer(self.online_store)
         self.worker = DemoWorker(
             self.store,
             interval_seconds=self.worker_interval,
@@ -200,6 +275,8 @@ class DemoRuntime:
             f"({result['rows_written']} rows written); batch key TTL {self.store_config.batch_ttl_seconds}s, "
             f"stream field TTL {self.store_config.stream_ttl_seconds}s"
         )
+        for note in result["notes"]:
+            self.log(f"[demo] note: {note}")
         if self._users:  # warm Feast's read path, so the first read on the page is not a cold one
             self.store.get_online_features(
                 features=[f.ref for f in self.features], entity_rows=[{self.join_key: self._users[0]}]
@@ -291,10 +368,10 @@ class DemoRuntime:
 
     def check_user(self, user_id: str) -> str:
         user_id = (user_id or "").strip()
+        if not self._users:  # first: after a reset the page has no user to fill in
+            raise NotFound(NO_USERS)
         if not user_id:
-            raise DemoError("user_id is required", 422)
-        if not self._users:
-            raise NotFound(f"unknown user {shown(user_id)}: no users are loaded (after a reset); bulk-load first")
+            raise DemoError("user_id is required: enter a user id such as " + self._users[0], 422)
         if user_id not in self._user_set:
             raise NotFound(f"unknown user {shown(user_id)}: the demo has users {self._users[0]} .. {self._users[-1]}")
         return user_id
@@ -323,12 +400,24 @@ class DemoRuntime:
             self.store_config.key_prefix, self.project, user_id, [self.join_key], hash_tag_of(self.store_config)
         )
 
-    def coverage(self) -> dict[str, Any]:
+    def _sample_keys(self) -> list[str]:
+        """The keys of an even sample of the loaded users (coverage and served age)."""
+        return [self.key_of(uid) for uid in spread(self._users)]
+
+    def coverage(self, keys: Sequence[str] | None = None) -> dict[str, Any]:
         """Share of the loaded users whose stream fields are all present, from Redis."""
-        sample = spread(self._users)
+        keys = self._sample_keys() if keys is None else keys
         fields = [field for layout in self.stream_layouts for field in layout.all_fields()]
-        result = measure(self.client, [self.key_of(uid) for uid in sample], fields, len(self._users))
-        return result.as_dict()
+        return measure(self.client, keys, fields, len(self._users)).as_dict()
+
+    def served_age(self, keys: Sequence[str] | None = None) -> dict[str, Any]:
+        """Served age per view over the sample (now minus ``_ts:<view>``), with its recent
+        history; a new sample at most once a second."""
+        now = time.time()
+        if self.ages.due(now):
+            keys = self._sample_keys() if keys is None else keys
+            self.ages.record(now, measure_ages(self.client, keys, self.layouts, now))
+        return self.ages.summary()
 
     # ------------------------------------------------------------------ state
 
@@ -338,6 +427,7 @@ class DemoRuntime:
         return count_project_keys(self.client, self.store_config.key_prefix, self.project)
 
     def state(self) -> dict[str, Any]:
+        sample = self._sample_keys()
         return {
             "project": self.project,
             "redis": {"where": self.redis_label, "version": self.redis_version},
@@ -356,7 +446,8 @@ class DemoRuntime:
             },
             "counters": self.online_store.stats.as_dict(),
             "worker": self.worker_status(),
-            "coverage": self.coverage(),
+            "coverage": self.coverage(sample),
+            "served_age": self.served_age(sample),
             "latency": self.latency.summary(),
             "last_bulk_load": self._last_load,
             "last_reset": self._last_reset,
@@ -431,14 +522,18 @@ class DemoRuntime:
         started = time.perf_counter()
         now = _utcnow()
         assert self._generate is not None, "setup() first"
-        data = self._generate(self.workdir / "data", count=users, days=self.days, seed=self.seed, now=now)
+        extra: dict[str, Any] = {}
+        if self.stream_ttl_seconds and "fresh_seconds" in signature(self._generate).parameters:
+            extra["fresh_seconds"] = self.stream_ttl_seconds / FRESH_SHARE
+        data = self._generate(self.workdir / "data", count=users, days=self.days, seed=self.seed, now=now, **extra)
         generate_seconds = time.perf_counter() - started
 
         start = now - timedelta(days=self.days + 1)
         end = _utcnow() + timedelta(seconds=1)
         views = []
         materialize_started = time.perf_counter()
-        for layout in self.layouts:
+        # Stream views first: their rows age by the time the batch views take.
+        for layout in sorted(self.layouts, key=lambda layout: layout.kind.value != "stream"):
             before = self._stats()
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a banner per view
@@ -456,6 +551,8 @@ class DemoRuntime:
                 }
             )
         materialize_seconds = time.perf_counter() - materialize_started
+        order = [layout.name for layout in self.layouts]
+        views.sort(key=lambda v: order.index(v["view"]))
         total = time.perf_counter() - started
 
         ids = list(data["user_ids"])
@@ -474,11 +571,30 @@ class DemoRuntime:
             "views": views,
             "batch_ttl_seconds": store_config.batch_ttl_seconds,
             "stream_ttl_seconds": store_config.stream_ttl_seconds,
+            "ttl_changed": batch_ttl is not None or stream_ttl is not None,
             "finished_at": _utcnow().isoformat(),
         }
+        result["notes"] = self._load_notes(result)
         self._last_load = result
         logger.info("bulk load: %d users in %.2fs (%d rows written)", users, total, result["rows_written"])
         return result
+
+    def _load_notes(self, result: dict[str, Any]) -> list[str]:
+        """What a newcomer would otherwise read as a fault in a load's figures."""
+        notes = []
+        if result["rows_skipped_expired"]:
+            notes.append(
+                f"{result['rows_skipped_expired']:,} generated stream rows were already past the "
+                f"{self.stream_ttl_seconds} s stream TTL when written (the data is dated before the load "
+                "started): expected with a short TTL; the worker pushes fresh ones."
+            )
+        if result["ttl_changed"] and result["users"] < result["users_loaded"]:
+            notes.append(
+                f"The new TTLs apply to the {result['users']:,} users this load wrote and to later writes; "
+                f"the other {result['users_loaded'] - result['users']:,} keep theirs until rewritten "
+                "(Inspect shows a key's own)."
+            )
+        return notes
 
     # ------------------------------------------------------------------ reset
 
@@ -529,12 +645,14 @@ class DemoRuntime:
 
         user_id = self.check_user(user_id)
         wanted = self.check_features(features)
+        self.store_timer.start()
         started = time.perf_counter()
         response = self.store.get_online_features(
             features=[f.ref for f in wanted], entity_rows=[{self.join_key: user_id}], full_feature_names=True
         )
         latency_ms = (time.perf_counter() - started) * 1000
-        self.latency.record("read", 1, latency_ms)
+        store_ms = self.store_timer.ms()
+        self.latency.record("read", 1, latency_ms, store_ms)
         proto = response.proto
         columns = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
         key = self.key_of(user_id)
@@ -563,6 +681,7 @@ class DemoRuntime:
                     "feature": info.name,
                     "kind": info.kind,
                     "value": _jsonable(value),
+                    "text": _display(value, info.dtype),
                     "status": status,
                     "event_time": event_time,
                     "ttl_ms": ttl_ms,
@@ -570,10 +689,16 @@ class DemoRuntime:
                     "ttl_source": ttl_source,
                 }
             )
+        batch_rows = [r for r in rows if r["kind"] == "batch"]
+        stream_only = (
+            key_ttl == NO_EXPIRY and bool(batch_rows) and all(r["ttl_source"] == "missing" for r in batch_rows)
+        )
         return {
             "user_id": user_id,
             "key": key,
+            "note": STREAM_ONLY_NOTE if stream_only else None,
             "latency_ms": round(latency_ms, 3),
+            "store_ms": None if store_ms is None else round(store_ms, 3),
             "key_ttl_seconds": _ms_to_seconds(key_ttl),
             "key_exists": key_ttl != NO_SUCH_FIELD,
             "present": sum(1 for r in rows if r["status"] == "PRESENT"),
@@ -584,36 +709,54 @@ class DemoRuntime:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
         if not self._users:
-            raise NotFound("no users are loaded (after a reset); bulk-load first")
+            raise NotFound(NO_USERS)
         count = self._check_count(count, "count", len(self._users))
         wanted = self.check_features(features)
         ids = self._users[:count]
         before = self._stats()
+        self.store_timer.start()
         started = time.perf_counter()
         response = self.store.get_online_features(
             features=[f.ref for f in wanted], entity_rows=[{self.join_key: uid} for uid in ids], full_feature_names=True
         )
         latency_ms = (time.perf_counter() - started) * 1000
-        self.latency.record("batch", len(ids), latency_ms)
+        store_ms = self.store_timer.ms()
+        self.latency.record("batch", len(ids), latency_ms, store_ms)
         after = self._stats()
         proto = response.proto
         present = FieldStatus.PRESENT
-        feature_columns = [i for i, name in enumerate(proto.metadata.feature_names.val) if name != self.join_key]
+        kind_of = {f"{f.view}__{f.name}": f.kind for f in wanted}
         returned = [0] * len(ids)
-        for i in feature_columns:
+        missing: dict[str, list[int]] = {"batch": [0] * len(ids), "stream": [0] * len(ids)}
+        for i, name in enumerate(proto.metadata.feature_names.val):
+            kind = kind_of.get(name)
+            if kind is None:  # the join key's column
+                continue
             for j, status in enumerate(proto.results[i].statuses):
                 if status == present:
                     returned[j] += 1
+                else:
+                    missing.setdefault(kind, [0] * len(ids))[j] += 1
         histogram = Counter(returned)
         return {
             "count": len(ids),
             "features_requested": len(wanted),
             "latency_ms": round(latency_ms, 3),
+            "store_ms": None if store_ms is None else round(store_ms, 3),
             "per_entity_ms": round(latency_ms / len(ids), 4),
             "store_read_calls": after["read_calls"] - before["read_calls"],
             "entities_read": after["entities_read"] - before["entities_read"],
             "histogram": {str(k): histogram[k] for k in sorted(histogram, reverse=True)},
-            "entities": [{"user_id": uid, "returned": n} for uid, n in zip(ids, returned)],
+            "requested_by_kind": dict(Counter(f.kind for f in wanted)),
+            "entities": [
+                {
+                    "user_id": uid,
+                    "returned": n,
+                    "missing_batch": missing["batch"][j],
+                    "missing_stream": missing["stream"][j],
+                }
+                for j, (uid, n) in enumerate(zip(ids, returned))
+            ],
         }
 
     def inspect(self, user_id: str) -> dict[str, Any]:
@@ -632,4 +775,6 @@ class DemoRuntime:
         ]
         out["user_id"] = user_id
         out["key_ttl_seconds"] = _ms_to_seconds(entity.key_ttl_ms)
+        has_batch = any(f.kind == "batch" for f in entity.fields)
+        out["note"] = STREAM_ONLY_NOTE if entity.exists and not has_batch and entity.key_ttl_ms == NO_EXPIRY else None
         return out

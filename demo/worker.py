@@ -113,8 +113,9 @@ class DemoWorker:
             status["last_error"] = status.get("last_error") or self._retired_error
             status["paused_by_user"] = self.paused_by_user
             if not self._users:
-                status["state"] = "idle"
-                status["note"] = "no users loaded"
+                # The retired round-robin is no plan any more: say none rather than its pace.
+                status.update(state="idle", note="no users loaded", users=0, batch_size=0, cycle_seconds=None)
+                status["rate_rows_per_second"] = 0.0
             return status
 
     def close(self) -> None:
