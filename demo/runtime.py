@@ -572,6 +572,7 @@ class DemoRuntime:
             "batch_ttl_seconds": store_config.batch_ttl_seconds,
             "stream_ttl_seconds": store_config.stream_ttl_seconds,
             "ttl_changed": batch_ttl is not None or stream_ttl is not None,
+            "stream_view_seconds": round(sum(v["seconds"] for v in views if v["kind"] == "stream"), 3),
             "finished_at": _utcnow().isoformat(),
         }
         result["notes"] = self._load_notes(result)
@@ -585,8 +586,15 @@ class DemoRuntime:
         if result["rows_skipped_expired"]:
             notes.append(
                 f"{result['rows_skipped_expired']:,} generated stream rows were already past the "
-                f"{self.stream_ttl_seconds} s stream TTL when written (the data is dated before the load "
-                "started): expected with a short TTL; the worker pushes fresh ones."
+                f"{self.stream_ttl_seconds} s stream TTL when written: the data is dated before the load, "
+                f"and generating and writing it took {result['generate_seconds'] + result['stream_view_seconds']:.1f} s. "
+                "Expected with a short TTL; the worker pushes fresh ones."
+            )
+        stale_stream = sum(v["skipped_stale"] for v in result["views"] if v["kind"] == "stream")
+        if stale_stream:
+            notes.append(
+                f"{stale_stream:,} generated stream rows were older than what the streaming worker had already "
+                "pushed for those users, and were skipped (newest wins): expected while the worker runs."
             )
         if result["ttl_changed"] and result["users"] < result["users_loaded"]:
             notes.append(
