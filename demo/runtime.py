@@ -53,6 +53,8 @@ DEFAULT_SEED = 42
 DEFAULT_WORKER_BATCH = 5
 USERS_LISTED = 50
 """Loaded user ids the page offers as suggestions."""
+ENTITY_COUNT_SECONDS = 5.0
+"""How stale the Entities tile's count may be (keys also go by expiry, unseen)."""
 NO_USERS = "no users are loaded (after a reset); bulk-load first"
 FRESH_SHARE = 4
 """The freshest generated stream row is at most 1/FRESH_SHARE of the stream TTL old, so a
@@ -211,6 +213,8 @@ class DemoRuntime:
         self._generate: Callable[..., dict[str, Any]] | None = None
         self._users: list[str] = []
         self._user_set: set[str] = set()
+        self._sample: list[str] | None = None
+        self._counted: tuple[float, int] | None = None  # (monotonic, entity count)
         self._last_load: dict[str, Any] | None = None
         self._last_reset: dict[str, Any] | None = None
         self._admin_lock = threading.Lock()
@@ -394,6 +398,8 @@ class DemoRuntime:
     def _set_users(self, ids: list[str]) -> None:
         self._user_set = set(ids)
         self._users = ids
+        self._sample: list[str] | None = None
+        self._counted = None  # a load or reset changes the count: SCAN again
 
     def key_of(self, user_id: str) -> str:
         return entity_key(
@@ -401,8 +407,11 @@ class DemoRuntime:
         )
 
     def _sample_keys(self) -> list[str]:
-        """The keys of an even sample of the loaded users (coverage and served age)."""
-        return [self.key_of(uid) for uid in spread(self._users)]
+        """The keys of an even sample of the loaded users (coverage and served age), built
+        once per set of users: every poll would otherwise rebuild up to 1,000 keys."""
+        if self._sample is None:
+            self._sample = [self.key_of(uid) for uid in spread(self._users)]
+        return self._sample
 
     def coverage(self, keys: Sequence[str] | None = None) -> dict[str, Any]:
         """Share of the loaded users whose stream fields are all present, from Redis."""
@@ -421,10 +430,20 @@ class DemoRuntime:
 
     # ------------------------------------------------------------------ state
 
-    def entity_count(self) -> int:
+    def entity_count(self, max_age: float = 0.0) -> int:
+        """The project's entity keys, by SCAN; ``max_age``: a count this recent will do.
+
+        At 10,000 users the SCAN is a few hundred ms of Python in the demo's process, where
+        it holds the GIL that reads wait for: the page's polling reuses a count for a few
+        seconds (a load or reset always counts afresh)."""
         from feast_redis_hexpire.maintenance import count_project_keys
 
-        return count_project_keys(self.client, self.store_config.key_prefix, self.project)
+        now = time.monotonic()
+        if self._counted is not None and now - self._counted[0] < max_age:
+            return self._counted[1]
+        count = count_project_keys(self.client, self.store_config.key_prefix, self.project)
+        self._counted = (now, count)
+        return count
 
     def state(self) -> dict[str, Any]:
         sample = self._sample_keys()
@@ -434,7 +453,7 @@ class DemoRuntime:
             "repo": str(self.workdir),
             "key_pattern": project_prefix(self.store_config.key_prefix, self.project, hash_tag_of(self.store_config))
             + "*",
-            "entities": self.entity_count(),
+            "entities": self.entity_count(max_age=ENTITY_COUNT_SECONDS),
             "users_loaded": len(self._users),
             "first_user": self._users[0] if self._users else None,
             "last_user": self._users[-1] if self._users else None,
@@ -577,6 +596,7 @@ class DemoRuntime:
         }
         result["notes"] = self._load_notes(result)
         self._last_load = result
+        self._counted = None
         logger.info("bulk load: %d users in %.2fs (%d rows written)", users, total, result["rows_written"])
         return result
 
