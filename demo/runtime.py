@@ -42,7 +42,7 @@ from .errors import Conflict, DemoError, NotFound, shown
 from .freshness import AgeLog
 from .freshness import measure as measure_ages
 from .latency import LatencyLog
-from .worker import DemoWorker
+from .worker_process import WorkerProcess
 
 __all__ = ["MAX_TTL_SECONDS", "MAX_USERS", "Conflict", "DemoError", "DemoRuntime", "NotFound"]
 
@@ -125,9 +125,9 @@ grouped hook Feast calls, and the per-view read): timed for the page's "store" f
 class StoreReadTimer:
     """The online store's own time inside each ``get_online_features``, per thread.
 
-    The page's read latency is Feast's whole call in the demo server, whose worker thread
-    and /state polling compete with it for the GIL (on a busy machine a read waits
-    several ms for it); the store's part beside it says how much of that is the store.
+    The page's read latency is Feast's whole call in the demo server, where /state polling
+    competes with it for the GIL (on a busy machine a read may wait ms for it); the store's
+    part beside it says how much of that is the store.
     """
 
     def __init__(self, online_store: Any) -> None:
@@ -218,7 +218,7 @@ class DemoRuntime:
         self._last_load: dict[str, Any] | None = None
         self._last_reset: dict[str, Any] | None = None
         self._admin_lock = threading.Lock()
-        self.worker: DemoWorker | None = None  # set up with the store
+        self.worker: WorkerProcess | None = None  # set up with the store
         self.latency = LatencyLog()
         self.ages = AgeLog()
 
@@ -242,6 +242,15 @@ class DemoRuntime:
         started = time.monotonic()
         self._prepare_workdir()
         self.log(f"[demo] working copy of {self.source_repo} in {self.workdir}")
+        # Its own process (it imports Feast meanwhile): its pushes must not hold the GIL
+        # that this process's reads wait for.
+        self.worker = WorkerProcess(
+            str(self.workdir),
+            interval_seconds=self.worker_interval,
+            min_batch=self.worker_batch_size,
+            paused=not self.start_worker,
+            settings=self._write_settings,
+        )
         from feast import FeatureStore
 
         self._generate = load_module(self.workdir / "generate_data.py").generate
@@ -251,12 +260,6 @@ class DemoRuntime:
         self.store.apply(self.definitions.objects())  # the store checks the views as `feast apply` does
         self.online_store = self.store._get_provider().online_store
         self.store_timer = StoreReadTimer(self.online_store)
-        self.worker = DemoWorker(
-            self.store,
-            interval_seconds=self.worker_interval,
-            min_batch=self.worker_batch_size,
-            paused=not self.start_worker,
-        )
         self._catalog(online_views)
         info = self.client.info("server")
         self.redis_version = str(info.get("redis_version", "?")) if isinstance(info, dict) else "?"
@@ -306,6 +309,13 @@ class DemoRuntime:
         self._yaml = working_copy(
             self.workdir, self.connection_string, project=self.project_override, source=self.source_repo, **online
         )
+
+    def _write_settings(self) -> dict[str, Any]:
+        """What the worker's pushes must follow of this process's store config."""
+        return {
+            "batch_ttl_seconds": self.store_config.batch_ttl_seconds,
+            "stream_ttl_seconds": self.store_config.stream_ttl_seconds,
+        }
 
     def _write_yaml(self) -> None:
         write_yaml(self.workdir, self._yaml)
@@ -446,7 +456,9 @@ class DemoRuntime:
         return count
 
     def state(self) -> dict[str, Any]:
+        assert self.worker is not None, "setup() first"
         sample = self._sample_keys()
+        raw_worker = _jsonable(self.worker.status())
         return {
             "project": self.project,
             "redis": {"where": self.redis_label, "version": self.redis_version},
@@ -463,8 +475,8 @@ class DemoRuntime:
                 "batch_seconds": self.store_config.batch_ttl_seconds,
                 "stream_seconds": self.store_config.stream_ttl_seconds,
             },
-            "counters": self.online_store.stats.as_dict(),
-            "worker": self.worker_status(),
+            "counters": self.counters(raw_worker),
+            "worker": {k: v for k, v in raw_worker.items() if k != "store_counters"},
             "coverage": self.coverage(sample),
             "served_age": self.served_age(sample),
             "latency": self.latency.summary(),
@@ -486,7 +498,16 @@ class DemoRuntime:
 
     def worker_status(self) -> dict[str, Any]:
         assert self.worker is not None, "setup() first"
-        return _jsonable(self.worker.status())
+        status = _jsonable(self.worker.status())
+        status.pop("store_counters", None)
+        return status
+
+    def counters(self, worker: dict[str, Any] | None = None) -> dict[str, int]:
+        """The store's counters, of this process and of the worker's (its pushes)."""
+        assert self.worker is not None, "setup() first"
+        totals = Counter(self._stats())
+        totals.update((worker if worker is not None else self.worker.status()).get("store_counters") or {})
+        return dict(totals)
 
     def toggle_worker(self, action: str | None = None) -> dict[str, Any]:
         assert self.worker is not None, "setup() first"

@@ -3,7 +3,8 @@
 The demo's users change (bulk loads, resets) and so may the stream TTL; the worker must
 stream for exactly the loaded users at the current TTL, stay paused when the user paused
 it, and keep still while a load or reset runs. Counters survive a worker's replacement,
-so the page's totals never go back.
+so the page's totals never go back. It runs in the worker's own process
+(``worker_process``), driven from the server's.
 """
 
 from __future__ import annotations

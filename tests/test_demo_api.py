@@ -365,6 +365,8 @@ def test_unexpected_failure_is_a_short_500(client, runtime, raw):
 
 
 def test_worker_toggle_pause_and_resume(client, runtime):
+    own_batches = runtime.online_store.stats.write_batches
+    written_before = client.get("/state").json()["counters"]["rows_written"]
     body = client.post("/worker/toggle").json()  # paused -> running
     assert body["action"] == "resume" and body["worker"]["state"] == "running"
     deadline = time.monotonic() + 15
@@ -374,6 +376,10 @@ def test_worker_toggle_pause_and_resume(client, runtime):
             break
         time.sleep(0.1)
     assert worker["ticks"] >= 2 and worker["rows_pushed"] >= 10 and worker["failed_ticks"] == 0
+    # The pushes come from the worker's own process (its GIL is not the reads'), and the
+    # page's counters add them to this process's own.
+    assert runtime.online_store.stats.write_batches == own_batches
+    assert client.get("/state").json()["counters"]["rows_written"] >= written_before + 10
     body = client.post("/worker/toggle", json={"action": "pause"}).json()
     assert body["action"] == "pause" and body["worker"]["state"] == "paused"
     ticks = body["worker"]["ticks"]
