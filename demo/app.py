@@ -49,7 +49,9 @@ class ToggleRequest(_Request):
 
 
 class ReadRequest(_Request):
-    user_id: str = Field(..., min_length=1, max_length=64)
+    # No min_length: an empty id is the runtime's to answer ("no users are loaded" after a
+    # reset, else "user_id is required"), not a bare "at least 1 character".
+    user_id: str = Field(..., max_length=64)
     features: list[FeatureRef] | None = Field(
         None, min_length=1, max_length=MAX_FEATURES, description="view:feature refs; null = all"
     )
@@ -156,7 +158,7 @@ def create_app(runtime: DemoRuntime) -> FastAPI:
         return runtime.batch_read(body.count, body.features)
 
     @app.get("/inspect")
-    def inspect(user_id: str = Query(..., min_length=1, max_length=64)) -> dict[str, Any]:
+    def inspect(user_id: str = Query(..., max_length=64)) -> dict[str, Any]:
         return runtime.inspect(user_id)
 
     @app.post("/reset")

@@ -36,6 +36,10 @@ class DemoError(Exception):
         if status is not None:
             self.status = status
 
+    def __reduce__(self) -> tuple[type[DemoError], tuple[str, int]]:
+        # Raised in the worker's process and re-raised in the server's: keep the status.
+        return (type(self), (self.message, self.status))
+
 
 class NotFound(DemoError):
     status = 404

@@ -1,8 +1,12 @@
 """Recent read latencies for the page's chart: every ``get_online_features`` the demo
-serves (one user, or a batch), kept in a short ring with p50/p99 per kind.
+serves (one user, or a batch), kept in a short ring with p50/p99 per series.
 
-Kinds are kept apart because one user and 10,000 users in one call are different
-questions: a p99 mixing them would say nothing about either.
+A series is one kind at one size: one user, or a batch of N users. One user and 10,000
+users in one call are different questions, and so are batches of 100 and of 10,000: a
+p99 mixing them would say nothing about either.
+
+Each read also carries the store's own time (``online_read``, as the store timed it),
+so the page shows how much of a read is the store and how much is Feast around it.
 """
 
 from __future__ import annotations
@@ -27,12 +31,23 @@ def percentile(ordered: Sequence[float], pct: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+def series_of(kind: str, entities: int) -> str:
+    """``read`` for one user, ``batch:<N>`` for a batch of N users."""
+    return "read" if kind == "read" else f"{kind}:{entities}"
+
+
 @dataclass(frozen=True)
 class Read:
     at: float  # epoch seconds
     kind: str  # "read" (one user) or "batch"
     entities: int
     ms: float
+    store_ms: float | None = None  # the store's online_read, when it was timed
+    series: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.series:
+            object.__setattr__(self, "series", series_of(self.kind, self.entities))
 
 
 class LatencyLog:
@@ -42,21 +57,36 @@ class LatencyLog:
         self._reads: deque[Read] = deque(maxlen=keep)
         self._lock = threading.Lock()
 
-    def record(self, kind: str, entities: int, ms: float) -> None:
+    def record(self, kind: str, entities: int, ms: float, store_ms: float | None = None) -> None:
         with self._lock:
-            self._reads.append(Read(round(time.time(), 3), kind, entities, round(ms, 3)))
+            self._reads.append(
+                Read(
+                    round(time.time(), 3),
+                    kind,
+                    entities,
+                    round(ms, 3),
+                    None if store_ms is None else round(store_ms, 3),
+                )
+            )
 
     def summary(self, points: int = POINTS) -> dict[str, Any]:
-        """``points``: the newest reads, oldest first; ``kinds``: count, p50 and p99 per kind
-        over every read kept."""
+        """``points``: the newest reads, oldest first; ``series``: per series (in order of
+        first appearance) its kind, size, count, and p50/p99 of the page's time and of the
+        store's time, over every read kept. ``kinds`` is the same keyed by series name."""
         with self._lock:
             reads = list(self._reads)
-        kinds: dict[str, dict[str, Any]] = {}
-        for kind in dict.fromkeys(r.kind for r in reads):
-            ordered = sorted(r.ms for r in reads if r.kind == kind)
-            kinds[kind] = {
+        series: dict[str, dict[str, Any]] = {}
+        for name in dict.fromkeys(r.series for r in reads):
+            mine = [r for r in reads if r.series == name]
+            ordered = sorted(r.ms for r in mine)
+            store = sorted(r.store_ms for r in mine if r.store_ms is not None)
+            series[name] = {
+                "kind": mine[0].kind,
+                "entities": mine[0].entities,
                 "count": len(ordered),
                 "p50_ms": percentile(ordered, 50),
                 "p99_ms": percentile(ordered, 99),
+                "store_p50_ms": percentile(store, 50) if store else None,
+                "store_p99_ms": percentile(store, 99) if store else None,
             }
-        return {"points": [asdict(r) for r in reads[-points:]], "kinds": kinds}
+        return {"points": [asdict(r) for r in reads[-points:]], "kinds": series}

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ from feast_redis_hexpire.redaction import redact
 from . import DEFAULT_SOURCE_REPO, DEFAULT_USERS, MAX_TTL_SECONDS, MAX_USERS
 from .coverage import measure, spread
 from .errors import Conflict, DemoError, NotFound, shown
+from .freshness import AgeLog
+from .freshness import measure as measure_ages
 from .latency import LatencyLog
-from .worker import DemoWorker
+from .worker_process import WorkerProcess
 
 __all__ = ["MAX_TTL_SECONDS", "MAX_USERS", "Conflict", "DemoError", "DemoRuntime", "NotFound"]
 
@@ -50,6 +53,20 @@ DEFAULT_SEED = 42
 DEFAULT_WORKER_BATCH = 5
 USERS_LISTED = 50
 """Loaded user ids the page offers as suggestions."""
+ENTITY_COUNT_SECONDS = 5.0
+"""How stale the Entities tile's count may be (keys also go by expiry, unseen)."""
+NO_USERS = "no users are loaded (after a reset); bulk-load first"
+FRESH_SHARE = 4
+"""The freshest generated stream row is at most 1/FRESH_SHARE of the stream TTL old, so a
+bulk load's stream rows are still within the TTL when written."""
+
+STREAM_ONLY_NOTE = (
+    "No batch fields: this user's key expired with its batch cycle (or was never materialized), and "
+    "the worker's next push re-created it with stream fields only. That is by design: the stream "
+    "fields expire on their own, so the key has no TTL (no expiry) and Redis removes it when its last "
+    "field expires; the next bulk load brings the batch fields and the key TTL back."
+)
+"""Said wherever a key holds stream fields only."""
 
 Log = Callable[[str], None]
 
@@ -82,8 +99,67 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _display(value: Any, dtype: str) -> str | None:
+    """A read value as Inspect shows it in the hash: floats in the store's own text
+    (``27.0``, the shortest float32 decimal), so Read and Inspect agree."""
+    from feast_redis_hexpire.codec import double_text, float32_text
+
+    if value is None:
+        return None
+    if isinstance(value, float) and not isinstance(value, bool):
+        return (float32_text(value) if dtype == "Float32" else double_text(value)).decode()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(_jsonable(value))
+
+
 def _ms_to_seconds(ttl_ms: int) -> float | None:
     return None if ttl_ms < 0 else round(ttl_ms / 1000, 1)
+
+
+STORE_READ_HOOKS = ("get_online_features", "_read_features_per_fv", "online_read")
+"""The online store's methods that do its reading inside Feast's ``get_online_features``
+(its serving fast path, and the grouped hook and per-view read of Feast's generic path it
+falls back to): timed, outermost only, for the page's "store" figure."""
+
+
+class StoreReadTimer:
+    """The online store's own time inside each ``get_online_features``, per thread.
+
+    The page's read latency is Feast's whole call in the demo server, where /state polling
+    competes with it for the GIL (on a busy machine a read may wait ms for it); the store's
+    part beside it says how much of that is the store.
+    """
+
+    def __init__(self, online_store: Any) -> None:
+        self._local = threading.local()
+        for name in STORE_READ_HOOKS:
+            original = getattr(online_store, name, None)
+            if callable(original):
+                setattr(online_store, name, self._timed(original))
+
+    def _timed(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            local = self._local
+            depth = getattr(local, "depth", 0)
+            local.depth = depth + 1
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                local.depth = depth
+                if depth == 0:  # the outermost hook only: one may call the other
+                    local.ms = getattr(local, "ms", 0.0) + (time.perf_counter() - started) * 1000
+
+        return timed
+
+    def start(self) -> None:
+        self._local.ms = 0.0
+
+    def ms(self) -> float | None:
+        """The store's time since :meth:`start` in this thread (None if no hook ran)."""
+        ms = getattr(self._local, "ms", 0.0)
+        return ms or None
 
 
 class DemoRuntime:
@@ -138,11 +214,14 @@ class DemoRuntime:
         self._generate: Callable[..., dict[str, Any]] | None = None
         self._users: list[str] = []
         self._user_set: set[str] = set()
+        self._sample: list[str] | None = None
+        self._counted: tuple[float, int] | None = None  # (monotonic, entity count)
         self._last_load: dict[str, Any] | None = None
         self._last_reset: dict[str, Any] | None = None
         self._admin_lock = threading.Lock()
-        self.worker: DemoWorker | None = None  # set up with the store
+        self.worker: WorkerProcess | None = None  # set up with the store
         self.latency = LatencyLog()
+        self.ages = AgeLog()
 
     # ------------------------------------------------------------------ setup
 
@@ -164,6 +243,15 @@ class DemoRuntime:
         started = time.monotonic()
         self._prepare_workdir()
         self.log(f"[demo] working copy of {self.source_repo} in {self.workdir}")
+        # Its own process (it imports Feast meanwhile): its pushes must not hold the GIL
+        # that this process's reads wait for.
+        self.worker = WorkerProcess(
+            str(self.workdir),
+            interval_seconds=self.worker_interval,
+            min_batch=self.worker_batch_size,
+            paused=not self.start_worker,
+            settings=self._write_settings,
+        )
         from feast import FeatureStore
 
         self._generate = load_module(self.workdir / "generate_data.py").generate
@@ -172,12 +260,7 @@ class DemoRuntime:
         online_views = [fv for fv in self.definitions.feature_views if getattr(fv, "online", True)]
         self.store.apply(self.definitions.objects())  # the store checks the views as `feast apply` does
         self.online_store = self.store._get_provider().online_store
-        self.worker = DemoWorker(
-            self.store,
-            interval_seconds=self.worker_interval,
-            min_batch=self.worker_batch_size,
-            paused=not self.start_worker,
-        )
+        self.store_timer = StoreReadTimer(self.online_store)
         self._catalog(online_views)
         info = self.client.info("server")
         self.redis_version = str(info.get("redis_version", "?")) if isinstance(info, dict) else "?"
@@ -200,6 +283,8 @@ class DemoRuntime:
             f"({result['rows_written']} rows written); batch key TTL {self.store_config.batch_ttl_seconds}s, "
             f"stream field TTL {self.store_config.stream_ttl_seconds}s"
         )
+        for note in result["notes"]:
+            self.log(f"[demo] note: {note}")
         if self._users:  # warm Feast's read path, so the first read on the page is not a cold one
             self.store.get_online_features(
                 features=[f.ref for f in self.features], entity_rows=[{self.join_key: self._users[0]}]
@@ -225,6 +310,13 @@ class DemoRuntime:
         self._yaml = working_copy(
             self.workdir, self.connection_string, project=self.project_override, source=self.source_repo, **online
         )
+
+    def _write_settings(self) -> dict[str, Any]:
+        """What the worker's pushes must follow of this process's store config."""
+        return {
+            "batch_ttl_seconds": self.store_config.batch_ttl_seconds,
+            "stream_ttl_seconds": self.store_config.stream_ttl_seconds,
+        }
 
     def _write_yaml(self) -> None:
         write_yaml(self.workdir, self._yaml)
@@ -291,10 +383,10 @@ class DemoRuntime:
 
     def check_user(self, user_id: str) -> str:
         user_id = (user_id or "").strip()
+        if not self._users:  # first: after a reset the page has no user to fill in
+            raise NotFound(NO_USERS)
         if not user_id:
-            raise DemoError("user_id is required", 422)
-        if not self._users:
-            raise NotFound(f"unknown user {shown(user_id)}: no users are loaded (after a reset); bulk-load first")
+            raise DemoError("user_id is required: enter a user id such as " + self._users[0], 422)
         if user_id not in self._user_set:
             raise NotFound(f"unknown user {shown(user_id)}: the demo has users {self._users[0]} .. {self._users[-1]}")
         return user_id
@@ -317,34 +409,64 @@ class DemoRuntime:
     def _set_users(self, ids: list[str]) -> None:
         self._user_set = set(ids)
         self._users = ids
+        self._sample: list[str] | None = None
+        self._counted = None  # a load or reset changes the count: SCAN again
 
     def key_of(self, user_id: str) -> str:
         return entity_key(
             self.store_config.key_prefix, self.project, user_id, [self.join_key], hash_tag_of(self.store_config)
         )
 
-    def coverage(self) -> dict[str, Any]:
+    def _sample_keys(self) -> list[str]:
+        """The keys of an even sample of the loaded users (coverage and served age), built
+        once per set of users: every poll would otherwise rebuild up to 1,000 keys."""
+        if self._sample is None:
+            self._sample = [self.key_of(uid) for uid in spread(self._users)]
+        return self._sample
+
+    def coverage(self, keys: Sequence[str] | None = None) -> dict[str, Any]:
         """Share of the loaded users whose stream fields are all present, from Redis."""
-        sample = spread(self._users)
+        keys = self._sample_keys() if keys is None else keys
         fields = [field for layout in self.stream_layouts for field in layout.all_fields()]
-        result = measure(self.client, [self.key_of(uid) for uid in sample], fields, len(self._users))
-        return result.as_dict()
+        return measure(self.client, keys, fields, len(self._users)).as_dict()
+
+    def served_age(self, keys: Sequence[str] | None = None) -> dict[str, Any]:
+        """Served age per view over the sample (now minus ``_ts:<view>``), with its recent
+        history; a new sample at most once a second."""
+        now = time.time()
+        if self.ages.due(now):
+            keys = self._sample_keys() if keys is None else keys
+            self.ages.record(now, measure_ages(self.client, keys, self.layouts, now))
+        return self.ages.summary()
 
     # ------------------------------------------------------------------ state
 
-    def entity_count(self) -> int:
+    def entity_count(self, max_age: float = 0.0) -> int:
+        """The project's entity keys, by SCAN; ``max_age``: a count this recent will do.
+
+        At 10,000 users the SCAN is a few hundred ms of Python in the demo's process, where
+        it holds the GIL that reads wait for: the page's polling reuses a count for a few
+        seconds (a load or reset always counts afresh)."""
         from feast_redis_hexpire.maintenance import count_project_keys
 
-        return count_project_keys(self.client, self.store_config.key_prefix, self.project)
+        now = time.monotonic()
+        if self._counted is not None and now - self._counted[0] < max_age:
+            return self._counted[1]
+        count = count_project_keys(self.client, self.store_config.key_prefix, self.project)
+        self._counted = (now, count)
+        return count
 
     def state(self) -> dict[str, Any]:
+        assert self.worker is not None, "setup() first"
+        sample = self._sample_keys()
+        raw_worker = _jsonable(self.worker.status())
         return {
             "project": self.project,
             "redis": {"where": self.redis_label, "version": self.redis_version},
             "repo": str(self.workdir),
             "key_pattern": project_prefix(self.store_config.key_prefix, self.project, hash_tag_of(self.store_config))
             + "*",
-            "entities": self.entity_count(),
+            "entities": self.entity_count(max_age=ENTITY_COUNT_SECONDS),
             "users_loaded": len(self._users),
             "first_user": self._users[0] if self._users else None,
             "last_user": self._users[-1] if self._users else None,
@@ -354,9 +476,10 @@ class DemoRuntime:
                 "batch_seconds": self.store_config.batch_ttl_seconds,
                 "stream_seconds": self.store_config.stream_ttl_seconds,
             },
-            "counters": self.online_store.stats.as_dict(),
-            "worker": self.worker_status(),
-            "coverage": self.coverage(),
+            "counters": self.counters(raw_worker),
+            "worker": {k: v for k, v in raw_worker.items() if k != "store_counters"},
+            "coverage": self.coverage(sample),
+            "served_age": self.served_age(sample),
             "latency": self.latency.summary(),
             "last_bulk_load": self._last_load,
             "last_reset": self._last_reset,
@@ -376,7 +499,16 @@ class DemoRuntime:
 
     def worker_status(self) -> dict[str, Any]:
         assert self.worker is not None, "setup() first"
-        return _jsonable(self.worker.status())
+        status = _jsonable(self.worker.status())
+        status.pop("store_counters", None)
+        return status
+
+    def counters(self, worker: dict[str, Any] | None = None) -> dict[str, int]:
+        """The store's counters, of this process and of the worker's (its pushes)."""
+        assert self.worker is not None, "setup() first"
+        totals = Counter(self._stats())
+        totals.update((worker if worker is not None else self.worker.status()).get("store_counters") or {})
+        return dict(totals)
 
     def toggle_worker(self, action: str | None = None) -> dict[str, Any]:
         assert self.worker is not None, "setup() first"
@@ -431,14 +563,18 @@ class DemoRuntime:
         started = time.perf_counter()
         now = _utcnow()
         assert self._generate is not None, "setup() first"
-        data = self._generate(self.workdir / "data", count=users, days=self.days, seed=self.seed, now=now)
+        extra: dict[str, Any] = {}
+        if self.stream_ttl_seconds and "fresh_seconds" in signature(self._generate).parameters:
+            extra["fresh_seconds"] = self.stream_ttl_seconds / FRESH_SHARE
+        data = self._generate(self.workdir / "data", count=users, days=self.days, seed=self.seed, now=now, **extra)
         generate_seconds = time.perf_counter() - started
 
         start = now - timedelta(days=self.days + 1)
         end = _utcnow() + timedelta(seconds=1)
         views = []
         materialize_started = time.perf_counter()
-        for layout in self.layouts:
+        # Stream views first: their rows age by the time the batch views take.
+        for layout in sorted(self.layouts, key=lambda layout: layout.kind.value != "stream"):
             before = self._stats()
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a banner per view
@@ -456,6 +592,8 @@ class DemoRuntime:
                 }
             )
         materialize_seconds = time.perf_counter() - materialize_started
+        order = [layout.name for layout in self.layouts]
+        views.sort(key=lambda v: order.index(v["view"]))
         total = time.perf_counter() - started
 
         ids = list(data["user_ids"])
@@ -474,11 +612,39 @@ class DemoRuntime:
             "views": views,
             "batch_ttl_seconds": store_config.batch_ttl_seconds,
             "stream_ttl_seconds": store_config.stream_ttl_seconds,
+            "ttl_changed": batch_ttl is not None or stream_ttl is not None,
+            "stream_view_seconds": round(sum(v["seconds"] for v in views if v["kind"] == "stream"), 3),
             "finished_at": _utcnow().isoformat(),
         }
+        result["notes"] = self._load_notes(result)
         self._last_load = result
+        self._counted = None
         logger.info("bulk load: %d users in %.2fs (%d rows written)", users, total, result["rows_written"])
         return result
+
+    def _load_notes(self, result: dict[str, Any]) -> list[str]:
+        """What a newcomer would otherwise read as a fault in a load's figures."""
+        notes = []
+        if result["rows_skipped_expired"]:
+            notes.append(
+                f"{result['rows_skipped_expired']:,} generated stream rows were already past the "
+                f"{self.stream_ttl_seconds} s stream TTL when written: the data is dated before the load, "
+                f"and generating and writing it took {result['generate_seconds'] + result['stream_view_seconds']:.1f} s. "
+                "Expected with a short TTL; the worker pushes fresh ones."
+            )
+        stale_stream = sum(v["skipped_stale"] for v in result["views"] if v["kind"] == "stream")
+        if stale_stream:
+            notes.append(
+                f"{stale_stream:,} generated stream rows were older than what the streaming worker had already "
+                "pushed for those users, and were skipped (newest wins): expected while the worker runs."
+            )
+        if result["ttl_changed"] and result["users"] < result["users_loaded"]:
+            notes.append(
+                f"The new TTLs apply to the {result['users']:,} users this load wrote and to later writes; "
+                f"the other {result['users_loaded'] - result['users']:,} keep theirs until rewritten "
+                "(Inspect shows a key's own)."
+            )
+        return notes
 
     # ------------------------------------------------------------------ reset
 
@@ -529,12 +695,14 @@ class DemoRuntime:
 
         user_id = self.check_user(user_id)
         wanted = self.check_features(features)
+        self.store_timer.start()
         started = time.perf_counter()
         response = self.store.get_online_features(
             features=[f.ref for f in wanted], entity_rows=[{self.join_key: user_id}], full_feature_names=True
         )
         latency_ms = (time.perf_counter() - started) * 1000
-        self.latency.record("read", 1, latency_ms)
+        store_ms = self.store_timer.ms()
+        self.latency.record("read", 1, latency_ms, store_ms)
         proto = response.proto
         columns = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
         key = self.key_of(user_id)
@@ -563,6 +731,7 @@ class DemoRuntime:
                     "feature": info.name,
                     "kind": info.kind,
                     "value": _jsonable(value),
+                    "text": _display(value, info.dtype),
                     "status": status,
                     "event_time": event_time,
                     "ttl_ms": ttl_ms,
@@ -570,10 +739,16 @@ class DemoRuntime:
                     "ttl_source": ttl_source,
                 }
             )
+        batch_rows = [r for r in rows if r["kind"] == "batch"]
+        stream_only = (
+            key_ttl == NO_EXPIRY and bool(batch_rows) and all(r["ttl_source"] == "missing" for r in batch_rows)
+        )
         return {
             "user_id": user_id,
             "key": key,
+            "note": STREAM_ONLY_NOTE if stream_only else None,
             "latency_ms": round(latency_ms, 3),
+            "store_ms": None if store_ms is None else round(store_ms, 3),
             "key_ttl_seconds": _ms_to_seconds(key_ttl),
             "key_exists": key_ttl != NO_SUCH_FIELD,
             "present": sum(1 for r in rows if r["status"] == "PRESENT"),
@@ -584,36 +759,54 @@ class DemoRuntime:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
         if not self._users:
-            raise NotFound("no users are loaded (after a reset); bulk-load first")
+            raise NotFound(NO_USERS)
         count = self._check_count(count, "count", len(self._users))
         wanted = self.check_features(features)
         ids = self._users[:count]
         before = self._stats()
+        self.store_timer.start()
         started = time.perf_counter()
         response = self.store.get_online_features(
             features=[f.ref for f in wanted], entity_rows=[{self.join_key: uid} for uid in ids], full_feature_names=True
         )
         latency_ms = (time.perf_counter() - started) * 1000
-        self.latency.record("batch", len(ids), latency_ms)
+        store_ms = self.store_timer.ms()
+        self.latency.record("batch", len(ids), latency_ms, store_ms)
         after = self._stats()
         proto = response.proto
         present = FieldStatus.PRESENT
-        feature_columns = [i for i, name in enumerate(proto.metadata.feature_names.val) if name != self.join_key]
+        kind_of = {f"{f.view}__{f.name}": f.kind for f in wanted}
         returned = [0] * len(ids)
-        for i in feature_columns:
+        missing: dict[str, list[int]] = {"batch": [0] * len(ids), "stream": [0] * len(ids)}
+        for i, name in enumerate(proto.metadata.feature_names.val):
+            kind = kind_of.get(name)
+            if kind is None:  # the join key's column
+                continue
             for j, status in enumerate(proto.results[i].statuses):
                 if status == present:
                     returned[j] += 1
+                else:
+                    missing.setdefault(kind, [0] * len(ids))[j] += 1
         histogram = Counter(returned)
         return {
             "count": len(ids),
             "features_requested": len(wanted),
             "latency_ms": round(latency_ms, 3),
+            "store_ms": None if store_ms is None else round(store_ms, 3),
             "per_entity_ms": round(latency_ms / len(ids), 4),
             "store_read_calls": after["read_calls"] - before["read_calls"],
             "entities_read": after["entities_read"] - before["entities_read"],
             "histogram": {str(k): histogram[k] for k in sorted(histogram, reverse=True)},
-            "entities": [{"user_id": uid, "returned": n} for uid, n in zip(ids, returned)],
+            "requested_by_kind": dict(Counter(f.kind for f in wanted)),
+            "entities": [
+                {
+                    "user_id": uid,
+                    "returned": n,
+                    "missing_batch": missing["batch"][j],
+                    "missing_stream": missing["stream"][j],
+                }
+                for j, (uid, n) in enumerate(zip(ids, returned))
+            ],
         }
 
     def inspect(self, user_id: str) -> dict[str, Any]:
@@ -632,4 +825,6 @@ class DemoRuntime:
         ]
         out["user_id"] = user_id
         out["key_ttl_seconds"] = _ms_to_seconds(entity.key_ttl_ms)
+        has_batch = any(f.kind == "batch" for f in entity.fields)
+        out["note"] = STREAM_ONLY_NOTE if entity.exists and not has_batch and entity.key_ttl_ms == NO_EXPIRY else None
         return out

@@ -189,7 +189,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _print_commands(runtime: Any, url: str, *, from_env: bool) -> None:
     lines = operator_commands(runtime.workdir, url, runtime.user_ids[0], from_env=from_env)
-    print("\n[demo] the operator CLI on this demo's Redis and working repo (while the demo runs):", flush=True)
+    print(
+        "\n[demo] the operator CLI on this demo's Redis and working repo, to paste into any shell "
+        "while the demo runs (no venv needed):",
+        flush=True,
+    )
     for line in lines:
         print(f"  {line}", flush=True)
 

@@ -3,7 +3,8 @@
 The demo's users change (bulk loads, resets) and so may the stream TTL; the worker must
 stream for exactly the loaded users at the current TTL, stay paused when the user paused
 it, and keep still while a load or reset runs. Counters survive a worker's replacement,
-so the page's totals never go back.
+so the page's totals never go back. It runs in the worker's own process
+(``worker_process``), driven from the server's.
 """
 
 from __future__ import annotations
@@ -113,8 +114,9 @@ class DemoWorker:
             status["last_error"] = status.get("last_error") or self._retired_error
             status["paused_by_user"] = self.paused_by_user
             if not self._users:
-                status["state"] = "idle"
-                status["note"] = "no users loaded"
+                # The retired round-robin is no plan any more: say none rather than its pace.
+                status.update(state="idle", note="no users loaded", users=0, batch_size=0, cycle_seconds=None)
+                status["rate_rows_per_second"] = 0.0
             return status
 
     def close(self) -> None:

@@ -13,8 +13,10 @@ Files (event_timestamp / created are timezone-aware UTC, microsecond precision):
 * ``user_profile.parquet``  one daily snapshot per user per day, ``days`` days back;
 * ``user_tx_stats.parquet`` one daily aggregate per user per day;
 * ``user_activity.parquet`` history of the pushed activity features: one row every
-  6 hours per user, plus a row a few seconds to two minutes old so that
-  materializing the streaming view writes fields that are still within the stream TTL.
+  6 hours per user, plus a fresh row, at most ``fresh_seconds`` old (two minutes by
+  default, within the repo's 300 s stream TTL), so that materializing the streaming view
+  writes fields that are still within the stream TTL. A shorter TTL wants a smaller
+  ``fresh_seconds`` (the demo passes a quarter of its TTL).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "data"
 COUNTRIES = ["US", "GB", "DE", "FR", "NL", "ES", "BR", "IN", "JP", "CA"]
 RISK_SEGMENTS = ["low", "medium", "high"]
 ACTIVITY_EVERY = timedelta(hours=6)
+FRESH_SECONDS = 120
+"""The freshest activity row is at most this old (and at least a second)."""
 
 
 def user_ids_for(count: int) -> list[str]:
@@ -46,7 +50,9 @@ def _created(ts: datetime, now: datetime) -> datetime:
     return min(ts + timedelta(seconds=2), now)
 
 
-def _user_rows(uid: str, seed: int, days: int, now: datetime) -> dict[str, list[dict[str, Any]]]:
+def _user_rows(
+    uid: str, seed: int, days: int, now: datetime, fresh_seconds: float = FRESH_SECONDS
+) -> dict[str, list[dict[str, Any]]]:
     rng = random.Random(f"{seed}:{uid}")
     home = rng.choice(COUNTRIES)
     segment = rng.choices(RISK_SEGMENTS, weights=[70, 22, 8])[0]
@@ -93,8 +99,9 @@ def _user_rows(uid: str, seed: int, days: int, now: datetime) -> dict[str, list[
     while t < now - timedelta(minutes=10):
         times.append(t)
         t += ACTIVITY_EVERY
-    # The freshest row: recent enough to survive the 300 s stream TTL when materialized.
-    times.append(now - timedelta(seconds=rng.randint(5, 120), microseconds=rng.randrange(10**6)))
+    # The freshest row: recent enough to be within the stream TTL when materialized.
+    fresh_micros = max(1_000_000, int(fresh_seconds * 1_000_000))
+    times.append(now - timedelta(microseconds=rng.randint(min(5_000_000, fresh_micros // 2), fresh_micros)))
     for ts in times:
         login = ts - timedelta(seconds=rng.randint(0, 900))
         activity.append(
@@ -128,8 +135,10 @@ def generate(
     days: int = 7,
     seed: int = 42,
     now: datetime | None = None,
+    fresh_seconds: float = FRESH_SECONDS,
 ) -> dict[str, Any]:
     """Write the three parquet files into ``out_dir`` and describe what was written.
+    Each user's freshest activity row is at most ``fresh_seconds`` before ``now``.
 
     Returns ``{"out_dir", "now", "user_ids", "files": {view: path}, "rows": {view: n}}``;
     read the files back with pandas for the exact values.
@@ -150,7 +159,7 @@ def generate(
         "user_activity": [],
     }
     for uid in uids:
-        for view, view_rows in _user_rows(uid, seed, days, now).items():
+        for view, view_rows in _user_rows(uid, seed, days, now, fresh_seconds).items():
             rows[view].extend(view_rows)
 
     int_cols = {

@@ -30,7 +30,7 @@ except ImportError:
 from demo.runtime import MAX_USERS, DemoRuntime  # noqa: E402
 from demo.server import BackgroundServer  # noqa: E402
 from feast_redis_hexpire import clients  # noqa: E402
-from feature_repo.stream_producer import user_ids_for  # noqa: E402
+from feature_repo.stream_producer import StreamingWorker, user_ids_for  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -156,6 +156,12 @@ def test_worker_keeps_every_user_fresh_and_the_tile_says_so(demo, page, raw):
     assert rate.endswith("rows/s") and float(rate.split()[0]) > 0
     assert text(page, "#worker-last-tick").endswith("s ago")
     assert "round-robin" in text(page, "#worker-sub")
+    # Served age: the stream view, refreshed twice per TTL, is served younger than its TTL.
+    age = page.locator('#age-legend [data-view="user_activity"]')
+    sync_api.expect(age).to_contain_text("p50")
+    p50 = page.locator("#age-chart polyline.p50[data-view='user_activity']")
+    assert p50.count() >= 1
+    assert "TTL 20 s" in age.inner_text()
     time.sleep(STREAM_TTL / 2)  # a while later, still everyone
     assert fresh_in_redis(raw, demo.runtime) == USERS
     assert page.locator("#worker-coverage").get_attribute("data-percent") == "100"
@@ -172,13 +178,23 @@ def test_worker_keeps_every_user_fresh_and_the_tile_says_so(demo, page, raw):
     wait_text(page, "#worker-state", "running")
 
 
-def test_demo_page_end_to_end(demo, page):
+def test_demo_page_end_to_end(demo, page, raw):
     page, problems = page
     page.goto(demo.url + "/")
     wait_text(page, "#stat-entities", str(USERS))
     wait_text(page, "#worker-state", "running")
     assert "Redis" in text(page, "#conn") and "_browser" in text(page, "#conn")
     assert page.locator("#feature-picker input[type=checkbox]").count() == 11
+    # The TTL tiles are settings for writes; a key's own TTL is in Inspect.
+    assert "Inspect shows a key's own" in text(page, "#stat-batch-ttl-sub")
+    assert "Inspect shows a field's own" in text(page, "#stat-stream-ttl-sub")
+    # Time left that rounds to 0 is "< 0.1 s", never "none" (which means no expiry).
+    assert page.evaluate("[fmtLeft(0), fmtLeft(0.04), fmtLeft(null), fmtDuration(0)]") == [
+        "< 0.1 s",
+        "< 0.1 s",
+        "–",
+        "none",
+    ]
 
     # Number fields are checked on the page: letters get an inline error and nothing is sent.
     loads = posts_to(page, "/bulk-load")
@@ -192,6 +208,9 @@ def test_demo_page_end_to_end(demo, page):
     page.fill("#bulk-stream-ttl", str(STREAM_TTL))
     page.click("#bulk-btn")
     wait_text(page, "#bulk-errors", "99,999 is out of range")
+    page.fill("#bulk-users", "100000000000000000000000001")  # echoed as typed, not rounded
+    page.click("#bulk-btn")
+    wait_text(page, "#bulk-errors", "Users: 100,000,000,000,000,000,000,000,001 is out of range")
     page.fill("#batch-count", "ten")
     page.click("#batch-btn")
     wait_text(page, "#batch-errors", '"ten" is not a whole number')
@@ -206,6 +225,11 @@ def test_demo_page_end_to_end(demo, page):
     assert text(page, "#bulk-errors") == ""
     result = text(page, "#bulk-result")
     assert "user_profile" in result and "user_activity" in result and " s" in result
+    # Stream rows are generated within the TTL: none skipped as expired. Those the running
+    # worker had already pushed newer are skipped as stale, and the load says why.
+    assert text(page, '#bulk-table tr[data-view="user_activity"] td.skipped-expired') == "0"
+    notes = page.locator("#bulk-result .load-note").all_inner_texts()
+    assert all("expected while the worker runs" in n for n in notes) and not any("past the" in n for n in notes)
     wait_text(page, "#stat-entities", "320")
     wait_text(page, "#stat-batch-ttl", "1h")
 
@@ -220,6 +244,8 @@ def test_demo_page_end_to_end(demo, page):
     assert "59m" in batch_row.inner_text() or "1h" in batch_row.inner_text()
     stream_row = page.locator('#read-table tr[data-ref="user_activity:tx_count_5m"]')
     assert "stream" in stream_row.inner_text() and "present" in stream_row.inner_text()
+    assert "store" in text(page, "#read-store-ms")  # the store's own time beside Feast's
+    read_amount = page.locator('#read-table tr[data-ref="user_tx_stats:avg_amount_30d"] td.mono').inner_text()
 
     # The fraud_model_v1 button selects the feature service's six features.
     page.click('#sel-services button[data-service="fraud_model_v1"]')
@@ -232,11 +258,25 @@ def test_demo_page_end_to_end(demo, page):
     page.click("#read-btn")
     wait_text(page, "#read-result .error", "unknown user")
 
-    # Batch read the first 20 users in one call.
+    # Batch read with no feature selected refuses, as Read does; nothing is sent.
+    batch_posts = posts_to(page, "/batch-read")
+    page.fill("#batch-count", "20")
+    page.click("#sel-none")
+    page.click("#batch-btn")
+    wait_text(page, "#batch-result .error", "select at least one feature")
+    page.click("#read-btn")
+    wait_text(page, "#read-result .error", "select at least one feature")
+    assert batch_posts == []
+    page.click("#sel-all")
+
+    # Batch read the first 20 users in one call, then 5.
     page.fill("#batch-count", "20")
     page.click("#batch-btn")
     wait_text(page, "#batch-result", "20 users in")
     assert "1 store read call" in text(page, "#batch-result")
+    page.fill("#batch-count", "5")
+    page.click("#batch-btn")
+    wait_text(page, "#batch-result", "5 users in")
 
     # The latency chart plots those reads, with p50/p99 per kind.
     for uid in ("u0001", "u0100", "u0320"):
@@ -245,9 +285,11 @@ def test_demo_page_end_to_end(demo, page):
         wait_text(page, "#read-result", "read latency")
     page.wait_for_function("document.querySelectorAll('#latency-chart circle.read').length >= 5")
     assert page.locator("#latency-chart circle.batch").count() >= 1
-    assert page.locator("#latency-chart line.p50").count() == 2 and page.locator("#latency-chart line.p99").count() == 2
+    # One series per batch size: one user, 20 users, 5 users.
+    assert page.locator("#latency-chart line.p50").count() == 3 and page.locator("#latency-chart line.p99").count() == 3
     legend = text(page, "#latency-legend")
-    assert "one user: p50" in legend and "batch: p50" in legend and "p99" in legend and " ms" in legend
+    assert "one user: p50" in legend and "batch of 20: p50" in legend and "batch of 5: p50" in legend
+    assert "p99" in legend and " ms" in legend and "store p50" in legend
 
     # Inspect the raw hash of u0007: every field, its kind and TTL, and the key TTL.
     page.fill("#inspect-user", "u0007")
@@ -259,6 +301,28 @@ def test_demo_page_end_to_end(demo, page):
     for field in ("risk_segment", "_ts:user_profile", "tx_count_7d", "_ts:user_tx_stats"):
         assert "batch" in page.locator(f'#inspect-table tr[data-field="{field}"]').inner_text()
     assert "stream" in page.locator('#inspect-table tr[data-field="_ts:user_activity"]').inner_text()
+    # Read and Inspect show a value the same way (27.0, not 27).
+    assert page.locator('#inspect-table tr[data-field="avg_amount_30d"] td.mono').nth(1).inner_text() == read_amount
+    assert page.locator("#inspect-result .stream-only").count() == 0
+
+    # The batch key expires; the worker's push re-creates the user with stream fields only.
+    uid = "u0009"
+    raw.delete(demo.runtime.key_of(uid))
+    StreamingWorker(demo.runtime.store, [uid], batch_size=1).tick()
+    page.fill("#batch-count", "20")
+    page.click("#batch-btn")
+    wait_text(page, "#batch-result", "20 users in")
+    missing = text(page, "#missing-batch")
+    assert "missing batch fields" in missing and "key expired" in missing and f"{uid} (6)" in missing
+    assert page.locator("#missing-stream").count() == 0
+    page.fill("#read-user", uid)
+    page.click("#read-btn")
+    wait_text(page, "#read-result .stream-only", "by design")
+    assert "key TTL none (no expiry)" in text(page, "#read-result")
+    page.fill("#inspect-user", uid)
+    page.click("#inspect-btn")
+    wait_text(page, "#inspect-result .stream-only", "stream fields only")
+    assert "key TTL none" in text(page, "#inspect-result")
 
     page.wait_for_timeout(2500)  # one more poll: the tiles show the reads above
     ARTIFACTS.mkdir(exist_ok=True)
@@ -281,6 +345,17 @@ def test_ten_thousand_users_keep_the_id_format_and_the_default_user(demo, page):
     page.click("#bulk-btn")
     sync_api.expect(page.locator("#bulk-result")).to_contain_text("Loaded 10,000 users in", timeout=LOAD_TIMEOUT_MS)
     print(f"10,000 users through the page in {time.monotonic() - started:.1f}s")
+    # Every bulk-load cell shows its whole figure (the skipped column was cut off).
+    cells = page.locator("#bulk-table td")
+    assert cells.count() == 15
+    clipped = cells.evaluate_all("cells => cells.filter(c => c.scrollWidth > c.clientWidth).map(c => c.innerText)")
+    assert clipped == []
+    overflow = page.locator("#bulk-card").evaluate(
+        "card => card.querySelector('#bulk-table').getBoundingClientRect().right - card.getBoundingClientRect().right"
+    )
+    assert overflow <= 0, overflow  # the table fits in its card
+    assert text(page, '#bulk-table tr[data-view="user_profile"] td:nth-child(2)') == "10,000"
+    page.screenshot(path=str(ARTIFACTS / "demo-10k-load.png"), full_page=True)
 
     page.reload()
     wait_text(page, "#stat-entities", "10,000")
@@ -310,4 +385,11 @@ def test_ten_thousand_users_keep_the_id_format_and_the_default_user(demo, page):
     wait_text(page, "#worker-state", "idle")
     wait_text(page, "#inspect-result", "keys deleted")
     page.click("#inspect-btn")
-    wait_text(page, "#inspect-result .error", "bulk-load")
+    wait_text(page, "#inspect-result .error", "no users are loaded")
+    page.click("#read-btn")
+    wait_text(page, "#read-result .error", "no users are loaded")
+    page.click("#batch-btn")
+    wait_text(page, "#batch-errors", "no users are loaded")
+    assert "out of range" not in text(page, "#batch-errors")
+    assert "round-robin" not in text(page, "#worker-sub") and "no users loaded" in text(page, "#worker-sub")
+    page.screenshot(path=str(ARTIFACTS / "demo-reset.png"), full_page=True)

@@ -127,6 +127,28 @@ def test_state_reports_entities_ttls_counters_and_worker(client, runtime):
     load = state["last_bulk_load"]
     assert load["users"] == USERS and load["seconds"] > 0
     assert [v["view"] for v in load["views"]] == ["user_profile", "user_tx_stats", "user_activity"]
+    # The generated stream rows are dated within the stream TTL: none is skipped as expired,
+    # so no start-up warning reads like a fault.
+    assert load["rows_skipped_expired"] == 0 and load["notes"] == [], load
+    assert {v["view"]: v["written"] for v in load["views"]}["user_activity"] == USERS
+
+
+def test_served_age_per_view_is_measured_in_redis(client, runtime, raw):
+    """now minus `_ts:<view>` of the sampled users, per view, against what Redis holds."""
+    time.sleep(1.1)  # a new sample is due
+    before = time.time()
+    served = client.get("/state").json()["served_age"]
+    views = served["latest"]["views"]
+    assert set(views) == {"user_profile", "user_tx_stats", "user_activity"}
+    assert views["user_activity"]["kind"] == "stream" and views["user_activity"]["ttl_seconds"] == STREAM_TTL
+    ages = []
+    for uid in runtime.user_ids:
+        (ts,) = raw.hmget(_key(runtime, uid), "_ts:user_profile")
+        ages.append(before - int(ts) / 1e6)
+    profile = views["user_profile"]
+    assert profile["present"] == profile["sampled"] == USERS
+    assert min(ages) - 1 <= profile["p50_s"] <= profile["p99_s"] <= profile["max_s"] <= max(ages) + 5
+    assert len(served["samples"]) >= 1 and served["samples"][-1] == served["latest"]
 
 
 def test_unknown_endpoint_is_json_404(client):
@@ -146,6 +168,8 @@ def test_read_all_features_with_kinds_ttls_and_latency(client, runtime, raw):
     key_ttl = raw.ttl(_key(runtime, "u0003"))
     for feature in body["features"]:
         assert feature["status"] == "PRESENT", feature
+        if feature["feature"] != "last_login_ts":  # Read shows a value as Inspect does: 27.0, not 27
+            assert feature["text"] == stored[feature["feature"]], feature
         if feature["kind"] == "batch":
             assert feature["ttl_source"] == "key"
             assert abs(feature["ttl_seconds"] - key_ttl) <= 2 and feature["ttl_seconds"] <= BATCH_TTL
@@ -160,6 +184,8 @@ def test_read_all_features_with_kinds_ttls_and_latency(client, runtime, raw):
                 stored[feature["feature"]]
             )
     assert body["present"] == len(ALL_REFS)
+    assert body["note"] is None
+    assert 0 < body["store_ms"] <= body["latency_ms"]  # the store's own part of the read
 
 
 def test_read_a_subset(client):
@@ -261,14 +287,20 @@ def test_read_latencies_are_kept_for_the_chart(client):
         client.post("/read", json={"user_id": uid})
     client.post("/batch-read", json={"count": 7})
     latency = client.get("/state").json()["latency"]
+    client.post("/batch-read", json={"count": 3})
+    latency = client.get("/state").json()["latency"]
     assert latency["kinds"]["read"]["count"] == reads_before + 3
-    assert latency["kinds"]["batch"]["count"] >= 1
-    for kind in ("read", "batch"):
+    # Batch reads are split by size: 7 users and 3 users are different series.
+    assert latency["kinds"]["batch:7"]["entities"] == 7 and latency["kinds"]["batch:7"]["count"] >= 1
+    assert latency["kinds"]["batch:3"]["entities"] == 3
+    for kind in ("read", "batch:7", "batch:3"):
         stats = latency["kinds"][kind]
         assert 0 < stats["p50_ms"] <= stats["p99_ms"]
-    newest = latency["points"][-4:]
-    assert [p["kind"] for p in newest] == ["read", "read", "read", "batch"]
-    assert [p["entities"] for p in newest] == [1, 1, 1, 7]
+        assert 0 < stats["store_p50_ms"] <= stats["store_p99_ms"]
+    newest = latency["points"][-5:]
+    assert [p["kind"] for p in newest] == ["read", "read", "read", "batch", "batch"]
+    assert [p["entities"] for p in newest] == [1, 1, 1, 7, 3]
+    assert [p["series"] for p in newest] == ["read", "read", "read", "batch:7", "batch:3"]
     assert all(p["ms"] > 0 and p["at"] <= time.time() + 1 for p in newest)
     assert len(latency["points"]) <= 60
 
@@ -333,6 +365,8 @@ def test_unexpected_failure_is_a_short_500(client, runtime, raw):
 
 
 def test_worker_toggle_pause_and_resume(client, runtime):
+    own_batches = runtime.online_store.stats.write_batches
+    written_before = client.get("/state").json()["counters"]["rows_written"]
     body = client.post("/worker/toggle").json()  # paused -> running
     assert body["action"] == "resume" and body["worker"]["state"] == "running"
     deadline = time.monotonic() + 15
@@ -342,6 +376,10 @@ def test_worker_toggle_pause_and_resume(client, runtime):
             break
         time.sleep(0.1)
     assert worker["ticks"] >= 2 and worker["rows_pushed"] >= 10 and worker["failed_ticks"] == 0
+    # The pushes come from the worker's own process (its GIL is not the reads'), and the
+    # page's counters add them to this process's own.
+    assert runtime.online_store.stats.write_batches == own_batches
+    assert client.get("/state").json()["counters"]["rows_written"] >= written_before + 10
     body = client.post("/worker/toggle", json={"action": "pause"}).json()
     assert body["action"] == "pause" and body["worker"]["state"] == "paused"
     ticks = body["worker"]["ticks"]
@@ -393,7 +431,7 @@ def test_coverage_is_measured_in_redis_and_the_worker_restores_it(client, runtim
 # ---------------------------------------------------------------- freshness
 
 
-def test_stream_fields_expire_while_batch_fields_stay(client, runtime):
+def test_stream_fields_expire_while_batch_fields_stay(client, runtime, raw):
     """Short stream TTL, worker paused: a pushed user's stream features read as missing
     after the TTL while its batch features are still served."""
     load = client.post("/bulk-load", json={"users": USERS, "stream_ttl_seconds": 2}).json()
@@ -413,6 +451,14 @@ def test_stream_fields_expire_while_batch_fields_stay(client, runtime):
         inspected = client.get("/inspect", params={"user_id": "u0005"}).json()
         assert {m["field"] for m in inspected["missing"]} == STREAM_FIELDS
         assert all(f["kind"] == "batch" for f in inspected["fields"])
+        # Served age counts the users that still have the stream view (earlier tests pushed
+        # some with the module's long TTL): exactly those Redis holds; u0005 is not one.
+        time.sleep(1.1)
+        views = client.get("/state").json()["served_age"]["latest"]["views"]
+        holding = [uid for uid in runtime.user_ids if raw.hexists(_key(runtime, uid), "_ts:user_activity")]
+        assert "u0005" not in holding
+        assert views["user_activity"]["present"] == len(holding)
+        assert views["user_profile"]["present"] == USERS
     finally:
         client.post("/bulk-load", json={"users": USERS, "stream_ttl_seconds": STREAM_TTL})
 
@@ -468,6 +514,12 @@ def test_reset_drops_every_entity_and_bulk_load_brings_them_back(client, runtime
         assert_client_error(client.post("/read", json={"user_id": "u0001"}), 404)
         assert_client_error(client.post("/batch-read", json={"count": 1}), 404)
         assert_client_error(client.post("/worker/toggle"), 409, "bulk-load")
+        # The page's user fields are empty after a reset: the answer says why, not "1 character".
+        assert_client_error(client.post("/read", json={"user_id": ""}), 404, "no users are loaded")
+        assert_client_error(client.get("/inspect", params={"user_id": ""}), 404, "no users are loaded")
+        # The retired round-robin is not reported as the worker's plan.
+        worker = state["worker"]
+        assert (worker["users"], worker["batch_size"], worker["cycle_seconds"]) == (0, 0, None)
     finally:
         raw.delete(other)
         client.post("/bulk-load", json={"users": USERS})
@@ -506,3 +558,41 @@ def test_ten_thousand_users_keep_the_id_format_and_the_default_user(client, runt
         client.post("/reset")
         client.post("/bulk-load", json={"users": USERS})
     assert client.get("/state").json()["entities"] == USERS
+
+
+def test_a_key_without_its_batch_fields_is_explained(client, runtime, raw):
+    """The batch key expired, then the worker's push re-created the user with stream fields
+    only and no key TTL: by design, and Read, Inspect and Batch read say so, naming the
+    batch fields as the missing ones."""
+    uid = "u0006"
+    key = _key(runtime, uid)
+    raw.delete(key)  # what the key's EXPIRE does at the end of its batch cycle
+    StreamingWorker(runtime.store, [uid], batch_size=1).tick()
+    try:
+        assert raw.ttl(key) == -1 and set(raw.hkeys(key)) == STREAM_FIELDS
+        read = client.post("/read", json={"user_id": uid}).json()
+        assert read["note"] and "by design" in read["note"] and "stream fields only" in read["note"]
+        assert read["key_exists"] and read["key_ttl_seconds"] is None
+        inspected = client.get("/inspect", params={"user_id": uid}).json()
+        assert inspected["note"] == read["note"]
+        assert {m["kind"] for m in inspected["missing"]} == {"batch"}
+        batch = client.post("/batch-read", json={"count": 6}).json()
+        short = [e for e in batch["entities"] if e["returned"] < batch["features_requested"]]
+        assert short == [{"user_id": uid, "returned": 5, "missing_batch": 6, "missing_stream": 0}]
+        other = client.get("/inspect", params={"user_id": "u0005"}).json()
+        assert other["note"] is None
+    finally:
+        client.post("/bulk-load", json={"users": USERS})
+    assert raw.ttl(key) > 0
+
+
+def test_bulk_load_notes_what_only_new_writes_get(client, runtime, raw):
+    """A TTL change in a load of fewer users than are loaded: the others keep their TTL,
+    and the load's answer says so."""
+    body = client.post("/bulk-load", json={"users": 3, "batch_ttl_seconds": 999}).json()
+    try:
+        assert any("keep theirs until rewritten" in n for n in body["notes"]), body["notes"]
+        assert 900 < raw.ttl(_key(runtime, "u0003")) <= 999
+        assert raw.ttl(_key(runtime, "u0004")) > 999  # written before, with the old TTL
+    finally:
+        client.post("/bulk-load", json={"users": USERS, "batch_ttl_seconds": BATCH_TTL})

@@ -1,6 +1,7 @@
 """`python -m demo` as a user runs it (what `make demo` runs): the operator CLI lines it
-prints on start really reach its Redis and working repo, the seed's option spelling is
-accepted, and nothing it prints shows a password, whichever way the URL came in."""
+prints on start really reach its Redis and working repo when pasted into a fresh shell
+(no virtualenv activated, another directory), the seed's option spelling is accepted, and
+nothing it prints shows a password, whichever way the URL came in."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from demo.commands import operator_commands
+from demo.commands import cli_invocation, operator_commands
 from devsupport.net import free_port, wait_until
 from devsupport.redis_server import LocalRedisServer
 from tests.support.e2e import installed_script, subprocess_env
@@ -69,7 +71,7 @@ class DemoProcess:
         return code
 
     def commands(self) -> list[str]:
-        return [line.strip() for line in self.lines if line.startswith(f"  {CLI} ")]
+        return [line.strip() for line in self.lines if line.startswith("  /") and f"/{CLI} " in line]
 
     def state(self) -> dict:
         with urllib.request.urlopen(f"{self.url}/state", timeout=30) as response:
@@ -113,17 +115,24 @@ def locked_redis() -> Iterator[LocalRedisServer]:
         yield server
 
 
-def run_printed(lines: list[str], env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
-    """Run printed lines the way a user pastes them into a shell (so "$REDIS_URL" expands),
-    side by side (each imports Feast: seconds)."""
+def fresh_shell_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A new terminal's environment: no virtualenv activated, nothing of it on $PATH."""
+    env = subprocess_env(extra)
+    env.pop("VIRTUAL_ENV", None)
+    env["PATH"] = "/usr/bin:/bin"
+    return env
+
+
+def run_printed(lines: list[str], cwd: Path, env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
+    """Run printed lines exactly as a user pastes them into a fresh shell in another
+    directory (so "$REDIS_URL" expands), side by side (each imports Feast: seconds)."""
     procs = []
     for line in lines:
-        assert line.startswith(f"{CLI} ")
-        script = shlex.quote(installed_script(CLI)) + line[len(CLI) :]
         procs.append(
             subprocess.Popen(
-                ["bash", "-c", script],
-                env=subprocess_env(env),
+                ["bash", "-c", line],
+                env=fresh_shell_env(env),
+                cwd=cwd,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -160,13 +169,20 @@ def test_printed_commands_reach_the_demos_redis_and_repo(run_demo, open_redis, t
     assert demo.state()["ttl"]["stream_seconds"] == 45
     lines = demo.commands()
     target = f"--repo {workdir.resolve()} --redis-url {open_redis.url}"
+    command = installed_script(CLI)  # the venv's own script, by its absolute path
+    assert os.path.isabs(command)
     assert lines == [
-        f"{CLI} inspect u0001 {target}",
-        f"{CLI} stats {target}",
-        f"{CLI} doctor {target}",
+        f"{command} inspect u0001 {target}",
+        f"{command} stats {target}",
+        f"{command} doctor {target}",
     ], demo.output
+    # Pasted as printed, the bare command name would not be found there:
+    bare = subprocess.run(["bash", "-c", f"{CLI} --help"], env=fresh_shell_env(), capture_output=True, text=True)
+    assert bare.returncode == 127, bare
 
-    inspect, stats, doctor = run_printed(lines)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    inspect, stats, doctor = run_printed(lines, elsewhere)
     assert inspect.returncode == 0, inspect.stderr
     assert f"fs:{project}:user_id=u0001" in inspect.stdout and "risk_segment" in inspect.stdout
     assert stats.returncode == 0, stats.stderr
@@ -175,7 +191,7 @@ def test_printed_commands_reach_the_demos_redis_and_repo(run_demo, open_redis, t
     assert "stream TTL 45s" in doctor.stdout
 
 
-def test_a_password_in_redis_url_is_never_printed(run_demo, locked_redis):
+def test_a_password_in_redis_url_is_never_printed(run_demo, locked_redis, tmp_path):
     """REDIS_URL with a password: the demo works, prints `--redis-url "$REDIS_URL"` (exact in
     a shell with the same environment) and the password nowhere."""
     url = f"redis://:{SECRET}@127.0.0.1:{locked_redis.port}"
@@ -185,7 +201,7 @@ def test_a_password_in_redis_url_is_never_printed(run_demo, locked_redis):
     assert "***" in demo.state()["redis"]["where"] and SECRET not in json.dumps(demo.state())
     lines = demo.commands()
     assert len(lines) == 3 and all('--redis-url "$REDIS_URL"' in line for line in lines), demo.output
-    (stats,) = run_printed(lines[1:2], env={"REDIS_URL": url})
+    (stats,) = run_printed(lines[1:2], tmp_path, env={"REDIS_URL": url})
     assert stats.returncode == 0, stats.stderr
     assert "5 entities" in stats.stdout
     demo.stop()
@@ -217,8 +233,27 @@ def test_operator_commands_quote_paths_and_redact(tmp_path, from_env):
     repo = tmp_path / "a repo; rm -rf x"
     lines = operator_commands(repo, f"redis://user:{SECRET}@h:1", "u10000", from_env=from_env)
     assert all(SECRET not in line for line in lines)
-    assert shlex.split(lines[0])[:4] == [CLI, "inspect", "u10000", "--repo"]
+    assert shlex.split(lines[0])[:4] == [installed_script(CLI), "inspect", "u10000", "--repo"]
     assert shlex.split(lines[0])[4] == str(repo)
     plain = operator_commands(repo, "redis://h:1", "u0001")
     assert len(plain) == 3 and shlex.split(plain[1])[-2:] == ["--redis-url", "redis://h:1"]
     assert os.path.sep in shlex.split(plain[2])[3]
+
+
+def test_cli_invocation_without_a_console_script_uses_the_interpreter(tmp_path):
+    """A Python with no `feast-redis-hexpire` beside it (and none on $PATH): the line runs
+    that interpreter with -m, by its absolute path, and works from a fresh shell."""
+    lone = tmp_path / "bin with space" / "python3"
+    lone.parent.mkdir()
+    lone.symlink_to(sys.executable)
+    saved = os.environ["PATH"]
+    os.environ["PATH"] = "/usr/bin:/bin"
+    try:
+        line = cli_invocation(str(lone))
+    finally:
+        os.environ["PATH"] = saved
+    assert shlex.split(line) == [str(lone), "-m", "feast_redis_hexpire.cli"]
+    done = subprocess.run(
+        ["bash", "-c", f"{line} --help"], env=fresh_shell_env(), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "inspect" in done.stdout, done
