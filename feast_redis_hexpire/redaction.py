@@ -6,8 +6,6 @@ Imports nothing but `re`, so dev tooling can use it without importing Feast.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 
 REDACTED = "***"
 
@@ -31,8 +29,3 @@ def redact(text: str) -> str:
     text = _URL_USERINFO.sub(rf"\g<1>{REDACTED}@", text)
     text = _QUERY_PARAM.sub(rf"\g<1>{REDACTED}", text)
     return _FEAST_PARAM.sub(rf"\g<1>{REDACTED}", text)
-
-
-def redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of client keyword arguments with secret values replaced."""
-    return {name: (REDACTED if name in SECRET_PARAMS and value else value) for name, value in params.items()}

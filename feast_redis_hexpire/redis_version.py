@@ -30,7 +30,3 @@ def parse_version(text: str) -> tuple[int, int, int]:
 
 def version_text(version: tuple[int, ...]) -> str:
     return ".".join(map(str, version))
-
-
-def supports_hexpire(version: tuple[int, ...]) -> bool:
-    return tuple(version) >= MIN_SERVER_VERSION
