@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, cast
 
-from feast_redis_hexpire.redaction import redact
+from feast_redis_hexpire.redaction import redact_connection_string
 from feast_redis_hexpire.redis_version import version_text
 
 from .net import free_port
@@ -341,7 +341,7 @@ class ExternalRedis:
         parts = urllib.parse.urlparse(url)
         if parts.scheme not in ("redis", "rediss"):
             raise RedisProvisioningError(
-                f"REDIS_URL={redact(url)!r} is not a redis:// or rediss:// URL (unix sockets are not "
+                f"REDIS_URL={redact_connection_string(url)!r} is not a redis:// or rediss:// URL (unix sockets are not "
                 "supported by Feast's connection_string)"
             )
         host = parts.hostname or "localhost"
@@ -370,12 +370,12 @@ def check_server_version(url: str) -> tuple[int, int, int]:
         info = cast(dict[str, object], client.info("server"))
     except redis.RedisError as exc:
         raise RedisProvisioningError(
-            f"could not query Redis at {redact(url)}: {exc}. Check that it is running and the URL "
+            f"could not query Redis at {redact_connection_string(url)}: {exc}. Check that it is running and the URL "
             "(host, port, password, rediss://) is right."
         ) from exc
     finally:
         client.close()
-    return require_min_version(str(info.get("redis_version", "")), redact(url))
+    return require_min_version(str(info.get("redis_version", "")), redact_connection_string(url))
 
 
 class _ServerInfo(Protocol):
@@ -395,7 +395,9 @@ def server_for_local_use(log: Log = print) -> Iterator[_ServerInfo]:
     url = os.environ.get("REDIS_URL")
     if url:
         version = check_server_version(url)
-        log(f"[redis] using REDIS_URL={redact(url)} (Redis {version_text(version)}); it will be left running")
+        log(
+            f"[redis] using REDIS_URL={redact_connection_string(url)} (Redis {version_text(version)}); it will be left running"
+        )
         yield ExternalRedis.from_url(url)
         return
     with LocalRedisServer(log=log) as server:

@@ -61,7 +61,7 @@ def _hello_version(reply: Any) -> tuple[int, int, int]:
 def check_server(client: Client, config: Any) -> tuple[int, int, int]:
     """Refuse servers without HEXPIRE (every node of a cluster, replicas included, since any
     may be promoted). Returns the lowest version found. Never writes."""
-    where = redact(config.connection_string)
+    where = config.where
     try:
         versions = server_versions(client)
     except redis.exceptions.NoPermissionError as exc:

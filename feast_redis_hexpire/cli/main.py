@@ -99,9 +99,7 @@ def redis_errors() -> tuple[type[BaseException], ...]:
 
 def where(repo: RepoInfo) -> str:
     """The connection string without its secrets."""
-    from ..redaction import redact
-
-    return redact(repo.store_config.connection_string)
+    return str(repo.store_config.where)
 
 
 def describe_error(exc: BaseException) -> str:
