@@ -5,7 +5,7 @@ for any authenticated user, and answered at `maxmemory`), so a read-only ACL use
 user confined to one project's keys and a full server all start. A user that lacks a
 command finds out on the first command that needs it, with an error naming the
 command, the key and the view (`permission_error`). `feast-redis-hexpire doctor` reuses
-these checks and adds an `ACL DRYRUN` where the user may run it.
+these checks and probes each command of a role (roles.py) that can change nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +22,6 @@ from .redaction import redact
 from .redis_version import MIN_SERVER_VERSION, parse_version, version_text
 
 Client = redis.Redis | RedisCluster
-
-READ_COMMANDS = ("HMGET",)
-WRITE_COMMANDS = ("EVALSHA", "SCRIPT|LOAD", "HGET", "HSET", "HDEL", "PEXPIRE", "HPEXPIREAT", "HSETEX", "TIME")
-MAINTENANCE_COMMANDS = ("SCAN", "HDEL", "UNLINK", "HKEYS", "HGETALL", "HSET")
 
 
 def server_versions(client: Client) -> list[tuple[int, int, int]]:
@@ -119,15 +115,13 @@ def permission_error(exc: BaseException, where: str, what: str, keys: str = "") 
     )
 
 
-def dry_run_permissions(client: redis.Redis, commands: Sequence[Sequence[str]]) -> dict[str, str | None]:
-    """`ACL DRYRUN <me> <command...>` for each command: None where allowed, else Redis's
-    reason. Raises NoPermissionError when the user may not run ACL WHOAMI/DRYRUN itself
-    (most restricted users), which callers report as "not checked"."""
-    user = client.execute_command("ACL", "WHOAMI")
-    user = user.decode() if isinstance(user, bytes) else str(user)
-    results: dict[str, str | None] = {}
-    for command in commands:
-        reply = client.execute_command("ACL", "DRYRUN", user, *command)
-        text = reply.decode() if isinstance(reply, bytes) else str(reply)
-        results[" ".join(command)] = None if text == "OK" else text
-    return results
+def probe_permissions(client: redis.Redis, probes: Sequence[Sequence[str]]) -> list[str | None]:
+    """Send each probe (roles.Command.probe: a command that passes Redis's ACL check, then
+    changes nothing) in one pipeline: None where the user may run it, else Redis's NOPERM
+    text. Any other reply, an error included, means the ACL check passed. Each refusal is
+    recorded in the server's ACL log, as a refused command of the store would be."""
+    pipe = client.pipeline(transaction=False)
+    for probe in probes:
+        pipe.execute_command(*probe)
+    replies = pipe.execute(raise_on_error=False)
+    return [redact(str(reply)) if is_permission_error(reply) else None for reply in replies]
