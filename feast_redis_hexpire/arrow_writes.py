@@ -36,10 +36,10 @@ from feast.utils import _coerce_datetime, _validate_vector_field_lengths
 from feast.value_type import ValueType
 
 from .codec import FALSE_TEXT, TRUE_TEXT, TypeCodec, double_text, encode_event_ts, encode_value, float32_text
-from .keys import ESCAPED_CHARACTERS, entity_value_text, escape_component, key_texts
+from .keys import entity_value_text, int_texts, key_texts, string_texts
 from .views import FeatureField, ViewLayout
-from .write_script import EVENT_TIME_DIGITS, EXPIRY_DIGITS
-from .writes import EntityWrite, Shape, WritePlan, expires_with_event
+from .write_rules import event_ttl_ms, expiry_ms, numeric
+from .writes import EntityWrite, Shape, WritePlan
 
 logger = logging.getLogger("feast_redis_hexpire")
 
@@ -324,17 +324,14 @@ def event_times(array: pa.Array) -> tuple[Values, np.ndarray]:
 
 
 def join_key_texts(name: str, value_type: ValueType, array: pa.Array) -> list[str]:
-    """One join key's value texts as keys.py spells them (escaped strings, digits)."""
+    """One join key's value texts, by keys.py's rules (string_texts, int_texts; anything
+    else per value from Feast's protos, as the default path)."""
     if array.null_count == 0:
         if value_type is VT.STRING and _is_string(array.type):
-            texts: list[str] = array.to_pylist()
-            if pc.any(pc.match_substring_regex(array, ESCAPED_CHARACTERS)).as_py():
-                texts = [escape_component(text) for text in texts]
-            return texts
+            return string_texts(array.to_pylist())
         bounds = {VT.INT64: INT64_RANGE, VT.INT32: INT32_RANGE}.get(value_type)
         if bounds is not None and _integers(array, bounds):
-            digits: list[str] = pc.cast(array, pa.string()).to_pylist()
-            return digits
+            return int_texts(array.to_pylist())
     protos = python_values_to_proto_values(array.to_numpy(zero_copy_only=False), value_type)
     return [entity_value_text(name, proto) for proto in protos]
 
@@ -355,13 +352,14 @@ def assemble(
     are deleted. Rows sharing a pattern of nulls share a shape: they are laid out together
     in one 2-D object array, whose `tolist()` builds their records in C."""
     count = len(keys)
-    ttl_ms = layout.ttl_millis if expires_with_event(layout) else None
+    ttl_ms = event_ttl_ms(layout)
     lead: list[Values] = []
-    unusual = np.fromiter((len(time) != EVENT_TIME_DIGITS for time in times), dtype=bool, count=count)
-    if ttl_ms is not None:
-        expire = _digits(pa.array(micros // 1000 + ttl_ms))
-        unusual |= np.fromiter((len(text) != EXPIRY_DIGITS for text in expire), dtype=bool, count=count)
-        lead.append(expire)
+    if ttl_ms is None:
+        flags = numeric(micros)
+    else:
+        expire = expiry_ms(micros, ttl_ms)
+        flags = numeric(micros, expire)
+        lead.append(_digits(pa.array(expire)))
     lead.append(times)
     records: list[Any] = [None] * count
     shapes: list[Shape | None] = [None] * count
@@ -393,7 +391,7 @@ def assemble(
                 shapes[row] = shape
     return [
         EntityWrite(key, record, shape, flag)
-        for key, record, shape, flag in zip(keys, records, cast(list[Shape], shapes), unusual.tolist())
+        for key, record, shape, flag in zip(keys, records, cast(list[Shape], shapes), flags.tolist())
     ]
 
 

@@ -15,6 +15,7 @@ so that tag is the only one and the layout stays injective.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -25,13 +26,26 @@ from .errors import InvalidEntityKey
 _ESCAPED = {ord(c): f"%{ord(c):02X}" for c in "%:={}"}
 _ESCAPED.update({c: f"%{c:02X}" for c in range(0x21)})
 _ESCAPED[0x7F] = "%7F"
-ESCAPED_CHARACTERS = r"[%:={}\x00-\x20\x7f]"
-"""A regular expression (Python's and RE2's) matching any character escape_component escapes."""
+_NEEDS_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ESCAPED)) + "]")
 _GLOB_SPECIAL = {ord(c): "\\" + c for c in "*?[]\\"}
 
 
 def escape_component(text: str) -> str:
     return text.translate(_ESCAPED)
+
+
+def string_texts(values: Sequence[str]) -> list[str]:
+    """A column of string join-key values as keys spell them (escape_component): one regex
+    search over the joined values decides whether any needs escaping (almost none does)."""
+    texts = list(values)
+    if _NEEDS_ESCAPE.search("".join(texts)):
+        return [escape_component(text) for text in texts]
+    return texts
+
+
+def int_texts(values: Iterable[int]) -> list[str]:
+    """A column of int join-key values as keys spell them: decimal digits."""
+    return list(map(str, values))
 
 
 def _unescape_component(text: str) -> str:
@@ -51,9 +65,9 @@ def _unescape_component(text: str) -> str:
 
 def entity_value_text(join_key: str, value: ValueProto) -> str:
     kind = value.WhichOneof("val")
-    if kind == "string_val":
+    if kind == "string_val":  # as string_texts spells a column
         return escape_component(value.string_val)
-    if kind in ("int64_val", "int32_val", "unix_timestamp_val"):
+    if kind in ("int64_val", "int32_val", "unix_timestamp_val"):  # as int_texts
         return str(getattr(value, kind))
     if kind == "bytes_val":
         return "".join(f"%{b:02X}" for b in value.bytes_val)

@@ -29,6 +29,7 @@ LAST_WRITE_MODE = b"l"  # stream expiry, but the last write wins whatever its ev
 # width carries the "n" flag and is compared as numbers.
 EVENT_TIME_DIGITS = 16
 EXPIRY_DIGITS = 13
+NUMERIC = b"n"  # ARGV[4] of such a call (write_rules.numeric)
 
 
 def is_noscript(reply: object) -> bool:

@@ -17,23 +17,14 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from redis.crc import key_slot
 
-from .codec import encode_event_ts, encode_value
+from .codec import encode_value, event_ts_micros
 from .config import RedisHexpireOnlineStoreConfig
 from .errors import FieldExpiryError, HexpireError, InvalidEntityKey, InvalidFeatureValue, UnknownFeature, WriteFailed
 from .keys import key_builder
 from .server_checks import is_permission_error, permission_error, redis_error_text
 from .views import ViewKind, ViewLayout
-from .write_script import (
-    BATCH_MODE,
-    EVENT_TIME_DIGITS,
-    EXPIRED,
-    EXPIRY_DIGITS,
-    FUTURE,
-    LAST_WRITE_MODE,
-    STALE,
-    STREAM_MODE,
-    WRITTEN,
-)
+from .write_rules import event_ttl_ms, expiry_ms, numeric
+from .write_script import BATCH_MODE, EXPIRED, FUTURE, LAST_WRITE_MODE, NUMERIC, STALE, STREAM_MODE, WRITTEN
 
 logger = logging.getLogger("feast_redis_hexpire")
 
@@ -61,7 +52,7 @@ class EntityWrite:
     key: bytes
     record: list[Any]
     shape: Shape
-    numeric: bool  # an event time of unusual width: the script compares numbers, not text
+    numeric: bool  # write_rules.numeric: the script compares this row's times as numbers
 
 
 @dataclass
@@ -82,24 +73,19 @@ def write_head(layout: ViewLayout, config: RedisHexpireOnlineStoreConfig) -> lis
     return [mode, layout.ttl_millis, future]
 
 
-def expires_with_event(layout: ViewLayout) -> bool:
-    """Stream rows with a TTL carry `event time + TTL` for the script's expiry."""
-    return layout.kind is ViewKind.stream and layout.ttl_millis > 0
-
-
 def plan_writes(
     layout: ViewLayout, config: RedisHexpireOnlineStoreConfig, prefix: str, data: Sequence[WriteRow]
 ) -> WritePlan:
     """Validate and encode every row. Values named like one of the view's join keys are
     the entity itself (Feast passes them for on-demand and stream views): not stored.
-    `arrow_writes` builds the same records from Arrow columns (HexpireProvider); a change
-    here must be made there too (tests/test_provider.py compares the two)."""
+    `arrow_writes` builds the same records from Arrow columns (HexpireProvider), with the
+    same write_rules and keys functions (tests/test_provider.py compares the two)."""
     view = layout.name
     features = layout.features
     join_keys = set(layout.join_keys)
     ts_field = layout.ts_field
     key_of = key_builder(prefix, layout.join_keys)
-    ttl_ms = layout.ttl_millis if expires_with_event(layout) else None
+    ttl_ms = event_ttl_ms(layout)
     times: dict[datetime, tuple[bytes, bytes | None, bool]] = {}  # rows of one batch often share event times
     shapes: dict[Shape, Shape] = {}  # one tuple object per distinct shape
     rows: list[EntityWrite] = []
@@ -141,14 +127,13 @@ def plan_writes(
 
 
 def _encode_time(event_ts: datetime, ttl_ms: int | None) -> tuple[bytes, bytes | None, bool]:
-    """The event time as the script compares it: 16 digits of microseconds, and for
-    expiring stream rows the event's expiry (13 digits of milliseconds). Other widths
-    (before 2001, after 2286, before 1970) make the script compare numbers instead."""
-    micros = encode_event_ts(event_ts)
+    """The event time as the script receives it (epoch microseconds), for expiring stream
+    rows its expiry (epoch milliseconds), and whether they must be compared as numbers."""
+    micros = event_ts_micros(event_ts)
     if ttl_ms is None:
-        return micros, None, len(micros) != EVENT_TIME_DIGITS
-    expire = b"%d" % (int(micros) // 1000 + ttl_ms)
-    return micros, expire, len(micros) != EVENT_TIME_DIGITS or len(expire) != EXPIRY_DIGITS
+        return b"%d" % micros, None, bool(numeric(micros))
+    expire = expiry_ms(micros, ttl_ms)
+    return b"%d" % micros, b"%d" % expire, bool(numeric(micros, expire))
 
 
 # ---------------------------------------------------------------- script calls
@@ -175,8 +160,8 @@ def script_calls(plan: WritePlan, rows: Sequence[EntityWrite], by_slot: bool) ->
     for (_slot, (fields, deletes)), group in groups.items():
         for start in range(0, len(group), ENTITIES_PER_CALL):
             part = group[start : start + ENTITIES_PER_CALL]
-            numeric = b"n" if any(row.numeric for row in part) else b""
-            args: list[Any] = [*plan.head, numeric, len(fields), len(deletes), *fields, *deletes]
+            flag = NUMERIC if any(row.numeric for row in part) else b""
+            args: list[Any] = [*plan.head, flag, len(fields), len(deletes), *fields, *deletes]
             for row in part:
                 args.extend(row.record)
             calls.append(ScriptCall(part, args))
