@@ -318,9 +318,12 @@ def encode_value(codec: TypeCodec, value: ValueProto, *, view: str, feature: str
         return codec.encode(getattr(value, kind))
     if kind is None or kind == "null_val":
         return None
+    given = getattr(value, kind)
     raise InvalidFeatureValue(
-        f"view {view!r}, feature {feature!r}: declared {codec.value_type.name} "
-        f"but got {kind} = {_short(getattr(value, kind))}"
+        f"view {view!r}, feature {feature!r}: declared {codec.value_type.name} but got {kind} = {_short(given)}",
+        view=view,
+        feature=feature,
+        value=given,
     )
 
 
@@ -330,7 +333,11 @@ def decode_value(codec: TypeCodec, raw: bytes, *, view: str, feature: str) -> Va
     except Exception as exc:
         raise CorruptStoredValue(
             f"view {view!r}, feature {feature!r}: stored value {raw[:60]!r} "
-            f"is not a valid {codec.value_type.name}: {exc}"
+            f"is not a valid {codec.value_type.name}: {exc}",
+            view=view,
+            feature=feature,
+            value=raw,
+            cause=exc,
         ) from exc
 
 
@@ -363,7 +370,7 @@ def _micros(raw: bytes) -> int:
         return int(raw)
     except (ValueError, UnicodeDecodeError):
         raise CorruptStoredValue(
-            f"stored event time {raw[:40]!r} is neither epoch microseconds nor ISO-8601 text"
+            f"stored event time {raw[:40]!r} is neither epoch microseconds nor ISO-8601 text", value=raw
         ) from None
 
 

@@ -72,9 +72,13 @@ def entity_value_text(join_key: str, value: ValueProto) -> str:
     if kind == "bytes_val":
         return "".join(f"%{b:02X}" for b in value.bytes_val)
     if kind is None or kind == "null_val":
-        raise InvalidEntityKey(f"join key {join_key!r}: the entity value is null; every join key needs a value")
+        raise InvalidEntityKey(
+            f"join key {join_key!r}: the entity value is null; every join key needs a value", feature=join_key
+        )
     raise InvalidEntityKey(
-        f"join key {join_key!r}: unsupported entity value type {kind}; use a string, int32, int64 or bytes join key"
+        f"join key {join_key!r}: unsupported entity value type {kind}; use a string, int32, int64 or bytes join key",
+        feature=join_key,
+        value=getattr(value, kind),
     )
 
 

@@ -98,7 +98,9 @@ def is_permission_error(reply: object) -> bool:
     return "NOPERM" in text or "ACL failure" in text or "no permissions" in text.lower()
 
 
-def permission_error(exc: BaseException, where: str, what: str, keys: str = "") -> RedisPermissionError:
+def permission_error(
+    exc: BaseException, where: str, what: str, keys: str = "", view: str | None = None, key: str | None = None
+) -> RedisPermissionError:
     """A RedisPermissionError that names the command (or key pattern) the user lacks, what
     needed it, and where the ACL lines are documented."""
     message = redact(str(exc))
@@ -111,7 +113,10 @@ def permission_error(exc: BaseException, where: str, what: str, keys: str = "") 
         detail = "the Redis user lacks a permission"
     return RedisPermissionError(
         f"Redis at {where}: {detail}, needed for {what} ({message}). Grant the ACL user the "
-        "commands and key pattern listed in docs/topologies.md (reader, writer and operator lines)."
+        "commands and key pattern listed in docs/topologies.md (reader, writer and operator lines).",
+        view=view,
+        key=key,
+        cause=exc,
     )
 
 

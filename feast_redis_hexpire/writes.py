@@ -93,10 +93,13 @@ def plan_writes(
         try:
             key = key_of(entity_key)
         except InvalidEntityKey as exc:
-            raise InvalidEntityKey(f"view {view!r}, row {row_number}: {exc}") from None
+            raise InvalidEntityKey(
+                f"view {view!r}, row {row_number}: {exc}", view=view, feature=exc.feature, value=exc.value
+            ) from None
         if event_ts is None:
+            text = key.decode(errors="replace")
             raise InvalidFeatureValue(
-                f"view {view!r}: row {row_number} for {key.decode(errors='replace')} has no event timestamp"
+                f"view {view!r}: row {row_number} for {text} has no event timestamp", view=view, key=text
             )
         encoded = times.get(event_ts)
         if encoded is None:
@@ -112,7 +115,10 @@ def plan_writes(
                     continue
                 raise UnknownFeature(
                     f"view {view!r}: unknown feature {name!r} in row {row_number} "
-                    f"(the view declares {', '.join(sorted(features)) or 'no features'})"
+                    f"(the view declares {', '.join(sorted(features)) or 'no features'})",
+                    view=view,
+                    key=key.decode(errors="replace"),
+                    feature=name,
                 )
             codec = feature.codec
             kind = value.WhichOneof("val")
@@ -203,7 +209,7 @@ def tally(plan: WritePlan, calls: Sequence[ScriptCall], replies: Sequence[Any], 
     view = plan.layout.name
     for call, reply in zip(calls, replies):
         if isinstance(reply, BaseException):
-            raise _call_failed(call, reply, view, where)
+            raise _call_failed(call, reply, view, where) from reply
         for row, code in zip(call.rows, reply):
             if code == WRITTEN:
                 report.written += 1
@@ -214,7 +220,7 @@ def tally(plan: WritePlan, calls: Sequence[ScriptCall], replies: Sequence[Any], 
             elif code == FUTURE:
                 report.future += 1
             else:
-                raise _row_failed(row, code, view, where)
+                raise _row_failed(row, code, view, where) from (code if isinstance(code, BaseException) else None)
     return report
 
 
@@ -222,18 +228,30 @@ def _call_failed(call: ScriptCall, error: BaseException, view: str, where: str) 
     first = call.rows[0].key.decode(errors="replace")
     keys = first if len(call.rows) == 1 else f"{first} and {len(call.rows) - 1} more keys"
     if is_permission_error(error):
-        return permission_error(error, where, f"writing view {view!r} to {keys}", keys="keys like " + first)
-    return WriteFailed(f"write of view {view!r} to {keys} on Redis at {where} failed: {redis_error_text(error)}")
+        return permission_error(
+            error, where, f"writing view {view!r} to {keys}", keys="keys like " + first, view=view, key=keys
+        )
+    return WriteFailed(
+        f"write of view {view!r} to {keys} on Redis at {where} failed: {redis_error_text(error)}",
+        view=view,
+        key=keys,
+        cause=error,
+    )
 
 
 def _row_failed(row: EntityWrite, reply: Any, view: str, where: str) -> HexpireError:
     key = row.key.decode(errors="replace")
     text = redis_error_text(reply)
+    cause = reply if isinstance(reply, BaseException) else None
     if "HEXPIRE_FAILED" in text:
-        return FieldExpiryError(f"write of view {view!r} to {key}: {text.replace('HEXPIRE_FAILED ', '')}")
+        return FieldExpiryError(
+            f"write of view {view!r} to {key}: {text.replace('HEXPIRE_FAILED ', '')}", view=view, key=key, cause=cause
+        )
     if is_permission_error(reply):
-        return permission_error(reply, where, f"writing view {view!r} to {key}", keys=key)
-    return WriteFailed(f"write of view {view!r} to {key} on Redis at {where} failed: {text}")
+        return permission_error(reply, where, f"writing view {view!r} to {key}", keys=key, view=view, key=key)
+    return WriteFailed(
+        f"write of view {view!r} to {key} on Redis at {where} failed: {text}", view=view, key=key, cause=cause
+    )
 
 
 # ---------------------------------------------------------------- the report, for people
