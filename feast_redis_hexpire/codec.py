@@ -320,7 +320,7 @@ def encode_value(codec: TypeCodec, value: ValueProto, *, view: str, feature: str
         return None
     given = getattr(value, kind)
     raise InvalidFeatureValue(
-        f"view {view!r}, feature {feature!r}: declared {codec.value_type.name} but got {kind} = {_short(given)}",
+        f"view {view!r}, feature {feature!r}: declared {codec.value_type.name} but got {kind} = {short_repr(given)}",
         view=view,
         feature=feature,
         value=given,
@@ -341,7 +341,8 @@ def decode_value(codec: TypeCodec, raw: bytes, *, view: str, feature: str) -> Va
         ) from exc
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """A value as messages show it: its repr, on one line, at most 60 characters."""
     text = repr(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
 
