@@ -338,6 +338,9 @@ def _rss_table(results: dict[str, Any], out: list[str]) -> None:
     out.append("")
 
 
+_FLOOR_SEGMENTS = ("materialize", "batch", "stream", "push")
+
+
 def render_server_cost(results: dict[str, Any]) -> str:
     """The callgrind section: instructions per row by variant, then where they go."""
     sc = results.get("server_cost", results)
@@ -372,6 +375,25 @@ def render_server_cost(results: dict[str, Any]) -> str:
     )
     for name, v in variants.items():
         out.append(f"  {name}: {v.get('about', '')}" + (f" -- {v['error']}" if "error" in v else ""))
+    floor = variants.get("hexpire_no_script", {}).get("per_row")
+    if floor:
+        out.append("")
+        out.append("The script's cost over the floor (hexpire_no_script: the same rows without the script), per row")
+        over = []
+        for name in ("hexpire", "hexpire_fast", "hexpire_qualified"):
+            r = variants.get(name, {}).get("per_row")
+            if r:
+                over.append(
+                    [name]
+                    + [
+                        f"{r[seg] - floor[seg]:+,.0f} ({_fmt(_ratio(r[seg], floor[seg]), X)})"
+                        for seg in _FLOOR_SEGMENTS
+                    ]
+                )
+        over.append(
+            ["floor itself, vs built-in"] + [_fmt(_ratio(floor[seg], base.get(seg)), X) for seg in _FLOOR_SEGMENTS]
+        )
+        out.append(_table(["", *_FLOOR_SEGMENTS], over))
     out.append("")
     for name, v in variants.items():
         segments = v.get("segments", {})

@@ -79,6 +79,7 @@ class Variant:
     numeric_times: bool = False  # this store: event times compared as numbers (the "n" flag)
     script_hsetex: bool = True  # this store: False takes the script's HSET + HPEXPIREAT branch
     commit: str | None = None  # this store's code at a git commit (child process)
+    no_script: bool = False  # this store's own rows sent as plain commands: the floor
 
 
 VARIANTS: dict[str, Variant] = {
@@ -88,6 +89,13 @@ VARIANTS: dict[str, Variant] = {
         Variant("hexpire", "hexpire", "this store, plain names: the write script, 100 entities per EVALSHA"),
         Variant("hexpire_fast", "hexpire_fast", "this store with HexpireProvider (Arrow-native writes)"),
         Variant("hexpire_qualified", "hexpire_qualified", "this store, qualified names (<view>:<feature>)"),
+        Variant(
+            "hexpire_no_script",
+            "hexpire",
+            "the floor: this store's own keys, fields and values (the same rows), pipelined as "
+            "HSET + PEXPIRE (batch) / HSETEX PXAT event expiry (stream) without the script or its HGET",
+            no_script=True,
+        ),
         Variant("raw_hset_expire", "raw_hset_expire", measure.RAW_SHAPES["raw_hset_expire"]),
         Variant("raw_hsetex", "raw_hsetex", measure.RAW_SHAPES["raw_hsetex"]),
         Variant(
@@ -120,9 +128,18 @@ VARIANTS: dict[str, Variant] = {
         ),
     )
 }
-PATH_VARIANTS = ("builtin", "hexpire", "hexpire_fast", "raw_hset_expire", "raw_hsetex")  # the write paths
+PATH_VARIANTS = (
+    "builtin",
+    "hexpire",
+    "hexpire_fast",
+    "hexpire_no_script",
+    "raw_hset_expire",
+    "raw_hsetex",
+)  # the write paths, and the floor
 DEFAULT_VARIANTS = tuple(VARIANTS)
-BREAKDOWN_VARIANTS = ("builtin", "hexpire", "hexpire_fast", "raw_hsetex")
+BREAKDOWN_VARIANTS = ("builtin", "hexpire", "hexpire_fast", "hexpire_no_script", "raw_hsetex")
+FLOOR = "hexpire_no_script"
+"""The variant the script's overhead is stated against."""
 
 
 def log_stderr(msg: str) -> None:
@@ -205,7 +222,7 @@ def callgrind_redis(workdir: Path, server: str = "redis") -> Iterator[tuple[int,
 def patched(variant: Variant) -> Iterator[None]:
     """The lever a variant changes, in this process only, undone afterwards. Each reaches
     into the store's internals by name and fails loudly when that name has moved."""
-    from feast_redis_hexpire import writes
+    from feast_redis_hexpire import redis_io, writes
 
     undo: list[tuple[Any, str, Any]] = []
 
@@ -224,12 +241,47 @@ def patched(variant: Variant) -> Iterator[None]:
                 return micros, expire, True
 
             setattr_(writes, "_encode_time", numeric)
+        if variant.no_script:
+            setattr_(redis_io, "_send_calls", _without_script(variant.hsetex))
         if not variant.script_hsetex:
             setattr_(writes, "HSETEX_FLAG", b"")  # the script's HSET + HPEXPIREAT branch
         yield
     finally:
         for module, name, value in reversed(undo):
             setattr(module, name, value)
+
+
+def _without_script(hsetex: bool) -> Callable[[Any, Sequence[Any]], list[Any]]:
+    """A stand-in for redis_io._send_calls that sends each script call's rows (the same keys,
+    fields and values) as the data commands the script would run, pipelined, without the
+    script, its TIME or its newest-wins HGET; every row is answered "written"."""
+    from feast_redis_hexpire.write_script import BATCH_MODE, WRITTEN
+
+    def send(client: Any, calls: Sequence[Any]) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for call in calls:
+            mode, ttl_ms = call.args[0], int(call.args[1])
+            for row in call.rows:
+                fields, deletes = row.shape
+                values, expire = row.record, None
+                if mode != BATCH_MODE and ttl_ms > 0:
+                    expire, values = values[0], values[1:]
+                pairs = [x for pair in zip(fields, values) for x in pair]
+                if expire is not None and hsetex:
+                    pipe.execute_command("HSETEX", row.key, "PXAT", expire, "FIELDS", len(fields), *pairs)
+                elif expire is not None:
+                    pipe.execute_command("HSET", row.key, *pairs)
+                    pipe.execute_command("HPEXPIREAT", row.key, expire, "FIELDS", len(fields), *fields)
+                else:
+                    pipe.execute_command("HSET", row.key, *pairs)
+                    if ttl_ms > 0:
+                        pipe.execute_command("PEXPIRE", row.key, ttl_ms)
+                if deletes:
+                    pipe.execute_command("HDEL", row.key, *deletes)
+        pipe.execute()
+        return [[WRITTEN] * len(call.rows) for call in calls]
+
+    return send
 
 
 def run_segments(variant: Variant, pid: int, port: int, data: Path, users: int, workdir: Path) -> dict[str, int]:

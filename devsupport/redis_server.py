@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from feast_redis_hexpire.redaction import redact
+from feast_redis_hexpire.redaction import redact_connection_string
 from feast_redis_hexpire.redis_version import hello_info, version_text
 
 from .net import free_port
@@ -385,7 +385,7 @@ class ExternalRedis:
         parts = urllib.parse.urlparse(url)
         if parts.scheme not in ("redis", "rediss"):
             raise RedisProvisioningError(
-                f"REDIS_URL={redact(url)!r} is not a redis:// or rediss:// URL (unix sockets are not "
+                f"REDIS_URL={redact_connection_string(url)!r} is not a redis:// or rediss:// URL (unix sockets are not "
                 "supported by Feast's connection_string)"
             )
         host = parts.hostname or "localhost"
@@ -415,14 +415,14 @@ def check_server_version(url: str) -> tuple[int, int, int]:
         info = hello_info(client.execute_command("HELLO"))
     except (redis.RedisError, ValueError) as exc:
         raise RedisProvisioningError(
-            f"could not query Redis at {redact(url)}: {exc}. Check that it is running and the URL "
+            f"could not query Redis at {redact_connection_string(url)}: {exc}. Check that it is running and the URL "
             "(host, port, password, rediss://) is right."
         ) from exc
     finally:
         client.close()
     if not info.supported:
         raise RedisProvisioningError(
-            f"{info.refusal(redact(url))} Point REDIS_URL at a Redis >= 7.4 or Valkey >= 9.0 server, or "
+            f"{info.refusal(redact_connection_string(url))} Point REDIS_URL at a Redis >= 7.4 or Valkey >= 9.0 server, or "
             "unset it to let `python -m devsupport ensure` provide a local one."
         )
     return info.version
@@ -446,7 +446,9 @@ def server_for_local_use(log: Log = print) -> Iterator[_ServerInfo]:
     url = os.environ.get("REDIS_URL") if server_kind() == "redis" else None
     if url:
         version = check_server_version(url)
-        log(f"[redis] using REDIS_URL={redact(url)} (version {version_text(version)}); it will be left running")
+        log(
+            f"[redis] using REDIS_URL={redact_connection_string(url)} (version {version_text(version)}); it will be left running"
+        )
         yield ExternalRedis.from_url(url)
         return
     with LocalRedisServer(log=log) as server:

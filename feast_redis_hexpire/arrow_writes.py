@@ -22,6 +22,7 @@ the default path on a real Redis).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -35,11 +36,21 @@ from feast.type_map import python_values_to_proto_values
 from feast.utils import _coerce_datetime, _validate_vector_field_lengths
 from feast.value_type import ValueType
 
-from .codec import FALSE_TEXT, TRUE_TEXT, TypeCodec, double_text, encode_event_ts, encode_value, float32_text
-from .keys import ESCAPED_CHARACTERS, entity_value_text, escape_component, key_texts
+from .codec import (
+    FALSE_TEXT,
+    TRUE_TEXT,
+    TypeCodec,
+    double_text,
+    encode_event_ts,
+    encode_value,
+    float32_text,
+    short_repr,
+)
+from .errors import InvalidEntityKey, InvalidFeatureValue, InvalidInput
+from .keys import entity_value_text, int_texts, key_texts, string_texts
 from .views import FeatureField, ViewLayout
-from .write_script import EVENT_TIME_DIGITS, EXPIRY_DIGITS
-from .writes import EntityWrite, Shape, WritePlan, expires_with_event
+from .write_rules import event_ttl_ms, expiry_ms, numeric
+from .writes import EntityWrite, Shape, WritePlan
 
 logger = logging.getLogger("feast_redis_hexpire")
 
@@ -289,13 +300,50 @@ structs, nested lists, JSON (validated per value) and zoned timestamps always ta
 Feast's conversion."""
 
 
+_CONVERSION_ERRORS = (ValueError, TypeError, OverflowError)
+"""What Feast's conversion raises for a value that does not fit its type ("abc" for a Float32)."""
+
+
 def _via_feast(array: pa.Array, codec: TypeCodec, view: str, feature: str) -> Values:
     """Feast's own conversion of the column, then the codec's proto encoder: the default
-    path, column by column."""
-    protos = python_values_to_proto_values(array.to_numpy(zero_copy_only=False), codec.value_type)
+    path, column by column. A value Feast cannot convert is the store's invalid-value error
+    (HTTP 422 through `feast serve`), naming the view, the feature and the value."""
+    protos = _feast_protos(array, codec.value_type, InvalidFeatureValue, view, "feature", feature)
     values: Values = np.empty(len(protos), dtype=object)
     values[:] = [encode_value(codec, proto, view=view, feature=feature) for proto in protos]
     return values
+
+
+def _feast_protos(
+    array: pa.Array, value_type: ValueType, error: type[InvalidInput], view: str, what: str, name: str
+) -> list[Any]:
+    """Feast's conversion of a column to ValueProtos; a value it cannot convert raises `error`
+    naming the view, the column and the value."""
+    values = array.to_numpy(zero_copy_only=False)
+    try:
+        protos: list[Any] = python_values_to_proto_values(values, value_type)
+    except _CONVERSION_ERRORS as exc:
+        value = _first_unconvertible(values, value_type)
+        raise error(
+            f"view {view!r}, {what} {name!r}: declared {value_type.name} but got "
+            f"{type(value).__name__} = {short_repr(value)} ({exc})",
+            view=view,
+            feature=name,
+            value=value,
+            cause=exc,
+        ) from exc
+    return protos
+
+
+def _first_unconvertible(values: np.ndarray, value_type: ValueType) -> Any:
+    """The first value Feast cannot convert on its own (else the first non-null: the column's
+    values disagree with each other)."""
+    for value in values:
+        try:
+            python_values_to_proto_values(np.array([value], dtype=object), value_type)
+        except _CONVERSION_ERRORS:
+            return value
+    return next((value for value in values if value is not None), None)
 
 
 def encode_column(array: pa.Array, codec: TypeCodec, view: str, feature: str) -> Values:
@@ -308,7 +356,7 @@ def encode_column(array: pa.Array, codec: TypeCodec, view: str, feature: str) ->
 # ---------------------------------------------------------------- event times and keys
 
 
-def event_times(array: pa.Array) -> tuple[Values, np.ndarray]:
+def event_times(array: pa.Array, view: str, column: str) -> tuple[Values, np.ndarray]:
     """`_ts:<view>` values (epoch microseconds as digits) and the same as int64. A timestamp
     column (naive = UTC; Feast reads a zoned one as its UTC instant) is floored to
     microseconds as pandas' `to_pydatetime` does; anything else (strings, dates, nulls) goes
@@ -319,24 +367,82 @@ def event_times(array: pa.Array) -> tuple[Values, np.ndarray]:
         micros = raw // 1000 if per_second > 1_000_000 else raw * (1_000_000 // per_second)
         return _digits(pa.array(micros)), micros
     values: Values = np.empty(len(array), dtype=object)
-    values[:] = [encode_event_ts(_coerce_datetime(ts)) for ts in pd.to_datetime(array.to_numpy(zero_copy_only=False))]
+    python_values = array.to_numpy(zero_copy_only=False)
+    try:
+        times = pd.to_datetime(python_values)
+    except _CONVERSION_ERRORS as exc:
+        value = next((v for v in python_values if not _reads_as_time(v)), None)
+        raise InvalidFeatureValue(
+            f"view {view!r}, event-time column {column!r}: {type(value).__name__} = {short_repr(value)} "
+            f"is not a time ({exc})",
+            view=view,
+            feature=column,
+            value=value,
+            cause=exc,
+        ) from exc
+    values[:] = [encode_event_ts(_coerce_datetime(ts)) for ts in times]
     return values, np.array([int(value) for value in values], dtype=np.int64)
 
 
-def join_key_texts(name: str, value_type: ValueType, array: pa.Array) -> list[str]:
-    """One join key's value texts as keys.py spells them (escaped strings, digits)."""
+def _reads_as_time(value: Any) -> bool:
+    try:
+        pd.to_datetime([value])
+    except _CONVERSION_ERRORS:
+        return False
+    return True
+
+
+def join_key_texts(name: str, value_type: ValueType, array: pa.Array, view: str) -> list[str]:
+    """One join key's value texts, by keys.py's rules (string_texts, int_texts; anything
+    else per value from Feast's protos, as the default path)."""
     if array.null_count == 0:
         if value_type is VT.STRING and _is_string(array.type):
-            texts: list[str] = array.to_pylist()
-            if pc.any(pc.match_substring_regex(array, ESCAPED_CHARACTERS)).as_py():
-                texts = [escape_component(text) for text in texts]
-            return texts
+            return string_texts(array.to_pylist())
         bounds = {VT.INT64: INT64_RANGE, VT.INT32: INT32_RANGE}.get(value_type)
         if bounds is not None and _integers(array, bounds):
-            digits: list[str] = pc.cast(array, pa.string()).to_pylist()
-            return digits
-    protos = python_values_to_proto_values(array.to_numpy(zero_copy_only=False), value_type)
+            return int_texts(array.to_pylist())
+    protos = _feast_protos(array, value_type, InvalidEntityKey, view, "join key", name)
     return [entity_value_text(name, proto) for proto in protos]
+
+
+# ---------------------------------------------------------------- a pushed frame
+
+
+def table_from_frame(df: pd.DataFrame, encoder: ArrowViewEncoder) -> pa.Table:
+    """A pushed frame as Arrow, as Feast builds it (`pa.Table.from_pandas`). A column Arrow
+    cannot hold (a string among an Int64 feature's numbers) is the store's invalid-value
+    error, naming the view, the column and the value, instead of pyarrow's."""
+    try:
+        return pa.Table.from_pandas(df)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        declared = {feature.name: feature.field.codec.value_type for feature in encoder.features}
+        join_keys = dict(encoder.join_keys)
+        view = encoder.layout.name
+        for name in df.columns:
+            try:
+                pa.array(df[name], from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                value = _odd_one_out(df[name].tolist())
+                value_type = join_keys.get(name) or declared.get(name)
+                error: type[InvalidInput] = InvalidEntityKey if name in join_keys else InvalidFeatureValue
+                what = "join key" if name in join_keys else "feature" if name in declared else "column"
+                raise error(
+                    f"view {view!r}, {what} {name!r}: "
+                    + (f"declared {value_type.name} but " if value_type else "")
+                    + f"got {type(value).__name__} = {short_repr(value)} among values of another type ({exc})",
+                    view=view,
+                    feature=str(name),
+                    value=value,
+                    cause=exc,
+                ) from exc
+        raise
+
+
+def _odd_one_out(values: list[Any]) -> Any:
+    """The first value whose type differs from the first non-null value's."""
+    present = [value for value in values if value is not None and not (isinstance(value, float) and math.isnan(value))]
+    first = type(present[0]) if present else None
+    return next((value for value in present if type(value) is not first), present[0] if present else None)
 
 
 # ---------------------------------------------------------------- records
@@ -355,13 +461,14 @@ def assemble(
     are deleted. Rows sharing a pattern of nulls share a shape: they are laid out together
     in one 2-D object array, whose `tolist()` builds their records in C."""
     count = len(keys)
-    ttl_ms = layout.ttl_millis if expires_with_event(layout) else None
+    ttl_ms = event_ttl_ms(layout)
     lead: list[Values] = []
-    unusual = np.fromiter((len(time) != EVENT_TIME_DIGITS for time in times), dtype=bool, count=count)
-    if ttl_ms is not None:
-        expire = _digits(pa.array(micros // 1000 + ttl_ms))
-        unusual |= np.fromiter((len(text) != EXPIRY_DIGITS for text in expire), dtype=bool, count=count)
-        lead.append(expire)
+    if ttl_ms is None:
+        flags = numeric(micros)
+    else:
+        expire = expiry_ms(micros, ttl_ms)
+        flags = numeric(micros, expire)
+        lead.append(_digits(pa.array(expire)))
     lead.append(times)
     records: list[Any] = [None] * count
     shapes: list[Shape | None] = [None] * count
@@ -393,7 +500,7 @@ def assemble(
                 shapes[row] = shape
     return [
         EntityWrite(key, record, shape, flag)
-        for key, record, shape, flag in zip(keys, records, cast(list[Shape], shapes), unusual.tolist())
+        for key, record, shape, flag in zip(keys, records, cast(list[Shape], shapes), flags.tolist())
     ]
 
 
@@ -437,9 +544,11 @@ class ArrowViewEncoder:
             encode_column(batch.column(feature.name), feature.field.codec, view, feature.name)
             for feature in self.features
         ]
-        texts = [(name, join_key_texts(name, value_type, batch.column(name))) for name, value_type in self.join_keys]
+        texts = [
+            (name, join_key_texts(name, value_type, batch.column(name), view)) for name, value_type in self.join_keys
+        ]
         keys = [key.encode() for key in key_texts(self.prefix, texts)]
-        times, micros = event_times(batch.column(self.timestamp_column))
+        times, micros = event_times(batch.column(self.timestamp_column), view, self.timestamp_column)
         if self.created_column:
             batch.column(self.created_column)  # Feast reads it (the store does not): it must exist
         fields = [feature.field.field for feature in self.features]

@@ -320,9 +320,12 @@ def encode_value(codec: TypeCodec, value: ValueProto, *, view: str, feature: str
         return codec.encode(getattr(value, kind))
     if kind is None or kind == "null_val":
         return None
+    given = getattr(value, kind)
     raise InvalidFeatureValue(
-        f"view {view!r}, feature {feature!r}: declared {codec.value_type.name} "
-        f"but got {kind} = {_short(getattr(value, kind))}"
+        f"view {view!r}, feature {feature!r}: declared {codec.value_type.name} but got {kind} = {short_repr(given)}",
+        view=view,
+        feature=feature,
+        value=given,
     )
 
 
@@ -332,11 +335,16 @@ def decode_value(codec: TypeCodec, raw: bytes, *, view: str, feature: str) -> Va
     except Exception as exc:
         raise CorruptStoredValue(
             f"view {view!r}, feature {feature!r}: stored value {raw[:60]!r} "
-            f"is not a valid {codec.value_type.name}: {exc}"
+            f"is not a valid {codec.value_type.name}: {exc}",
+            view=view,
+            feature=feature,
+            value=raw,
+            cause=exc,
         ) from exc
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """A value as messages show it: its repr, on one line, at most 60 characters."""
     text = repr(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -365,7 +373,7 @@ def stored_event_micros(raw: bytes) -> int:
         return int(raw)
     except (ValueError, UnicodeDecodeError):
         raise CorruptStoredValue(
-            f"stored event time {raw[:40]!r} is neither epoch microseconds nor ISO-8601 text"
+            f"stored event time {raw[:40]!r} is neither epoch microseconds nor ISO-8601 text", value=raw
         ) from None
 
 

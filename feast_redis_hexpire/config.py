@@ -27,7 +27,7 @@ from pydantic import (
 
 from .connection_string import ParsedConnection, expand_env, parse
 from .errors import ConfigError
-from .redaction import redact
+from .redaction import redact, redact_connection_string
 
 STORE_TYPE: Final = "feast_redis_hexpire.RedisHexpireOnlineStore"
 
@@ -277,7 +277,7 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     @property
     def where(self) -> str:
         """The connection string as messages show it: secrets redacted."""
-        return redact(self.connection_string)
+        return redact_connection_string(self.connection_string)
 
 
 _FACTORY = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")

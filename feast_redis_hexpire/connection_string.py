@@ -24,8 +24,9 @@ from typing import Any
 
 from redis.connection import parse_url
 
+from .connection_syntax import feast_parts, is_url, param_name
 from .errors import InvalidConnectionString
-from .redaction import redact
+from .redaction import redact, redact_connection_string, remember_secrets
 
 # Params that must reach redis-py as numbers.
 _FLOAT_PARAMS = {"socket_timeout", "socket_connect_timeout", "health_check_interval"}
@@ -85,24 +86,24 @@ class ParsedConnection:
 def parse(connection_string: str) -> ParsedConnection:
     """Feast's `host:port[,host:port][,k=v...]` or a redis:// / rediss:// / unix:// URL.
 
-    Raises InvalidConnectionString, with the string redacted, for anything malformed."""
+    Param names are read in any case. Raises InvalidConnectionString, with the string
+    redacted, for anything malformed. Every secret it holds is hidden from later messages
+    (`redaction.remember_secrets`)."""
+    remember_secrets(connection_string)
     text = connection_string.strip()
     if not text:
         raise InvalidConnectionString("connection_string is empty; give host:port or a redis:// URL")
-    if re.match(r"^[a-z][a-z0-9+.-]*://", text, re.IGNORECASE):
+    if is_url(text):
         return _parse_url(text)
     nodes: list[tuple[str, int]] = []
     params: dict[str, Any] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if "=" in part:
-            name, raw = (s.strip() for s in part.split("=", 1))
-            params[name] = _param_value(name, raw, connection_string)
+    for part in feast_parts(text):
+        if part.name is not None:
+            params[part.name] = _param_value(part.name, part.text, text)
         else:
-            nodes.append(_host_port(part, connection_string))
+            nodes.append(_host_port(part.text, text, after_params=bool(params)))
     if not nodes:
-        raise InvalidConnectionString(f"connection_string {redact(connection_string)!r} names no host:port")
+        raise InvalidConnectionString(f"connection_string {redact_connection_string(text)!r} names no host:port")
     return _split_store_params(tuple(nodes), params)
 
 
@@ -110,15 +111,16 @@ def _parse_url(text: str) -> ParsedConnection:
     scheme = text.split("://", 1)[0].lower()
     if scheme not in ("redis", "rediss", "unix"):
         raise InvalidConnectionString(
-            f"connection_string {redact(text)!r}: unsupported scheme {scheme!r}; "
+            f"connection_string {redact_connection_string(text)!r}: unsupported scheme {scheme!r}; "
             "use redis://, rediss:// or unix://, or Feast's host:port[,param=value] form"
         )
     try:
         kwargs = dict(parse_url(text))
     except ValueError as exc:
         raise InvalidConnectionString(
-            f"connection_string {redact(text)!r} is not a valid URL: {redact(str(exc))}"
+            f"connection_string {redact_connection_string(text)!r} is not a valid URL: {redact(str(exc))}"
         ) from None
+    kwargs = {param_name(name): value for name, value in kwargs.items()}
     kwargs.pop("connection_class", None)
     if scheme == "rediss":
         kwargs["ssl"] = True
@@ -128,7 +130,7 @@ def _parse_url(text: str) -> ParsedConnection:
     if scheme == "unix":
         path = kwargs.pop("path", None)
         if not path:
-            raise InvalidConnectionString(f"connection_string {redact(text)!r} names no socket path")
+            raise InvalidConnectionString(f"connection_string {redact_connection_string(text)!r} names no socket path")
         return _split_store_params((), kwargs, unix_socket_path=path)
     host = kwargs.pop("host", None) or "localhost"
     port = kwargs.pop("port", None) or 6379
@@ -142,7 +144,7 @@ def _split_store_params(
     return ParsedConnection(nodes=nodes, params=params, store_params=store, unix_socket_path=unix_socket_path)
 
 
-def _host_port(part: str, whole: str) -> tuple[str, int]:
+def _host_port(part: str, whole: str, after_params: bool) -> tuple[str, int]:
     host, _, port = part.rpartition(":")
     if not host:
         host, port = port, "6379"
@@ -153,8 +155,11 @@ def _host_port(part: str, whole: str) -> tuple[str, int]:
     except ValueError:
         number = -1
     if not host or not 0 < number < 65536:
+        # A part after the params may be the rest of a value cut at a comma: not shown.
+        shown = "a part after its params" if after_params else repr(redact(part))
         raise InvalidConnectionString(
-            f"connection_string {redact(whole)!r}: {redact(part)!r} is not host:port (params are written name=value)"
+            f"connection_string {redact_connection_string(whole)!r}: {shown} is not host:port (params are "
+            "written name=value, and a value cannot hold a comma: use a URL, with %2C, for that)"
         )
     return host, number
 
@@ -171,7 +176,9 @@ def _param_value(name: str, raw: str, whole: str) -> Any:
         if name in ("db", "port"):
             return int(raw)
     except ValueError:
-        raise InvalidConnectionString(f"connection_string {redact(whole)!r}: {name}={raw!r} is not a number") from None
+        raise InvalidConnectionString(
+            f"connection_string {redact_connection_string(whole)!r}: {name}={raw!r} is not a number"
+        ) from None
     try:
         return json.loads(raw)
     except json.JSONDecodeError:

@@ -18,15 +18,45 @@
 
 Rooting the tree in Feast's own `FeastError` lets `feast serve` answer each with its
 `http_status_code()`: input errors reach clients as 4xx with the message, not as 500.
+
+Every error keeps the facts its message names as attributes (`view`, `key`, `feature`,
+`value`, `cause`; None where they do not apply), so callers need not parse messages.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from feast.errors import FeastError
 
 
 class HexpireError(FeastError):
     """Base class: `except HexpireError` catches everything this store raises on purpose."""
+
+    # Class-level defaults: Feast rebuilds errors from their detail without __init__.
+    view: str | None = None
+    """The feature view concerned."""
+    key: str | None = None
+    """The Redis key (or `first key and N more keys`) concerned."""
+    feature: str | None = None
+    """The feature (or join key) concerned."""
+    value: Any = None
+    """The offending value, as given."""
+    cause: BaseException | None = None
+    """redis-py's (or Feast's) exception behind this one; also its `__cause__`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        view: str | None = None,
+        key: str | None = None,
+        feature: str | None = None,
+        value: Any = None,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.view, self.key, self.feature, self.value, self.cause = view, key, feature, value, cause
 
     def http_status_code(self) -> int:
         return 500

@@ -15,6 +15,7 @@ so that tag is the only one and the layout stays injective.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -26,13 +27,26 @@ from .errors import InvalidEntityKey
 _ESCAPED = {ord(c): f"%{ord(c):02X}" for c in "%:={}"}
 _ESCAPED.update({c: f"%{c:02X}" for c in range(0x21)})
 _ESCAPED[0x7F] = "%7F"
-ESCAPED_CHARACTERS = r"[%:={}\x00-\x20\x7f]"
-"""A regular expression (Python's and RE2's) matching any character escape_component escapes."""
+_NEEDS_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ESCAPED)) + "]")
 _GLOB_SPECIAL = {ord(c): "\\" + c for c in "*?[]\\"}
 
 
 def escape_component(text: str) -> str:
     return text.translate(_ESCAPED)
+
+
+def string_texts(values: Sequence[str]) -> list[str]:
+    """A column of string join-key values as keys spell them (escape_component): one regex
+    search over the joined values decides whether any needs escaping (almost none does)."""
+    texts = list(values)
+    if _NEEDS_ESCAPE.search("".join(texts)):
+        return [escape_component(text) for text in texts]
+    return texts
+
+
+def int_texts(values: Iterable[int]) -> list[str]:
+    """A column of int join-key values as keys spell them: decimal digits."""
+    return list(map(str, values))
 
 
 def _unescape_component(text: str) -> str:
@@ -71,9 +85,13 @@ def entity_value_text(join_key: str, value: ValueProto) -> str:
     if text_of is not None:
         return text_of(getattr(value, kind))  # type: ignore[arg-type]
     if kind is None or kind == "null_val":
-        raise InvalidEntityKey(f"join key {join_key!r}: the entity value is null; every join key needs a value")
+        raise InvalidEntityKey(
+            f"join key {join_key!r}: the entity value is null; every join key needs a value", feature=join_key
+        )
     raise InvalidEntityKey(
-        f"join key {join_key!r}: unsupported entity value type {kind}; use a string, int32, int64 or bytes join key"
+        f"join key {join_key!r}: unsupported entity value type {kind}; use a string, int32, int64 or bytes join key",
+        feature=join_key,
+        value=getattr(value, kind),
     )
 
 

@@ -41,7 +41,7 @@ from feast.repo_config import RepoConfig
 from feast.utils import _run_pyarrow_field_mapping
 
 from . import redis_io
-from .arrow_writes import ArrowViewEncoder, FeatureColumn
+from .arrow_writes import ArrowViewEncoder, FeatureColumn, table_from_frame
 from .clients import async_client, sync_client
 from .config import RedisHexpireOnlineStoreConfig
 from .errors import HexpireError
@@ -236,7 +236,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
 def _push_plan(route: _Route, df: pd.DataFrame) -> WritePlan:
     """The table Feast's `_prep_rows_to_write_for_ingestion` builds for a feature view, as one
     plan: every batch is encoded before anything is sent, as on the default path."""
-    table = pa.Table.from_pandas(df)
+    table = table_from_frame(df, route.encoder)
     source = route.encoder.feature_view.batch_source
     if source.field_mapping is not None:
         table = _run_pyarrow_field_mapping(table, source.field_mapping)

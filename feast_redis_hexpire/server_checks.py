@@ -5,7 +5,7 @@ The start-up check never writes: it asks every node its server and version with 
 user confined to one project's keys and a full server all start. A user that lacks a
 command finds out on the first command that needs it, with an error naming the
 command, the key and the view (`permission_error`). `feast-redis-hexpire doctor` reuses
-these checks and adds an `ACL DRYRUN` where the user may run it.
+these checks and probes each command of a role (roles.py) that can change nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +22,6 @@ from .redaction import redact
 from .redis_version import FieldExpiry, ServerInfo, field_expiry, hello_info, version_text
 
 Client = redis.Redis | RedisCluster
-
-READ_COMMANDS = ("HMGET",)
-WRITE_COMMANDS = ("EVALSHA", "SCRIPT|LOAD", "HGET", "HSET", "HDEL", "PEXPIRE", "HPEXPIREAT", "HSETEX", "TIME")
-MAINTENANCE_COMMANDS = ("SCAN", "HDEL", "UNLINK", "HKEYS", "HGETALL", "HSET")
 
 
 def server_infos(client: Client) -> list[ServerInfo]:
@@ -60,7 +56,7 @@ def check_server(client: Client, config: Any) -> FieldExpiry:
     """Refuse servers without hash-field expiry (every node of a cluster, replicas
     included, since any may be promoted). Returns the commands the write script sets
     expiring fields with, by what every node supports. Never writes."""
-    where = redact(config.connection_string)
+    where = config.where
     try:
         infos = server_infos(client)
     except redis.exceptions.NoPermissionError as exc:
@@ -114,7 +110,9 @@ def is_permission_error(reply: object) -> bool:
     return "NOPERM" in text or "ACL failure" in text or "no permissions" in text.lower()
 
 
-def permission_error(exc: BaseException, where: str, what: str, keys: str = "") -> RedisPermissionError:
+def permission_error(
+    exc: BaseException, where: str, what: str, keys: str = "", view: str | None = None, key: str | None = None
+) -> RedisPermissionError:
     """A RedisPermissionError that names the command (or key pattern) the user lacks, what
     needed it, and where the ACL lines are documented."""
     message = redact(str(exc))
@@ -127,19 +125,20 @@ def permission_error(exc: BaseException, where: str, what: str, keys: str = "") 
         detail = "the Redis user lacks a permission"
     return RedisPermissionError(
         f"Redis at {where}: {detail}, needed for {what} ({message}). Grant the ACL user the "
-        "commands and key pattern listed in docs/topologies.md (reader, writer and operator lines)."
+        "commands and key pattern listed in docs/topologies.md (reader, writer and operator lines).",
+        view=view,
+        key=key,
+        cause=exc,
     )
 
 
-def dry_run_permissions(client: redis.Redis, commands: Sequence[Sequence[str]]) -> dict[str, str | None]:
-    """`ACL DRYRUN <me> <command...>` for each command: None where allowed, else Redis's
-    reason. Raises NoPermissionError when the user may not run ACL WHOAMI/DRYRUN itself
-    (most restricted users), which callers report as "not checked"."""
-    user = client.execute_command("ACL", "WHOAMI")
-    user = user.decode() if isinstance(user, bytes) else str(user)
-    results: dict[str, str | None] = {}
-    for command in commands:
-        reply = client.execute_command("ACL", "DRYRUN", user, *command)
-        text = reply.decode() if isinstance(reply, bytes) else str(reply)
-        results[" ".join(command)] = None if text == "OK" else text
-    return results
+def probe_permissions(client: redis.Redis, probes: Sequence[Sequence[str]]) -> list[str | None]:
+    """Send each probe (roles.Command.probe: a command that passes Redis's ACL check, then
+    changes nothing) in one pipeline: None where the user may run it, else Redis's NOPERM
+    text. Any other reply, an error included, means the ACL check passed. Each refusal is
+    recorded in the server's ACL log, as a refused command of the store would be."""
+    pipe = client.pipeline(transaction=False)
+    for probe in probes:
+        pipe.execute_command(*probe)
+    replies = pipe.execute(raise_on_error=False)
+    return [redact(str(reply)) if is_permission_error(reply) else None for reply in replies]

@@ -25,7 +25,7 @@ one entity declaring the same one. Versions > 0 of a versioned view get their ow
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -265,12 +265,3 @@ def check_field_conflicts(layouts: Iterable[ViewLayout]) -> None:
             + "\nRename one of the features, or use `field_naming: qualified` (the default) to store "
             "fields as '<view>:<feature>'."
         )
-
-
-def fields_owned_elsewhere(removed: ViewLayout, kept: Sequence[ViewLayout]) -> set[bytes]:
-    """Fields of a removed view (or feature) that a kept view of the same entity now writes."""
-    owned: set[bytes] = set()
-    for layout in kept:
-        if layout.join_keys == removed.join_keys:
-            owned.update(layout.all_fields())
-    return owned

@@ -24,7 +24,6 @@ BATCH_MODE = b"b"
 STREAM_MODE = b"s"
 LAST_WRITE_MODE = b"l"  # stream expiry, but the last write wins whatever its event time (labels)
 
-NUMERIC_FLAG = b"n"  # ARGV[4]: compare event times as numbers
 HSETEX_FLAG = b"x"  # ARGV[4]: set expiring fields with HSETEX, not HSET + HPEXPIREAT
 
 # The script compares event times and expiries as text while every one of a call has these
@@ -32,6 +31,7 @@ HSETEX_FLAG = b"x"  # ARGV[4]: set expiring fields with HSETEX, not HSET + HPEXP
 # width carries the "n" flag and is compared as numbers.
 EVENT_TIME_DIGITS = 16
 EXPIRY_DIGITS = 13
+NUMERIC = b"n"  # ARGV[4] flag of such a call (write_rules.numeric)
 
 
 def is_noscript(reply: object) -> bool:

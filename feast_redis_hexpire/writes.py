@@ -17,22 +17,21 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from redis.crc import key_slot
 
-from .codec import encode_event_ts, encode_value
+from .codec import encode_value, event_ts_micros
 from .config import RedisHexpireOnlineStoreConfig
 from .errors import FieldExpiryError, HexpireError, InvalidEntityKey, InvalidFeatureValue, UnknownFeature, WriteFailed
 from .keys import key_builder
 from .redis_version import FieldExpiry
 from .server_checks import is_permission_error, permission_error, redis_error_text
 from .views import ViewKind, ViewLayout
+from .write_rules import event_ttl_ms, expiry_ms, numeric
 from .write_script import (
     BATCH_MODE,
-    EVENT_TIME_DIGITS,
     EXPIRED,
-    EXPIRY_DIGITS,
     FUTURE,
     HSETEX_FLAG,
     LAST_WRITE_MODE,
-    NUMERIC_FLAG,
+    NUMERIC,
     STALE,
     STREAM_MODE,
     WRITTEN,
@@ -64,7 +63,7 @@ class EntityWrite:
     key: bytes
     record: list[Any]
     shape: Shape
-    numeric: bool  # an event time of unusual width: the script compares numbers, not text
+    numeric: bool  # write_rules.numeric: the script compares this row's times as numbers
 
 
 @dataclass
@@ -85,24 +84,19 @@ def write_head(layout: ViewLayout, config: RedisHexpireOnlineStoreConfig) -> lis
     return [mode, layout.ttl_millis, future]
 
 
-def expires_with_event(layout: ViewLayout) -> bool:
-    """Stream rows with a TTL carry `event time + TTL` for the script's expiry."""
-    return layout.kind is ViewKind.stream and layout.ttl_millis > 0
-
-
 def plan_writes(
     layout: ViewLayout, config: RedisHexpireOnlineStoreConfig, prefix: str, data: Sequence[WriteRow]
 ) -> WritePlan:
     """Validate and encode every row. Values named like one of the view's join keys are
     the entity itself (Feast passes them for on-demand and stream views): not stored.
-    `arrow_writes` builds the same records from Arrow columns (HexpireProvider); a change
-    here must be made there too (tests/test_provider.py compares the two)."""
+    `arrow_writes` builds the same records from Arrow columns (HexpireProvider), with the
+    same write_rules and keys functions (tests/test_provider.py compares the two)."""
     view = layout.name
     features = layout.features
     join_keys = set(layout.join_keys)
     ts_field = layout.ts_field
     key_of = key_builder(prefix, layout.join_keys)
-    ttl_ms = layout.ttl_millis if expires_with_event(layout) else None
+    ttl_ms = event_ttl_ms(layout)
     times: dict[datetime, tuple[bytes, bytes | None, bool]] = {}  # rows of one batch often share event times
     shapes: dict[Shape, Shape] = {}  # one tuple object per distinct shape
     rows: list[EntityWrite] = []
@@ -110,10 +104,13 @@ def plan_writes(
         try:
             key = key_of(entity_key)
         except InvalidEntityKey as exc:
-            raise InvalidEntityKey(f"view {view!r}, row {row_number}: {exc}") from None
+            raise InvalidEntityKey(
+                f"view {view!r}, row {row_number}: {exc}", view=view, feature=exc.feature, value=exc.value
+            ) from None
         if event_ts is None:
+            text = key.decode(errors="replace")
             raise InvalidFeatureValue(
-                f"view {view!r}: row {row_number} for {key.decode(errors='replace')} has no event timestamp"
+                f"view {view!r}: row {row_number} for {text} has no event timestamp", view=view, key=text
             )
         encoded = times.get(event_ts)
         if encoded is None:
@@ -129,7 +126,10 @@ def plan_writes(
                     continue
                 raise UnknownFeature(
                     f"view {view!r}: unknown feature {name!r} in row {row_number} "
-                    f"(the view declares {', '.join(sorted(features)) or 'no features'})"
+                    f"(the view declares {', '.join(sorted(features)) or 'no features'})",
+                    view=view,
+                    key=key.decode(errors="replace"),
+                    feature=name,
                 )
             codec = feature.codec
             kind = value.WhichOneof("val")
@@ -144,14 +144,13 @@ def plan_writes(
 
 
 def _encode_time(event_ts: datetime, ttl_ms: int | None) -> tuple[bytes, bytes | None, bool]:
-    """The event time as the script compares it: 16 digits of microseconds, and for
-    expiring stream rows the event's expiry (13 digits of milliseconds). Other widths
-    (before 2001, after 2286, before 1970) make the script compare numbers instead."""
-    micros = encode_event_ts(event_ts)
+    """The event time as the script receives it (epoch microseconds), for expiring stream
+    rows its expiry (epoch milliseconds), and whether they must be compared as numbers."""
+    micros = event_ts_micros(event_ts)
     if ttl_ms is None:
-        return micros, None, len(micros) != EVENT_TIME_DIGITS
-    expire = b"%d" % (int(micros) // 1000 + ttl_ms)
-    return micros, expire, len(micros) != EVENT_TIME_DIGITS or len(expire) != EXPIRY_DIGITS
+        return b"%d" % micros, None, bool(numeric(micros))
+    expire = expiry_ms(micros, ttl_ms)
+    return b"%d" % micros, b"%d" % expire, bool(numeric(micros, expire))
 
 
 # ---------------------------------------------------------------- script calls
@@ -182,7 +181,7 @@ def script_calls(
     for (_slot, (fields, deletes)), group in groups.items():
         for start in range(0, len(group), ENTITIES_PER_CALL):
             part = group[start : start + ENTITIES_PER_CALL]
-            flags = hsetex + NUMERIC_FLAG if any(row.numeric for row in part) else hsetex
+            flags = hsetex + NUMERIC if any(row.numeric for row in part) else hsetex
             args: list[Any] = [*plan.head, flags, len(fields), len(deletes), *fields, *deletes]
             for row in part:
                 args.extend(row.record)
@@ -225,7 +224,7 @@ def tally(plan: WritePlan, calls: Sequence[ScriptCall], replies: Sequence[Any], 
     view = plan.layout.name
     for call, reply in zip(calls, replies):
         if isinstance(reply, BaseException):
-            raise _call_failed(call, reply, view, where)
+            raise _call_failed(call, reply, view, where) from reply
         for row, code in zip(call.rows, reply):
             if code == WRITTEN:
                 report.written += 1
@@ -236,7 +235,7 @@ def tally(plan: WritePlan, calls: Sequence[ScriptCall], replies: Sequence[Any], 
             elif code == FUTURE:
                 report.future += 1
             else:
-                raise _row_failed(row, code, view, where)
+                raise _row_failed(row, code, view, where) from (code if isinstance(code, BaseException) else None)
     return report
 
 
@@ -244,18 +243,30 @@ def _call_failed(call: ScriptCall, error: BaseException, view: str, where: str) 
     first = call.rows[0].key.decode(errors="replace")
     keys = first if len(call.rows) == 1 else f"{first} and {len(call.rows) - 1} more keys"
     if is_permission_error(error):
-        return permission_error(error, where, f"writing view {view!r} to {keys}", keys="keys like " + first)
-    return WriteFailed(f"write of view {view!r} to {keys} on Redis at {where} failed: {redis_error_text(error)}")
+        return permission_error(
+            error, where, f"writing view {view!r} to {keys}", keys="keys like " + first, view=view, key=keys
+        )
+    return WriteFailed(
+        f"write of view {view!r} to {keys} on Redis at {where} failed: {redis_error_text(error)}",
+        view=view,
+        key=keys,
+        cause=error,
+    )
 
 
 def _row_failed(row: EntityWrite, reply: Any, view: str, where: str) -> HexpireError:
     key = row.key.decode(errors="replace")
     text = redis_error_text(reply)
+    cause = reply if isinstance(reply, BaseException) else None
     if "HEXPIRE_FAILED" in text:
-        return FieldExpiryError(f"write of view {view!r} to {key}: {text.replace('HEXPIRE_FAILED ', '')}")
+        return FieldExpiryError(
+            f"write of view {view!r} to {key}: {text.replace('HEXPIRE_FAILED ', '')}", view=view, key=key, cause=cause
+        )
     if is_permission_error(reply):
-        return permission_error(reply, where, f"writing view {view!r} to {key}", keys=key)
-    return WriteFailed(f"write of view {view!r} to {key} on Redis at {where} failed: {text}")
+        return permission_error(reply, where, f"writing view {view!r} to {key}", keys=key, view=view, key=key)
+    return WriteFailed(
+        f"write of view {view!r} to {key} on Redis at {where} failed: {text}", view=view, key=key, cause=cause
+    )
 
 
 # ---------------------------------------------------------------- the report, for people

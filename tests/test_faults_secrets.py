@@ -10,15 +10,12 @@ also looked for percent-encoded and in pieces."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
 import sys
 import traceback
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,7 +27,7 @@ from devsupport.redis_server import server_for_local_use
 from devsupport.sample_repo import write_yaml
 from devsupport.topologies import Topology
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
-from tests.support.e2e import FeastServe, feast_executable, make_repo, subprocess_env
+from tests.support.e2e import FeastServe, feast_executable, http_post, make_repo, subprocess_env
 from tests.support.faults import VIEWS, base_time, stamped_rows
 from tests.support.store import repo_config, run_async, user_key
 from tests.support.topology import feast_objects
@@ -181,18 +178,6 @@ def test_no_secret_in_feast_cli_output(guarded, applied_repo, tmp_path):
         assert_no_secret(stdout, stderr)
 
 
-def _post(url: str, payload: dict) -> tuple[int, str]:
-    """(status, body) of a JSON POST, error statuses included."""
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_no_secret_in_feast_serve_log_or_answers(guarded, applied_repo, tmp_path):
     """A `feast serve` whose password is refused answers reads and pushes with an error,
     and neither the answers nor its DEBUG log show the password."""
@@ -200,7 +185,7 @@ def test_no_secret_in_feast_serve_log_or_answers(guarded, applied_repo, tmp_path
     repo = with_connection(applied_repo, tmp_path / "repo", connection, settings)
     log = tmp_path / "serve.log"
     with FeastServe(repo, log, feast_args=["--log-level", "DEBUG"]) as serve:
-        status, body = _post(
+        status, body = http_post(
             f"{serve.url}/get-online-features",
             {"features": ["user_profile:risk_segment"], "entities": {"user_id": ["u0001"]}},
         )
@@ -219,7 +204,7 @@ def test_no_secret_in_feast_serve_log_or_answers(guarded, applied_repo, tmp_path
                 "created": ["2026-01-01T00:00:00Z"],
             },
         }
-        push_status, push_body = _post(f"{serve.url}/push", push)
+        push_status, push_body = http_post(f"{serve.url}/push", push)
         assert push_status >= 500, push_body
     text = log.read_text(errors="replace")
     assert "invalid username-password pair" in text  # the failure was logged

@@ -65,7 +65,7 @@ from feast_redis_hexpire.config import RedisHexpireOnlineStoreConfig
 from feast_redis_hexpire.keys import escape_component
 from feast_redis_hexpire.provider import HexpireProvider
 from feast_redis_hexpire.store import RedisHexpireOnlineStore, StoreStats
-from tests.support.e2e import E2ERepo, FeastServe, feast_cli, iso, make_repo
+from tests.support.e2e import E2ERepo, FeastServe, feast_cli, http_post, iso, make_repo
 from tests.support.parity import KeyState, builtin_state, clear, differences, project_state
 
 # Feast's own warnings about the generated data (both paths see them alike).
@@ -910,3 +910,41 @@ def test_feast_serve_push_with_the_provider(redis_server, redis_client, tmp_path
     assert {f"user_id={escape_component(u)}".encode() for u in users} <= set(actual)
     problems = differences(expected, actual, tolerance_ms=apart_ms)
     assert not problems, "\n".join(problems)
+
+
+def test_feast_serve_push_of_a_wrong_typed_value(redis_server, redis_client, tmp_path):
+    """`"abc"` pushed for an Int64 feature: with HexpireProvider the conversion is the
+    store's, which answers 422 naming the view, the feature and the value, and writes
+    nothing; with provider `local` it is Feast's, before the store runs: a 500 naming
+    neither (what the README says of each)."""
+    now = datetime.now(UTC)
+    default, arrow = _sample_repos(redis_server, tmp_path, now)
+    rows = {
+        "user_id": ["u9001", "u9002"],
+        "last_login_ts": [int(now.timestamp())] * 2,
+        "last_device_id": ["dev-a", "dev-b"],
+        "tx_count_5m": [3, "abc"],
+        "failed_logins_15m": [0, 1],
+        "session_country": ["SE", "NO"],
+        "event_timestamp": [now.isoformat()] * 2,
+        "created": [now.isoformat()] * 2,
+    }
+    only_strings = {**rows, "tx_count_5m": ["abc", "def"]}  # a string column, not a mixed one
+    answers: dict[str, list[tuple[int, str]]] = {}
+    for repo in (default, arrow):
+        feast_cli(repo, "apply")
+        with FeastServe(repo, tmp_path / f"{repo.project}-bad.log") as serve:
+            answers[repo.project] = [
+                http_post(f"{serve.url}/push", {"push_source_name": "user_activity_push", "df": df, "to": "online"})
+                for df in (rows, only_strings)
+            ]
+        assert not list(redis_client.scan_iter(match=f"{repo.key_prefix}:{repo.project}:user_id=u900*"))
+    for status, body in answers[arrow.project]:
+        assert status == 422, body
+        detail = json.loads(json.loads(body)) if body.startswith('"') else json.loads(body)
+        assert detail["class"] == "InvalidFeatureValue", detail
+        assert "'user_activity'" in detail["message"] and "'tx_count_5m'" in detail["message"]
+        assert "'abc'" in detail["message"] and "INT64" in detail["message"]
+    for status, body in answers[default.project]:  # Feast's conversion error, as Feast reports it
+        assert status == 500, body
+        assert "InvalidFeatureValue" not in body and "'user_activity'" not in body, body

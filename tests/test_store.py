@@ -674,6 +674,11 @@ def test_event_times_before_2001_and_before_1970_still_compare_by_time(store, ma
     assert redis_client.hget(key_of(config, "u2"), "tx_count_7d") == b"1"
     [(ts, _)] = store.online_read(config, view, [user_key("u2")])
     assert ts == y1969
+    # 1940 and 1960 are both 16 characters ("-946...", "-315..."): as text, 1940 would win.
+    store.online_write_batch(config, view, [row("u3", datetime(1960, 1, 1, tzinfo=timezone.utc), tx_count_7d=60)], None)
+    store.online_write_batch(config, view, [row("u3", datetime(1940, 1, 1, tzinfo=timezone.utc), tx_count_7d=40)], None)
+    assert store.last_write_report.stale == 1
+    assert redis_client.hget(key_of(config, "u3"), "tx_count_7d") == b"60"
 
 
 def test_event_time_written_as_iso_text_by_an_earlier_version_is_replaced(store, make_config, redis_client):

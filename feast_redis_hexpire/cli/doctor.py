@@ -1,8 +1,9 @@
 """`feast-redis-hexpire doctor`: is this repo ready to serve from this Redis?
 
 It runs the store's own start-up check (every node's version, never a write), then
-asks Redis whether the configured user may run what readers and writers send (`ACL
-DRYRUN`, where the user may run it), and validates every view as `feast apply` would.
+asks Redis whether the configured user may run what readers, writers and operators send
+(roles.py: each command is sent once in a form that passes the ACL check and then changes
+nothing), and validates every view as `feast apply` would.
 """
 
 from __future__ import annotations
@@ -13,23 +14,13 @@ from typing import Any
 
 from ..errors import HexpireError
 from ..redis_version import REQUIREMENT, FieldExpiry
-from ..server_checks import check_server, dry_run_permissions, server_infos
+from ..roles import ROLES, commands
+from ..server_checks import check_server, probe_permissions, server_infos
 from ..views import ViewKind, check_field_conflicts
 from .main import EXIT_OK, EXIT_PROBLEM, client_of, describe_error, load, redis_errors, where
 from .tables import format_ttl
 
-# One representative command per thing the store sends, by who sends it.
-_PROBE_KEY = "{key}"
-_READER = [["HMGET", _PROBE_KEY, "f"]]
-_WRITER = [
-    ["EVALSHA", "0" * 40, "1", _PROBE_KEY],
-    ["SCRIPT", "LOAD", "return 1"],
-    ["HSET", _PROBE_KEY, "f", "v"],
-    ["HPEXPIREAT", _PROBE_KEY, "1", "FIELDS", "1", "f"],
-    ["PEXPIRE", _PROBE_KEY, "1"],
-    ["HDEL", _PROBE_KEY, "f"],
-]
-_OPERATOR = [["SCAN", "0"], ["UNLINK", _PROBE_KEY], ["HGETALL", _PROBE_KEY], ["MEMORY", "USAGE", _PROBE_KEY]]
+_ARTICLE = {"reader": "a reader", "writer": "a writer", "operator": "an operator"}
 
 
 class _Report:
@@ -59,7 +50,7 @@ def run_doctor(args: argparse.Namespace) -> int:
         f"field_naming={store_config.field_naming.value}, redis_type={store_config.redis_type.value}, "
         f"max_future_seconds={store_config.max_future_seconds}",
     )
-    _check_server(report, repo)
+    _check_server(report, repo, args.role)
     _check_views(report, repo)
     print()
     if report.problems:
@@ -69,7 +60,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_server(report: _Report, repo: Any) -> None:
+def _check_server(report: _Report, repo: Any, args_role: str | None) -> None:
     try:
         client = client_of(repo)
     except Exception as exc:  # noqa: BLE001 - bad connection strings land here
@@ -77,8 +68,8 @@ def _check_server(report: _Report, repo: Any) -> None:
         return
     try:
         started = time.perf_counter()
-        client.ping()
-        report("connect", True, f"{where(repo)} (PING {(time.perf_counter() - started) * 1000:.1f} ms)")
+        client.execute_command("HELLO")  # what every user may run, unlike PING
+        report("connect", True, f"{where(repo)} (HELLO {(time.perf_counter() - started) * 1000:.1f} ms)")
         servers = server_infos(client)
         shown = ", ".join(sorted({str(server) for server in servers}))
         try:
@@ -89,34 +80,39 @@ def _check_server(report: _Report, repo: Any) -> None:
             return
         how = "one HSETEX per row" if expiry is FieldExpiry.hsetex else "HSET + HPEXPIREAT per row"
         report("writes", None, f"write mode {expiry.value}: stream fields and their expiry are set with {how}")
-        _check_permissions(report, client, repo)
+        _check_permissions(report, client, repo, args_role, hsetex=expiry is FieldExpiry.hsetex)
     except redis_errors() as exc:
         report("connect", False, f"{where(repo)}: {describe_error(exc)}")
     finally:
         client.close()
 
 
-def _check_permissions(report: _Report, client: Any, repo: Any) -> None:
-    import redis
+def _check_permissions(report: _Report, client: Any, repo: Any, role: str | None, hsetex: bool) -> None:
+    """With a role: FAIL unless the user may run all it sends. Without: say which roles
+    the user may act as, and FAIL only if none."""
+    from redis.cluster import RedisCluster
 
     from ..keys import project_prefix
 
-    fill = {"key": project_prefix(repo.store_config.key_prefix, repo.project, repo.store_config.hash_tag) + "doctor="}
-    for role, commands in (("a reader", _READER), ("a writer", _WRITER), ("an operator", _OPERATOR)):
-        probes = [[part.format(**fill) for part in command] for command in commands]
-        try:
-            denied = {command: reason for command, reason in dry_run_permissions(client, probes).items() if reason}
-        except (redis.exceptions.NoPermissionError, redis.exceptions.ResponseError) as exc:
-            report("permissions", None, f"not checked: the user may not run ACL WHOAMI/DRYRUN ({describe_error(exc)})")
-            return
-        except AttributeError:  # a cluster client: ACL rules are per node, check one
-            report("permissions", None, "not checked on a cluster client")
-            return
-        if denied:
-            lines = "; ".join(f"{command.split()[0]}: {reason}" for command, reason in denied.items())
-            report("permissions", role == "a reader", f"as {role}, the user may not run: {lines}")
+    if isinstance(client, RedisCluster):  # ACL rules are per node
+        report("permissions", None, "not checked on a cluster client")
+        return
+    store_config = repo.store_config
+    key = project_prefix(store_config.key_prefix, repo.project, store_config.hash_tag) + "_doctor_probe"
+    roles = [role] if role else list(ROLES)
+    allowed = 0
+    for name in roles:
+        sent = commands(name, hsetex)
+        reasons = probe_permissions(client, [[part.format(key=key) for part in command.probe] for command in sent])
+        denied = [command.acl.upper().replace("|", " ") for command, reason in zip(sent, reasons) if reason]
+        if not denied:
+            allowed += 1
+            report("permissions", True, f"the user may run what {_ARTICLE[name]} sends")
         else:
-            report("permissions", True, f"the user may run what {role} sends (ACL DRYRUN)")
+            refused = ", ".join(denied)
+            report("permissions", False if role else None, f"as {_ARTICLE[name]}, the user may not run: {refused}")
+    if not role and not allowed:
+        report("permissions", False, "the user may run what none of reader, writer and operator sends")
 
 
 def _check_views(report: _Report, repo: Any) -> None:

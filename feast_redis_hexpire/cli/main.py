@@ -2,7 +2,7 @@
 
     feast-redis-hexpire inspect u0001 [--repo feature_repo] [--redis-url redis://...]
     feast-redis-hexpire stats  [--repo feature_repo] [--sample 1000]
-    feast-redis-hexpire doctor [--repo feature_repo]
+    feast-redis-hexpire doctor [--repo feature_repo] [--role reader|writer|operator]
 
 The repo's feature_store.yaml gives the project, key prefix and connection string;
 `--redis-url` / `--connection-string` overrides the latter (a redis:// URL or Feast's
@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check the server (version, per-field expiry, permissions) and the views")
     _add_repo_options(p)
+    p.add_argument(
+        "--role",
+        choices=("reader", "writer", "operator"),
+        default=None,
+        help="fail unless the user may run what this kind of process sends (default: report each role)",
+    )
     return parser
 
 
@@ -99,9 +105,7 @@ def redis_errors() -> tuple[type[BaseException], ...]:
 
 def where(repo: RepoInfo) -> str:
     """The connection string without its secrets."""
-    from ..redaction import redact
-
-    return redact(repo.store_config.connection_string)
+    return str(repo.store_config.where)
 
 
 def describe_error(exc: BaseException) -> str:

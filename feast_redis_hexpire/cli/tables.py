@@ -1,8 +1,6 @@
-"""Text output of the operator CLI: durations and aligned tables."""
+"""Text output of the operator CLI: durations."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 # HPTTL / PTTL sentinels
 NO_SUCH_FIELD = -2
@@ -32,12 +30,3 @@ def format_ttl(ttl_ms: int | None) -> str:
     parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
     shown = [f"{n}{unit}" for n, unit in parts if n][:2]
     return "".join(shown) or "0s"
-
-
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Columns padded to their widest cell, a rule under the header."""
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(header, widths)).rstrip()]
-    lines.append("  ".join("-" * width for width in widths))
-    lines.extend("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
-    return lines

@@ -216,6 +216,18 @@ def http_json(url: str, payload: dict[str, Any] | None = None, timeout: float = 
     return json.loads(body) if body else None
 
 
+def http_post(url: str, payload: dict[str, Any], timeout: float = 60) -> tuple[int, str]:
+    """(status, body) of a JSON POST, error statuses included."""
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 class FeastServe:
     """`feast -c <repo> serve` on a free port, started in its own process group."""
 
