@@ -78,6 +78,15 @@ VALUE_TEXT: dict[str, Callable[[Any], str]] = {
 """How a join-key value of each ValueProto kind is spelled in a key. Shared by the proto
 path (`entity_value_text`) and the read fast path, which spells Python values directly."""
 
+COLUMN_TEXTS: dict[str, Callable[[Sequence[Any]], list[str]]] = {
+    "string_val": string_texts,
+    "int64_val": int_texts,
+    "int32_val": int_texts,
+    "unix_timestamp_val": int_texts,
+    "bytes_val": lambda values: [bytes_value_text(value) for value in values],
+}
+"""The same spelling for a whole column of values at once (VALUE_TEXT per value)."""
+
 
 def entity_value_text(join_key: str, value: ValueProto) -> str:
     kind = value.WhichOneof("val")

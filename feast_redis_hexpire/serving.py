@@ -35,7 +35,7 @@ from feast.value_type import ValueType
 from . import wire
 from .codec import event_ts_seconds, python_decoder
 from .errors import InvalidEntityKey
-from .keys import VALUE_TEXT, key_texts
+from .keys import COLUMN_TEXTS, key_texts
 from .reads import EntityGroup, HmgetCommand, ViewRead
 from .views import ViewLayout
 
@@ -77,8 +77,7 @@ def native_key_texts(value_type: ValueType, values: Sequence[Any]) -> list[str] 
             return None
     if spec.empty_is_null and not all(values):
         return None
-    text_of = VALUE_TEXT[spec.proto_field]
-    return [text_of(value) for value in values]
+    return COLUMN_TEXTS[spec.proto_field](values)
 
 
 def native_value_protos(value_type: ValueType, values: Sequence[Any]) -> list[ValueProto]:
