@@ -14,6 +14,10 @@ Targets (every ratio from this run):
 * GC-tracked objects net-allocated per call at 1,000 entities (what triggers gen-0
   collections), beside the built-in's, and p99 with GC normal and frozen.
 
+`hexpire_qualified.generic_to_dict` is Feast's generic path on this store (its request
+handling and response, reading through the store's grouped hook): what reads cost before
+the store served them itself.
+
 Also: a `precompute_online=True` feature service, served by this store from the entity
 hashes, against Feast's precomputed-vector path on the built-in store.
 """
@@ -66,7 +70,20 @@ def targets(repos: dict[str, benchrepo.BenchRepo], client: Any, loop: asyncio.Ab
     def proto(rows: Any) -> Any:  # what feast serve asks for
         return hexpire.get_online_features(features=benchrepo.READ_FEATURES, entity_rows=rows).proto
 
+    def generic_to_dict(rows: Any) -> Any:  # the path before the store served reads itself
+        from feast.infra.online_stores.online_store import OnlineStore
+
+        return OnlineStore.get_online_features(
+            hexpire._get_provider().online_store,
+            config=hexpire.config,
+            features=benchrepo.READ_FEATURES,
+            entity_rows=rows,
+            registry=hexpire.registry,
+            project=hexpire.project,
+        ).to_dict()
+
     out["hexpire_qualified.response"] = (response_only, _rows)
+    out["hexpire_qualified.generic_to_dict"] = (generic_to_dict, _rows)
     out["hexpire_qualified.proto"] = (proto, _rows)
     prefix = f"{benchrepo.HEXPIRE_KEY_PREFIX}:{repos['hexpire_qualified'].project}"
     out["raw.hmget"] = (measure.raw_hmget(client, prefix, benchrepo.READ_FEATURES), None)  # qualified field names
