@@ -35,6 +35,7 @@ from redis.cluster import ClusterNode, LoadBalancingStrategy, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
+from . import metrics
 from .config import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DEFAULT_SOCKET_TIMEOUT_SECONDS,
@@ -100,7 +101,11 @@ class StoreRetry(Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
-        return super().call_with_retry(do, fail, _RetryBudget(is_retryable), with_failure_count)
+        attempts = metrics.AttemptCounter(do)
+        try:
+            return super().call_with_retry(attempts, fail, _RetryBudget(is_retryable), with_failure_count)
+        finally:
+            attempts.record()
 
 
 class AsyncStoreRetry(async_retry.Retry):
@@ -114,7 +119,11 @@ class AsyncStoreRetry(async_retry.Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
-        return await super().call_with_retry(do, fail, _RetryBudget(is_retryable), with_failure_count)
+        attempts = metrics.AttemptCounter(do)
+        try:
+            return await super().call_with_retry(attempts, fail, _RetryBudget(is_retryable), with_failure_count)
+        finally:
+            attempts.record()
 
 
 def sync_retry(config: RedisHexpireOnlineStoreConfig) -> StoreRetry:

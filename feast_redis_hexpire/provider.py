@@ -62,10 +62,11 @@ class _Route:
 
     encoder: ArrowViewEncoder
     store: RedisHexpireOnlineStore
+    config: RepoConfig
     store_config: RedisHexpireOnlineStoreConfig
 
-    def finish(self, report: WriteReport) -> None:
-        self.store.record_write(self.encoder.layout, report, self.store_config)
+    def finish(self, report: WriteReport, path: str) -> None:
+        self.store.record_write(self.config, self.encoder.layout, report, path)
 
 
 class HexpireProvider(PassthroughProvider):
@@ -123,7 +124,7 @@ class HexpireProvider(PassthroughProvider):
             timestamp_column=source.timestamp_field,
             created_column=source.created_timestamp_column or None,
         )
-        return _Route(encoder, store, store_config)
+        return _Route(encoder, store, config, store_config)
 
     # ------------------------------------------------------------ push
 
@@ -134,7 +135,7 @@ class HexpireProvider(PassthroughProvider):
         plan = _push_plan(route, df)
         config = route.store_config
         report = redis_io.write(sync_client(config), plan, config.write_chunk_size, None, config.where)
-        route.finish(report)
+        route.finish(report, "push")
 
     async def ingest_df_async(
         self, feature_view: Any, df: pd.DataFrame, field_mapping: dict[str, str] | None = None
@@ -146,7 +147,7 @@ class HexpireProvider(PassthroughProvider):
         config = route.store_config
         client = await async_client(config)
         report = await redis_io.write_async(client, plan, config.write_chunk_size, None, config.where)
-        route.finish(report)
+        route.finish(report, "push")
 
     # ------------------------------------------------------------ materialize
 
@@ -210,11 +211,11 @@ class HexpireProvider(PassthroughProvider):
                 plan = route.encoder.plan(batch)
                 report = redis_io.write(client, plan, store_config.write_chunk_size, None, store_config.where)
                 if batch_size:  # Feast's engine writes (and the store counts) one batch at a time
-                    route.finish(report)
+                    route.finish(report, "materialize")
                 else:  # ... or the whole table at once
                     total.add(report)
         if not batch_size:
-            route.finish(total)
+            route.finish(total, "materialize")
         return True
 
 

@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover
 from .codec import decode_event_ts, decode_value, timestamp_proto
 from .errors import InvalidEntityKey, UnknownFeature
 from .keys import entity_key_texts, key_builder
+from .metrics import ViewServed
 from .views import DUMMY_JOIN_KEY, ViewLayout
 
 ReadRow = tuple["datetime | None", "dict[str, ValueProto] | None"]
@@ -41,6 +42,11 @@ class ViewRead:
     layout: ViewLayout
     requested: list[str]
     offset: int
+
+    @property
+    def ts_at(self) -> int:
+        """Where the view's `_ts` field sits in the HMGET reply: after its features."""
+        return self.offset + len(self.requested)
 
     def decode(self, replies: Sequence[Sequence[bytes | None]]) -> list[ReadRow]:
         """Feast's `online_read` shape: (event time, {feature: value}) or (None, None)."""
@@ -101,6 +107,14 @@ class GroupedReadPlan:
 
     def commands(self) -> list[HmgetCommand]:
         return [(key, group.fields) for group in self.groups for key in group.keys]
+
+    def served_views(self, replies: Sequence[Sequence[bytes | None]]) -> list[ViewServed]:
+        """Each view with its entities' replies, for the read metrics."""
+        by_group, position = {}, 0
+        for group in self.groups:
+            by_group[id(group)] = replies[position : position + len(group.keys)]
+            position += len(group.keys)
+        return [ViewServed(read.layout, group.keys, by_group[id(group)], read.ts_at) for group, read in self.order]
 
     def populate(
         self,

@@ -16,6 +16,7 @@ from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.asyncio.connection import async_timeout as _async_timeout  # type: ignore[attr-defined]  # asyncio.timeout (its backport on 3.10)
 from redis.cluster import RedisCluster
 
+from . import metrics
 from .clients import AsyncClient, SyncClient, field_expiry_of, field_expiry_of_async
 from .reads import HmgetCommand
 from .write_script import SCRIPT_SHA, SCRIPT_SOURCE, is_noscript
@@ -68,6 +69,7 @@ def write(client: SyncClient, plan: WritePlan, chunk_size: int, progress: Progre
     return report
 
 
+@metrics.timed("write")
 def _send_calls(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
     if isinstance(client, redis.Redis):
         return _round_trip(client, [_evalsha(call) for call in calls])
@@ -77,10 +79,12 @@ def _send_calls(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
     return list(pipe.execute(raise_on_error=False))
 
 
+@metrics.timed("script_load")
 def _load_script(client: SyncClient) -> None:
     client.script_load(SCRIPT_SOURCE)  # a cluster client sends SCRIPT LOAD to every primary
 
 
+@metrics.timed("read")
 def hmget(client: SyncClient, commands: Sequence[HmgetCommand]) -> list[list[bytes | None]]:
     if not commands:
         return []
@@ -90,6 +94,27 @@ def hmget(client: SyncClient, commands: Sequence[HmgetCommand]) -> list[list[byt
     for key, fields in commands:
         pipe.execute_command("HMGET", key, *fields)
     return list(pipe.execute())
+
+
+def exists(client: SyncClient, keys: Sequence[bytes]) -> list[bool] | None:
+    """Whether each key exists, for the read metrics (entity absent, or only the view);
+    None when the round trip failed: a read never fails for its metrics."""
+    if not keys:
+        return []
+    try:
+        return _exists(client, keys)
+    except redis.RedisError:
+        return None
+
+
+@metrics.timed("exists")
+def _exists(client: SyncClient, keys: Sequence[bytes]) -> list[bool]:
+    if isinstance(client, redis.Redis):
+        return [bool(found) for found in _raise_first_error(_round_trip(client, [(b"EXISTS", key) for key in keys]))]
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.execute_command("EXISTS", key)
+    return [bool(found) for found in pipe.execute()]
 
 
 def _round_trip(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -150,6 +175,7 @@ async def write_async(
     return report
 
 
+@metrics.timed_async("write")
 async def _send_calls_async(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
     if isinstance(client, redis_async.Redis):
         return await _round_trip_async(client, [_evalsha(call) for call in calls])
@@ -159,10 +185,12 @@ async def _send_calls_async(client: AsyncClient, calls: Sequence[ScriptCall]) ->
     return list(await pipe.execute(raise_on_error=False))
 
 
+@metrics.timed_async("script_load")
 async def _load_script_async(client: AsyncClient) -> None:
     await client.script_load(SCRIPT_SOURCE)
 
 
+@metrics.timed_async("read")
 async def hmget_async(client: AsyncClient, commands: Sequence[HmgetCommand]) -> list[list[bytes | None]]:
     if not commands:
         return []
@@ -174,6 +202,26 @@ async def hmget_async(client: AsyncClient, commands: Sequence[HmgetCommand]) -> 
     for key, fields in commands:
         pipe.execute_command("HMGET", key, *fields)
     return list(await pipe.execute())
+
+
+async def exists_async(client: AsyncClient, keys: Sequence[bytes]) -> list[bool] | None:
+    if not keys:
+        return []
+    try:
+        return await _exists_async(client, keys)
+    except redis.RedisError:
+        return None
+
+
+@metrics.timed_async("exists")
+async def _exists_async(client: AsyncClient, keys: Sequence[bytes]) -> list[bool]:
+    if isinstance(client, redis_async.Redis):
+        replies = _raise_first_error(await _round_trip_async(client, [(b"EXISTS", key) for key in keys]))
+        return [bool(found) for found in replies]
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.execute_command("EXISTS", key)
+    return [bool(found) for found in await pipe.execute()]
 
 
 async def _round_trip_async(client: redis_async.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:

@@ -35,7 +35,12 @@ class Command:
 
 CONNECT = (Command("client|setinfo", ("CLIENT", "SETINFO", "LIB-NAME", "redis-py")),)
 
-READER = (*CONNECT, Command("hmget", ("HMGET", KEY, "f")))
+READER = (
+    *CONNECT,
+    Command("hmget", ("HMGET", KEY, "f")),
+    # with Feast's metrics on only: is an entity absent, or only its views (metrics.py)?
+    Command("exists", ("EXISTS", KEY)),
+)
 
 WRITER = (
     *READER,
@@ -64,6 +69,9 @@ OPERATOR = (
     Command("hpttl", ("HPTTL", KEY, "FIELDS", "1", "f")),
     Command("memory|usage", ("MEMORY", "USAGE", KEY)),
     Command("scan", ("SCAN", "0", "MATCH", KEY, "COUNT", "1")),
+    # stats: each view's served age, server time minus its _ts
+    Command("hmget", ("HMGET", KEY, "f")),
+    Command("time", ("TIME",)),
 )
 
 ROLES: dict[str, tuple[Command, ...]] = {"reader": READER, "writer": WRITER, "operator": OPERATOR}

@@ -36,6 +36,7 @@ from . import wire
 from .codec import event_ts_seconds, python_decoder
 from .errors import InvalidEntityKey
 from .keys import COLUMN_TEXTS, key_texts
+from .metrics import ViewServed
 from .reads import EntityGroup, HmgetCommand, ViewRead
 from .views import ViewLayout
 
@@ -362,6 +363,13 @@ def split_replies(batches: Sequence[EntityBatch], replies: Replies) -> list[Repl
         out.append(replies[start : start + len(batch.keys)])
         start += len(batch.keys)
     return out
+
+
+def served_views(plan: ServingPlan, batches: Sequence[EntityBatch], replies: list[Replies]) -> list[ViewServed]:
+    """Each view with its distinct entities' replies, for the read metrics."""
+    return [
+        ViewServed(view.read.layout, batches[view.group].keys, replies[view.group], view.ts_at) for view in plan.views
+    ]
 
 
 def status_counts(

@@ -21,14 +21,15 @@ from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from . import maintenance, redis_io, serving
+from . import maintenance, metrics, redis_io, serving
 from .clients import async_client, close_async_clients, sync_client
 from .config import RedisHexpireOnlineStoreConfig
 from .errors import ConfigError, UnknownFeature
 from .keys import project_prefix
+from .metrics import ViewServed
 from .reads import GroupedReadPlan, ReadRow, plan_grouped_read, plan_view_read
 from .views import ViewLayout, check_field_conflicts, view_layout
-from .writes import WritePlan, WriteReport, WriteRow, plan_writes, skipped_rows_message
+from .writes import SkippedRowWarnings, WritePlan, WriteReport, WriteRow, plan_writes
 
 try:  # Feast's metrics (feast serve --metrics); absent in some builds
     from feast import metrics as _feast_metrics
@@ -138,6 +139,13 @@ def _log_precompute_once(service: str) -> None:
         )
 
 
+def write_path(progress: Callable[[int], Any] | None) -> str:
+    """Which Feast path a default-provider write came from: Feast's compute engines pass a
+    progress callback when materializing; its ingestion (store.push, `/push`,
+    write_to_online_store, which push goes through) passes none."""
+    return "materialize" if progress is not None else "push"
+
+
 def _feast_metrics_on() -> bool:
     return bool(_feast_metrics is not None and _feast_metrics._config.online_features)
 
@@ -149,6 +157,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         super().__init__()
         self.stats = StoreStats()
         self._plans = serving.PlanCache()
+        self._skip_warnings = SkippedRowWarnings()
         self.last_write_report: WriteReport | None = None
 
     @property
@@ -176,7 +185,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         plan = self.plan_write(config, table, data)
         client = sync_client(store_config)
         report = redis_io.write(client, plan, store_config.write_chunk_size, progress, store_config.where)
-        self.record_write(plan.layout, report, store_config)
+        self.record_write(config, plan.layout, report, write_path(progress))
 
     async def online_write_batch_async(
         self,
@@ -189,21 +198,24 @@ class RedisHexpireOnlineStore(OnlineStore):
         plan = self.plan_write(config, table, data)
         client = await async_client(store_config)
         report = await redis_io.write_async(client, plan, store_config.write_chunk_size, progress, store_config.where)
-        self.record_write(plan.layout, report, store_config)
+        self.record_write(config, plan.layout, report, write_path(progress))
 
-    def record_write(
-        self, layout: ViewLayout, report: WriteReport, store_config: RedisHexpireOnlineStoreConfig
-    ) -> None:
-        """Count a finished write, and warn when rows were not written (shown by the Feast
-        CLI at its default log level): a skipped row is never silent."""
+    def record_write(self, config: RepoConfig, layout: ViewLayout, report: WriteReport, path: str) -> None:
+        """Count a finished write (`path`: materialize or push), and warn when rows were not
+        written (shown by the Feast CLI at its default log level): a skipped row is never
+        silent, and at production rates the warnings are paced (SkippedRowWarnings)."""
         self.stats.rows_written += report.written
         self.stats.rows_skipped_stale += report.stale
         self.stats.rows_skipped_expired += report.expired
         self.stats.rows_skipped_future += report.future
         self.stats.write_batches += 1
         self.last_write_report = report
-        if report.skipped:
-            logger.warning("%s", skipped_rows_message(layout, report, store_config))
+        if metrics.enabled():
+            metrics.record_rows(config.project, layout, path, report.outcomes())
+        if report.skipped or self._skip_warnings.active:
+            message = self._skip_warnings.message(layout, report, store_config_of(config))
+            if message is not None:
+                logger.warning("%s", message)
 
     # ------------------------------------------------------------ reads
 
@@ -235,7 +247,10 @@ class RedisHexpireOnlineStore(OnlineStore):
         started = time.monotonic()
         client = sync_client(store_config_of(config), for_reads=True)
         replies = redis_io.hmget(client, serving.commands(plan, batches))
-        return self._served(plan, columns, batches, replies, started)
+        response = self._served(plan, columns, batches, replies, started)
+        if tally := self._read_tally(config, lambda: serving.served_views(plan, batches, response._replies)):
+            tally.record(redis_io.exists(client, tally.unsure))
+        return response
 
     async def get_online_features_async(
         self,
@@ -264,7 +279,10 @@ class RedisHexpireOnlineStore(OnlineStore):
         started = time.monotonic()
         client = await async_client(store_config_of(config), for_reads=True)
         replies = await redis_io.hmget_async(client, serving.commands(plan, batches))
-        return self._served(plan, columns, batches, replies, started)
+        response = self._served(plan, columns, batches, replies, started)
+        if tally := self._read_tally(config, lambda: serving.served_views(plan, batches, response._replies)):
+            tally.record(await redis_io.exists_async(client, tally.unsure))
+        return response
 
     def _serve(
         self,
@@ -356,6 +374,8 @@ class RedisHexpireOnlineStore(OnlineStore):
         replies = redis_io.hmget(client, [(key, group.fields) for key in group.keys])
         self._record_read(len(group.keys))
         rows: list[ReadRow] = read.decode(replies)
+        if tally := self._read_tally(config, lambda: [ViewServed(read.layout, group.keys, replies, read.ts_at)]):
+            tally.record(redis_io.exists(client, tally.unsure))
         return rows
 
     async def online_read_async(
@@ -372,6 +392,8 @@ class RedisHexpireOnlineStore(OnlineStore):
         replies = await redis_io.hmget_async(client, [(key, group.fields) for key in group.keys])
         self._record_read(len(group.keys))
         rows: list[ReadRow] = read.decode(replies)
+        if tally := self._read_tally(config, lambda: [ViewServed(read.layout, group.keys, replies, read.ts_at)]):
+            tally.record(await redis_io.exists_async(client, tally.unsure))
         return rows
 
     def _grouped_plan(
@@ -393,9 +415,12 @@ class RedisHexpireOnlineStore(OnlineStore):
         """Feast's grouped-read hook: every view of one entity in a single HMGET."""
         plan = self._grouped_plan(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
         commands = plan.commands()
-        replies = redis_io.hmget(sync_client(store_config_of(config), for_reads=True), commands)
+        client = sync_client(store_config_of(config), for_reads=True)
+        replies = redis_io.hmget(client, commands)
         self._record_read(len(commands))
         plan.populate(replies, online_features_response, full_feature_names, include_feature_view_version_metadata)
+        if tally := self._read_tally(config, lambda: plan.served_views(replies)):
+            tally.record(redis_io.exists(client, tally.unsure))
 
     async def _read_features_per_fv_async(
         self,
@@ -413,6 +438,16 @@ class RedisHexpireOnlineStore(OnlineStore):
         replies = await redis_io.hmget_async(client, commands)
         self._record_read(len(commands))
         plan.populate(replies, online_features_response, full_feature_names, include_feature_view_version_metadata)
+        if tally := self._read_tally(config, lambda: plan.served_views(replies)):
+            tally.record(await redis_io.exists_async(client, tally.unsure))
+
+    @staticmethod
+    def _read_tally(config: RepoConfig, views: Callable[[], list[ViewServed]]) -> metrics.ReadTally | None:
+        """What a read found, for the served-age and outcome metrics; None (no work at all)
+        while Feast's metrics are off. The caller settles its `unsure` keys with EXISTS."""
+        if not metrics.enabled():
+            return None
+        return metrics.tally_reads(config.project, views())
 
     def _record_read(self, entities: int) -> None:
         self.stats.read_calls += 1

@@ -8,6 +8,8 @@ layout is the write script's contract (write_script.lua).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -215,6 +217,15 @@ class WriteReport:
     def skipped(self) -> int:
         return self.stale + self.expired + self.future
 
+    def outcomes(self) -> list[tuple[str, int]]:
+        """The counts by the outcome names the metrics use."""
+        return [
+            ("written", self.written),
+            ("skipped_stale", self.stale),
+            ("skipped_expired", self.expired),
+            ("skipped_future", self.future),
+        ]
+
 
 def tally(plan: WritePlan, calls: Sequence[ScriptCall], replies: Sequence[Any], where: str) -> WriteReport:
     """Count the script's per-row codes. A refused call (out of memory, no permission) or a
@@ -293,6 +304,51 @@ def skipped_rows_message(layout: ViewLayout, report: WriteReport, config: RedisH
             "(max_future_seconds; check the event-time column and the producers' clocks)"
         )
     return f"view {layout.name!r}: wrote {report.written} of {total} rows; skipped " + "; ".join(reasons)
+
+
+class SkippedRowWarnings:
+    """At production push rates most calls may skip a row (a late event, a replay), and a
+    WARNING per call drowns the log. Each view's first warning is logged as it comes; after
+    it, at most one per view per INTERVAL_S, carrying the counts since the last one. The
+    metrics (`feast_hexpire_rows_total`) carry the exact totals."""
+
+    INTERVAL_S = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._since: dict[str, tuple[WriteReport, int]] = {}  # counts and calls since the last warning
+
+    @property
+    def active(self) -> bool:
+        """Some view has warned: later writes without skips count toward its next warning."""
+        return bool(self._last)
+
+    def message(self, layout: ViewLayout, report: WriteReport, config: RedisHexpireOnlineStoreConfig) -> str | None:
+        """The warning to log for this write, or None while the view's interval runs."""
+        with self._lock:
+            name = layout.name
+            last = self._last.get(name)
+            if last is None:
+                if not report.skipped:
+                    return None
+                self._last[name] = self._clock()
+                return skipped_rows_message(layout, report, config)
+            since, calls = self._since.get(name) or (WriteReport(), 0)
+            since.add(report)
+            calls += 1
+            now = self._clock()
+            if not since.skipped or now - last < self.INTERVAL_S:
+                self._since[name] = (since, calls)
+                return None
+            self._last[name] = now
+            self._since.pop(name, None)
+        return (
+            f"{skipped_rows_message(layout, since, config)} "
+            f"(in {calls} write calls over the last {now - last:.0f} s; at most one such warning per view "
+            f"every {self.INTERVAL_S:.0f} s)"
+        )
 
 
 ProgressCallback = Callable[[int], Any] | None

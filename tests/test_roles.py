@@ -37,9 +37,9 @@ def test_the_writer_list_holds_every_command_the_write_script_calls():
 
 def test_the_lists_hold_every_command_the_python_code_sends():
     sent = {
-        "reader": {"HMGET"},  # redis_io.hmget
+        "reader": {"HMGET", "EXISTS"},  # redis_io.hmget, redis_io.exists (metrics on)
         "writer": {"HMGET", "EVALSHA", "SCRIPT|LOAD", "SCAN", "HDEL", "UNLINK", "HGETALL", "HSET"},
-        "operator": {"HGETALL", "PTTL", "MEMORY|USAGE", "HPTTL", "HKEYS", "SCAN"},  # cli/
+        "operator": {"HGETALL", "PTTL", "MEMORY|USAGE", "HPTTL", "HKEYS", "SCAN", "HMGET", "TIME"},  # cli/
     }
     code = {
         "reader": (PACKAGE / "redis_io.py").read_text(),
