@@ -15,6 +15,7 @@ import pytest
 
 from feast_redis_hexpire.cli.main import main
 from feast_redis_hexpire.cli.repo import load_definitions
+from feature_repo.generate_data import user_ids_for
 from tests.support.e2e import (
     STREAM_FIELDS as E2E_STREAM_FIELDS,
 )
@@ -151,6 +152,24 @@ def test_stats_counts_entities_and_samples_ttls_and_memory(repo, capsys):
     assert batch["count"] == batch["no_expiry"] == 5 * len(BATCH_FIELDS)  # batch fields: key TTL only
     assert stream["no_expiry"] == 0 and 0 < stream["min"] <= stream["max"] <= 600
     assert stats["memory_bytes_avg"] > 0 and stats["fields_per_entity_avg"] == 14
+
+
+def test_stats_reports_each_views_served_age_from_its_ts(repo, raw, capsys):
+    code, out, err = run(capsys, "stats", "--repo", str(repo.path), "--json")
+    assert code == 0, err
+    ages = json.loads(out)["served_age"]
+    assert set(ages) == {"user_profile", "user_tx_stats", "user_activity"}
+    seconds, micros = raw.time()
+    now = seconds + micros / 1e6
+    for view, age in ages.items():
+        stamps = [raw.hget(repo.key(u).decode(), f"_ts:{view}") for u in user_ids_for(USERS)]
+        expected = sorted(now - int(stamp) / 1e6 for stamp in stamps if stamp is not None)
+        assert age["count"] == len(expected) > 0, view
+        assert expected[0] - 2 <= age["min"] <= expected[0] + 1, (view, age, expected[0])
+        assert expected[-1] - 2 <= age["max"] <= expected[-1] + 1, (view, age, expected[-1])
+    code, out, _ = run(capsys, "stats", "--repo", str(repo.path))
+    assert "served age (server time minus _ts:<view>)" in out
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("user_")] == list(ages)
 
 
 def test_stats_rejects_bad_sample_size(repo, capsys):

@@ -1,5 +1,6 @@
 """Project-wide numbers from a sample: entity count (SCAN, never KEYS), the key and field
-TTL distributions, and `MEMORY USAGE` per entity: `feast-redis-hexpire stats`.
+TTL distributions, the served age of each view (server time minus `_ts:<view>`), and
+`MEMORY USAGE` per entity: `feast-redis-hexpire stats`.
 
 Nothing here writes to Redis.
 """
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..codec import stored_event_micros
 from ..keys import project_prefix
 from ..maintenance import project_keys
 from ..views import ViewLayout
@@ -58,6 +60,7 @@ class ProjectStats:
     sampled: int
     key_ttl: Distribution
     field_ttl: dict[str, Distribution]  # by kind: batch / stream / unknown
+    served_age: dict[str, Distribution]  # by view: server time minus its _ts, over sampled keys holding it
     fields_per_entity_avg: float | None
     memory_bytes_avg: float | None
     memory_bytes_min: int | None
@@ -101,6 +104,10 @@ def sample_project(
         progress(scanned)
 
     owners = field_owners(layouts)
+    ts_fields = [layout.ts_field for layout in layouts]
+    seconds, micros = client.time()
+    now_us = int(seconds) * 1_000_000 + int(micros)
+    ages_ms: dict[str, list[int]] = {layout.name: [] for layout in layouts}
     key_ttls: list[int] = []
     field_ttls: dict[str, list[int]] = {}
     field_counts: list[int] = []
@@ -126,7 +133,15 @@ def sample_project(
         pipe = client.pipeline(transaction=False)
         for key, names in present:
             pipe.hpttl(key, *names)
-        for (_key, names), ttls in zip(present, pipe.execute()):
+            if ts_fields:
+                pipe.hmget(key, ts_fields)
+        replies = pipe.execute()
+        step = 2 if ts_fields else 1
+        stamp_replies = replies[1::step] if ts_fields else [[] for _ in present]
+        for (_key, names), ttls, stamps in zip(present, replies[::step], stamp_replies):
+            for layout, stamp in zip(layouts, stamps):
+                if stamp is not None:
+                    ages_ms[layout.name].append(max(0, now_us - stored_event_micros(stamp)) // 1000)
             for name, ttl in zip(names, ttls):
                 if int(ttl) == NO_SUCH_FIELD:
                     continue
@@ -140,6 +155,7 @@ def sample_project(
         sampled=len(key_ttls),
         key_ttl=Distribution.of(key_ttls),
         field_ttl={kind: Distribution.of(ttls) for kind, ttls in sorted(field_ttls.items())},
+        served_age={view: Distribution.of(ages) for view, ages in ages_ms.items()},
         fields_per_entity_avg=(sum(field_counts) / len(field_counts)) if field_counts else None,
         memory_bytes_avg=(sum(memory) / len(memory)) if memory else None,
         memory_bytes_min=min(memory) if memory else None,
@@ -161,6 +177,25 @@ def format_stats(stats: ProjectStats) -> str:
     header = ("TTL of", "count", "no expiry", "min", "p50", "p90", "max")
     rows = [("keys (TTL)", stats.key_ttl)]
     rows += [(f"{kind} fields (HTTL)", dist) for kind, dist in stats.field_ttl.items()]
+    lines.extend(_table(header, rows))
+    if stats.served_age:
+        lines.append("")
+        lines.append("served age (server time minus _ts:<view>), over the sampled keys that hold the view:")
+        age_header = ("age of view", "count", "-", "min", "p50", "p90", "max")
+        lines.extend(_table(age_header, list(stats.served_age.items())))
+    lines.append("")
+    if stats.fields_per_entity_avg is not None:
+        lines.append(f"fields per entity: {stats.fields_per_entity_avg:.1f} on average")
+    if stats.memory_bytes_avg is not None:
+        lines.append(
+            f"memory per entity (MEMORY USAGE): {stats.memory_bytes_avg:.0f} bytes on average "
+            f"(min {stats.memory_bytes_min}, max {stats.memory_bytes_max}); "
+            f"~{stats.memory_bytes_avg * stats.entities / 1024 / 1024:.2f} MiB for all {stats.entities}"
+        )
+    return "\n".join(lines)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, Distribution]]) -> list[str]:
     table = [header] + [
         (
             name,
@@ -174,18 +209,9 @@ def format_stats(stats: ProjectStats) -> str:
         for name, d in rows
     ]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines.append("")
+    lines = [""]
     for i, row in enumerate(table):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)))
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
-    lines.append("")
-    if stats.fields_per_entity_avg is not None:
-        lines.append(f"fields per entity: {stats.fields_per_entity_avg:.1f} on average")
-    if stats.memory_bytes_avg is not None:
-        lines.append(
-            f"memory per entity (MEMORY USAGE): {stats.memory_bytes_avg:.0f} bytes on average "
-            f"(min {stats.memory_bytes_min}, max {stats.memory_bytes_max}); "
-            f"~{stats.memory_bytes_avg * stats.entities / 1024 / 1024:.2f} MiB for all {stats.entities}"
-        )
-    return "\n".join(lines)
+    return lines
