@@ -18,5 +18,5 @@ def canonical(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return ("set", sorted(repr(canonical(item)) for item in value))
     if isinstance(value, dict):
-        return ("dict", {key: canonical(item) for key, item in value.items()})
+        return ("dict", {repr(canonical(key)): canonical(item) for key, item in value.items()})  # NaN keys too
     return (type(value).__name__, value)
