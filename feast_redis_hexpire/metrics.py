@@ -15,12 +15,15 @@ stalled pipeline; an `entity_absent` jump on a batch view means its key TTL ran 
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import functools
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import redis
 
@@ -57,6 +60,7 @@ AGE_BUCKETS_SECONDS: tuple[float, ...] = (
     604800,
 )
 """From a second to a week: a 60 s stream view and a daily batch view both read well."""
+_AGE_BOUNDS_US = [int(bound * 1_000_000) for bound in AGE_BUCKETS_SECONDS]
 
 LATENCY_BUCKETS_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
@@ -130,11 +134,137 @@ def exported_names() -> set[str]:
     return names
 
 
+# ---------------------------------------------------------------- batching
+
+FLUSH_INTERVAL_S = 1.0
+"""How often a process's counts reach prometheus_client. Every increment of a multiprocess
+metric is a locked write to a memory-mapped file (about 1 µs); a one-entity read would
+make a dozen. Reads and round trips are counted in plain Python under one lock and
+flushed by a daemon thread, so a scrape lags by at most this much."""
+
+
+class _ReadSlot:
+    """One (project, view)'s read counts since the last flush."""
+
+    __slots__ = ("age_sum_us", "buckets", "layout", "outcomes")
+
+    def __init__(self, layout: ViewLayout) -> None:
+        self.layout = layout
+        self.outcomes = [0, 0, 0]  # present, view_absent, entity_absent
+        self.age_sum_us = 0
+        self.buckets = [0] * (len(AGE_BUCKETS_SECONDS) + 1)
+
+    def add_ages(self, now_us: int, stamps: Sequence[bytes]) -> None:
+        """Present views' event times: their ages, `now_us` minus each (0 for an event time
+        ahead of this clock), into the buckets. Sorted once, then one bisection per bucket
+        bound, all in C: a per-entity Python loop cost a serving call more than its budget."""
+        try:
+            times = sorted(map(int, stamps))
+        except ValueError:
+            times = sorted(_stored_micros(stamp) for stamp in stamps)
+        past = bisect.bisect_right(times, now_us)  # times[past:] are ahead of now: age 0
+        self.outcomes[0] += len(times)
+        self.age_sum_us += past * now_us - sum(times[:past])
+        buckets, total, below = self.buckets, len(times), 0
+        for index, bound in enumerate(_AGE_BOUNDS_US):
+            within = total - bisect.bisect_left(times, now_us - bound)  # age <= bound
+            buckets[index] += within - below
+            below = within
+        buckets[-1] += total - below
+
+
+class _Pending:
+    """Counts not yet flushed, and the flusher thread of this process (gunicorn forks
+    workers: each starts its own on first use)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reads: dict[tuple[str, str], _ReadSlot] = {}
+        self.trips: dict[str, list[Any]] = {}  # op: [count, seconds, latency buckets]
+        self.feast_statuses: dict[tuple[str, str], int] = {}  # Feast's own counter, fed by the store
+        self.feast_read_seconds: list[float] = []
+        self._pid = 0
+
+    def slot(self, project: str, layout: ViewLayout) -> _ReadSlot:
+        """The view's counts since the last flush (hold the lock)."""
+        slot = self.reads.get((project, layout.name))
+        if slot is None:
+            slot = self.reads[(project, layout.name)] = _ReadSlot(layout)
+        return slot
+
+    def started(self) -> None:
+        if self._pid != os.getpid():
+            with self.lock:
+                if self._pid == os.getpid():
+                    return
+                self._pid = os.getpid()
+            threading.Thread(target=self._run, name="feast-hexpire-metrics", daemon=True).start()
+            atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL_S)
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand what was counted to prometheus_client."""
+        with self.lock:
+            reads, self.reads = self.reads, {}
+            trips, self.trips = self.trips, {}
+            statuses, self.feast_statuses = self.feast_statuses, {}
+            read_seconds, self.feast_read_seconds = self.feast_read_seconds, []
+        for (project, view), slot in reads.items():
+            _view_ttl(project, slot.layout)
+            for outcome, count in zip(("present", "view_absent", "entity_absent"), slot.outcomes):
+                if count:
+                    READ_OUTCOMES.labels(project, view, outcome).inc(count)
+            if slot.outcomes[0]:
+                _add_to_histogram(SERVED_AGE.labels(project, view), slot.buckets, slot.age_sum_us / 1_000_000)
+        for op, (count, seconds, buckets) in trips.items():
+            ROUND_TRIPS.labels(op).inc(count)
+            _add_to_histogram(ROUND_TRIP_SECONDS.labels(op), buckets, seconds)
+        if feast_metrics is not None:
+            for (view, status), count in statuses.items():
+                feast_metrics.online_features_status_total.labels(feature_view=view, status=status).inc(count)
+            for seconds in read_seconds:
+                feast_metrics.online_store_read_duration_seconds.observe(seconds)
+
+
+def _add_to_histogram(child: Any, buckets: Sequence[int], total: float) -> None:
+    """Many observations at once: prometheus_client's histogram keeps a count per bucket
+    (made cumulative when exposed) and a sum."""
+    child._sum.inc(total)
+    for index, count in enumerate(buckets):
+        if count:
+            child._buckets[index].inc(count)
+
+
+PENDING = _Pending()
+
+
+def flush() -> None:
+    """Flush now (tests, and a process about to be scraped)."""
+    PENDING.flush()
+
+
+def feast_read(seconds: float, statuses: Iterable[tuple[str, int, int]]) -> None:
+    """Feast's own metrics of a read the store served itself: the store-read duration and
+    PRESENT / NOT_FOUND values per view (what Feast's generic path records), batched too."""
+    with PENDING.lock:
+        PENDING.feast_read_seconds.append(seconds)
+        counts = PENDING.feast_statuses
+        for view, present, not_found in statuses:
+            if present:
+                counts[(view, "present")] = counts.get((view, "present"), 0) + present
+            if not_found:
+                counts[(view, "not_found")] = counts.get((view, "not_found"), 0) + not_found
+    PENDING.started()
+
+
 # ---------------------------------------------------------------- reads
 
 
-@dataclass
-class ViewServed:
+class ViewServed(NamedTuple):
     """One view's part of a read: which entities it was read for, and where its event time
     sits in their HMGET replies. Views read from the same entities share one `keys` list."""
 
@@ -144,86 +274,52 @@ class ViewServed:
     ts_at: int
 
 
-_AGE_BOUNDS_US = [int(bound * 1_000_000) for bound in AGE_BUCKETS_SECONDS]
-
-
 @dataclass
 class ReadTally:
-    """What one read found, per view, before it is recorded. Entities where no requested
-    view is present may have no key at all: `unsure` lists their keys, and `record` takes
-    whether each exists (one pipelined EXISTS round trip, only while metrics are on)."""
+    """The views of entities where no requested view was present: the key may not exist
+    at all. `record` takes whether each `unsure` key exists (one pipelined EXISTS round
+    trip, only while metrics are on and only for such entities)."""
 
     project: str
-    views: list[tuple[ViewServed, int, int, list[bytes], list[int], int]] = field(default_factory=list)
-    unsure: list[bytes] = field(default_factory=list)
+    absent: list[tuple[ViewLayout, bytes]]
+    unsure: list[bytes]
 
-    def record(self, exists: Sequence[bool] | None = ()) -> None:
+    def record(self, exists: Sequence[bool] | None) -> None:
         """`exists`: whether each `unsure` key exists; None when that could not be asked
         (the error counter has it), and then they count as entity_absent."""
         existing = {key for key, found in zip(self.unsure, exists or ()) if found}
-        for view, present, view_absent, unsure, buckets, age_sum_us in self.views:
-            entity_absent = 0
-            for key in unsure:
-                if key in existing:
-                    view_absent += 1
-                else:
-                    entity_absent += 1
-            labels = (self.project, view.layout.name)
-            _view_ttl(self.project, view.layout)
-            outcomes = _outcome_children(labels)
-            for child, count in zip(outcomes, (present, view_absent, entity_absent)):
-                if count:
-                    child.inc(count)
-            if present:
-                histogram = _age_child(labels)
-                histogram._sum.inc(age_sum_us / 1_000_000)
-                for index, count in enumerate(buckets):
-                    if count:
-                        histogram._buckets[index].inc(count)
+        with PENDING.lock:
+            for layout, key in self.absent:
+                PENDING.slot(self.project, layout).outcomes[1 if key in existing else 2] += 1
 
 
-def tally_reads(project: str, views: Iterable[ViewServed]) -> ReadTally:
-    """Present views, their ages bucketed (one increment per bucket, not per entity), and
-    the absent ones. An absent view of an entity whose other requested views are present
-    is view_absent for sure: the key exists."""
+def tally_reads(project: str, views: Sequence[ViewServed]) -> ReadTally | None:
+    """Count one read: each present view's age (now minus its `_ts`, bucketed), and the
+    absent ones. An absent view of an entity with another requested view present is
+    view_absent for sure (the key exists); when no requested view of an entity is present,
+    the returned tally asks EXISTS. None when nothing is left to ask."""
     now_us = time.time_ns() // 1000
-    tally = ReadTally(project)
-    any_present: dict[int, list[bool]] = {}
-    views = list(views)
-    for view in views:
-        seen = any_present.setdefault(id(view.keys), [False] * len(view.replies))
-        for index, reply in enumerate(view.replies):
-            if reply[view.ts_at] is not None:
-                seen[index] = True
-    unsure: set[bytes] = set()
-    bounds = _AGE_BOUNDS_US
-    for view in views:
-        seen = any_present[id(view.keys)]
-        buckets = [0] * (len(bounds) + 1)
-        present = view_absent = age_sum = 0
-        view_unsure: list[bytes] = []
-        ts_at = view.ts_at
-        for index, reply in enumerate(view.replies):
-            raw = reply[ts_at]
-            if raw is not None:
-                try:
-                    age = now_us - int(raw)
-                except ValueError:
-                    age = now_us - _stored_micros(raw)
-                if age < 0:  # an event time ahead of this clock (allowed up to max_future_seconds)
-                    age = 0
-                present += 1
-                age_sum += age
-                buckets[bisect.bisect_left(bounds, age)] += 1
-            elif seen[index]:
-                view_absent += 1
+    absent: list[tuple[ViewServed, int]] = []
+    with PENDING.lock:
+        for view in views:
+            ts_at = view.ts_at
+            stamps = [reply[ts_at] for reply in view.replies]
+            present = [stamp for stamp in stamps if stamp is not None]
+            if len(present) < len(stamps):
+                absent.extend((view, index) for index, stamp in enumerate(stamps) if stamp is None)
+            if present:
+                PENDING.slot(project, view.layout).add_ages(now_us, present)
+        unsure: list[tuple[ViewLayout, bytes]] = []
+        for view, index in absent:
+            keys = view.keys
+            if any(v.keys is keys and v.replies[index][v.ts_at] is not None for v in views):
+                PENDING.slot(project, view.layout).outcomes[1] += 1
             else:
-                key = view.keys[index]
-                view_unsure.append(key)
-                unsure.add(key)
-        tally.views.append((view, present, view_absent, view_unsure, buckets, age_sum))
-    tally.unsure = sorted(unsure)
-    return tally
+                unsure.append((view.layout, keys[index]))
+    PENDING.started()
+    if not unsure:
+        return None
+    return ReadTally(project, unsure, sorted({key for _, key in unsure}))
 
 
 def _stored_micros(raw: bytes) -> int:
@@ -235,25 +331,7 @@ def _stored_micros(raw: bytes) -> int:
         return time.time_ns() // 1000
 
 
-_AGE_CHILDREN: dict[tuple[str, str], Any] = {}
-_OUTCOME_CHILDREN: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 _TTL_SET: dict[tuple[str, str], tuple[str, int]] = {}
-
-
-def _age_child(labels: tuple[str, str]) -> Any:
-    child = _AGE_CHILDREN.get(labels)
-    if child is None:
-        child = _AGE_CHILDREN[labels] = SERVED_AGE.labels(*labels)
-    return child
-
-
-def _outcome_children(labels: tuple[str, str]) -> tuple[Any, Any, Any]:
-    children = _OUTCOME_CHILDREN.get(labels)
-    if children is None:
-        children = _OUTCOME_CHILDREN[labels] = tuple(  # type: ignore[assignment]
-            READ_OUTCOMES.labels(*labels, outcome) for outcome in ("present", "view_absent", "entity_absent")
-        )
-    return children  # type: ignore[return-value]
 
 
 def _view_ttl(project: str, layout: ViewLayout) -> None:
@@ -292,8 +370,15 @@ def error_kind(error: BaseException) -> str:
 
 
 def _record_round_trip(op: str, started: float, result: Any, error: BaseException | None) -> None:
-    ROUND_TRIPS.labels(op).inc()
-    ROUND_TRIP_SECONDS.labels(op).observe(time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    with PENDING.lock:
+        slot = PENDING.trips.get(op)
+        if slot is None:
+            slot = PENDING.trips[op] = [0, 0.0, [0] * (len(LATENCY_BUCKETS_SECONDS) + 1)]
+        slot[0] += 1
+        slot[1] += seconds
+        slot[2][bisect.bisect_left(LATENCY_BUCKETS_SECONDS, seconds)] += 1
+    PENDING.started()
     if error is not None:
         ERRORS.labels(op, error_kind(error)).inc()
     elif isinstance(result, list):

@@ -33,8 +33,6 @@ from .writes import SkippedRowWarnings, WritePlan, WriteReport, WriteRow, plan_w
 
 try:  # Feast's metrics (feast serve --metrics); absent in some builds
     from feast import metrics as _feast_metrics
-    from feast.metrics import track_feature_statuses as _track_feature_statuses
-    from feast.metrics import track_online_store_read as _track_online_store_read
 except ImportError:  # pragma: no cover
     _feast_metrics = None
 
@@ -344,9 +342,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         self._record_read(len(replies))
         by_group = serving.split_replies(batches, replies)
         if _feast_metrics_on():
-            _track_online_store_read(time.monotonic() - started)
-            for view, present, not_found in serving.status_counts(plan, batches, by_group):
-                _track_feature_statuses(view, present, not_found)
+            metrics.feast_read(time.monotonic() - started, serving.status_counts(plan, batches, by_group))
         return serving.ServedResponse(plan, columns, batches, by_group)
 
     def write_precomputed_vector(
@@ -443,8 +439,9 @@ class RedisHexpireOnlineStore(OnlineStore):
 
     @staticmethod
     def _read_tally(config: RepoConfig, views: Callable[[], list[ViewServed]]) -> metrics.ReadTally | None:
-        """What a read found, for the served-age and outcome metrics; None (no work at all)
-        while Feast's metrics are off. The caller settles its `unsure` keys with EXISTS."""
+        """Count what a read found for the served-age and outcome metrics (no work at all
+        while Feast's metrics are off). A tally comes back when entities had none of the
+        requested views: the caller settles its `unsure` keys with EXISTS."""
         if not metrics.enabled():
             return None
         return metrics.tally_reads(config.project, views())

@@ -69,6 +69,7 @@ def metrics_on() -> Iterator[None]:
 
 
 def counter(metric: Any, *labels: str) -> float:
+    metrics.flush()  # reads and round trips reach prometheus_client once a second
     return float(metric.labels(*labels)._value.get()) if labels else float(metric._value.get())
 
 
@@ -85,6 +86,7 @@ def outcomes(project: str, view: str) -> dict[str, int]:
 
 
 def snapshot(project: str) -> dict[str, Any]:
+    metrics.flush()
     return {view: {"age": age(project, view), "outcomes": outcomes(project, view)} for view in ("profile", "activity")}
 
 
@@ -375,3 +377,31 @@ def test_the_store_paces_its_skipped_row_warnings(tmp_path, redis_server, unique
             store.push("activity_push", activity_frame(["a"], now - timedelta(seconds=30)), to=PushMode.ONLINE)
     warned = [r for r in caplog.records if "skipped" in r.getMessage()]
     assert len(warned) == 1, [r.getMessage() for r in warned]
+
+
+def feast_statuses(view: str) -> tuple[float, float]:
+    metrics.flush()
+    counter = feast_metrics.online_features_status_total
+    return (
+        counter.labels(feature_view=view, status="present")._value.get(),
+        counter.labels(feature_view=view, status="not_found")._value.get(),
+    )
+
+
+def test_feasts_own_status_counts_equal_on_the_fast_and_the_generic_path(written, metrics_on):
+    """Feast's PRESENT / NOT_FOUND counter, fed by the store on its fast path, counts as
+    Feast's generic path does: per request row, duplicates included."""
+    from tests.support.store import generic_online_features
+
+    store = written
+    rows = [{"user_id": u} for u in ["u1", "u1", "u3", "u5", "u5", "u2"]]
+    counted = {}
+    for path, call in (
+        ("fast", lambda: store.get_online_features(FEATURES, rows)),
+        ("generic", lambda: generic_online_features(store, FEATURES, rows)),
+    ):
+        before = {view: feast_statuses(view) for view in ("profile", "activity")}
+        call()
+        after = {view: feast_statuses(view) for view in ("profile", "activity")}
+        counted[path] = {view: tuple(a - b for a, b in zip(after[view], before[view])) for view in before}
+    assert counted["fast"] == counted["generic"] == {"profile": (4, 2), "activity": (6, 6)}

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from feast_redis_hexpire import metrics
 from tests.support.e2e import FeastServe, feast_cli, iso, make_repo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -94,6 +95,8 @@ def test_feast_serve_metrics_from_two_workers_match_what_was_pushed_and_read(red
             assert reply["tx_count_5m"]["statuses"] == ["PRESENT"] * 4 + ["NOT_FOUND"] * 4
             assert reply["risk_segment"]["statuses"] == ["PRESENT"] * 6 + ["NOT_FOUND"] * 2
         read_finished = time.time()
+        # each worker hands its counts to prometheus_client once a second (metrics.FLUSH_INTERVAL_S)
+        time.sleep(metrics.FLUSH_INTERVAL_S * 2.5)
         samples = scrape()
 
     def outcome(view: str, kind: str) -> float:

@@ -164,6 +164,10 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("FEAST_USAGE", "False")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Importing feast.metrics set these to this process's own directory of metric files: a
+    # child Feast (feast serve --metrics) makes its own, or its scrapes would add ours in.
+    for name in ("PROMETHEUS_MULTIPROCESS_DIR", "PROMETHEUS_MULTIPROC_DIR"):
+        env.pop(name, None)
     if extra:
         env.update(extra)
     return env
