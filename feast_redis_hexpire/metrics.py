@@ -61,6 +61,7 @@ AGE_BUCKETS_SECONDS: tuple[float, ...] = (
 )
 """From a second to a week: a 60 s stream view and a daily batch view both read well."""
 _AGE_BOUNDS_US = [int(bound * 1_000_000) for bound in AGE_BUCKETS_SECONDS]
+_FEW = 8
 
 LATENCY_BUCKETS_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
@@ -146,13 +147,16 @@ flushed by a daemon thread, so a scrape lags by at most this much."""
 class _ReadSlot:
     """One (project, view)'s read counts since the last flush."""
 
-    __slots__ = ("age_sum_us", "buckets", "layout", "outcomes")
+    __slots__ = ("age_sum_us", "buckets", "layout", "outcomes", "read_times", "stamp_texts")
 
     def __init__(self, layout: ViewLayout) -> None:
         self.layout = layout
         self.outcomes = [0, 0, 0]  # present, view_absent, entity_absent
         self.age_sum_us = 0
         self.buckets = [0] * (len(AGE_BUCKETS_SECONDS) + 1)
+        # each read's time and its present `_ts` values, space-separated: ages are taken at the flush
+        self.read_times: list[int] = []
+        self.stamp_texts: list[bytes] = []
 
     def add_ages(self, now_us: int, stamps: Sequence[bytes]) -> None:
         """Present views' event times: their ages, `now_us` minus each (0 for an event time
@@ -163,9 +167,12 @@ class _ReadSlot:
         except ValueError:
             times = sorted(_stored_micros(stamp) for stamp in stamps)
         past = bisect.bisect_right(times, now_us)  # times[past:] are ahead of now: age 0
-        self.outcomes[0] += len(times)
         self.age_sum_us += past * now_us - sum(times[:past])
         buckets, total, below = self.buckets, len(times), 0
+        if total <= _FEW:  # fewer entities than bounds: one bisection each is cheaper
+            for time_us in times:
+                buckets[bisect.bisect_left(_AGE_BOUNDS_US, max(0, now_us - time_us))] += 1
+            return
         for index, bound in enumerate(_AGE_BOUNDS_US):
             within = total - bisect.bisect_left(times, now_us - bound)  # age <= bound
             buckets[index] += within - below
@@ -214,6 +221,8 @@ class _Pending:
             statuses, self.feast_statuses = self.feast_statuses, {}
             read_seconds, self.feast_read_seconds = self.feast_read_seconds, []
         for (project, view), slot in reads.items():
+            for now_us, text in zip(slot.read_times, slot.stamp_texts):
+                slot.add_ages(now_us, text.split(b" "))
             _view_ttl(project, slot.layout)
             for outcome, count in zip(("present", "view_absent", "entity_absent"), slot.outcomes):
                 if count:
@@ -225,7 +234,8 @@ class _Pending:
             _add_to_histogram(ROUND_TRIP_SECONDS.labels(op), buckets, seconds)
         if feast_metrics is not None:
             for (view, status), count in statuses.items():
-                feast_metrics.online_features_status_total.labels(feature_view=view, status=status).inc(count)
+                if count:
+                    feast_metrics.online_features_status_total.labels(feature_view=view, status=status).inc(count)
             for seconds in read_seconds:
                 feast_metrics.online_store_read_duration_seconds.observe(seconds)
 
@@ -249,15 +259,13 @@ def flush() -> None:
 
 def feast_read(seconds: float, statuses: Iterable[tuple[str, int, int]]) -> None:
     """Feast's own metrics of a read the store served itself: the store-read duration and
-    PRESENT / NOT_FOUND values per view (what Feast's generic path records), batched too."""
+    PRESENT / NOT_FOUND values per view (what Feast's generic path records)."""
     with PENDING.lock:
         PENDING.feast_read_seconds.append(seconds)
         counts = PENDING.feast_statuses
         for view, present, not_found in statuses:
-            if present:
-                counts[(view, "present")] = counts.get((view, "present"), 0) + present
-            if not_found:
-                counts[(view, "not_found")] = counts.get((view, "not_found"), 0) + not_found
+            counts[(view, "present")] = counts.get((view, "present"), 0) + present
+            counts[(view, "not_found")] = counts.get((view, "not_found"), 0) + not_found
     PENDING.started()
 
 
@@ -294,32 +302,38 @@ class ReadTally:
 
 
 def tally_reads(project: str, views: Sequence[ViewServed]) -> ReadTally | None:
-    """Count one read: each present view's age (now minus its `_ts`, bucketed), and the
-    absent ones. An absent view of an entity with another requested view present is
-    view_absent for sure (the key exists); when no requested view of an entity is present,
-    the returned tally asks EXISTS. None when nothing is left to ask."""
+    """Count one read: each view's present and absent entities now, their event times for
+    the flush to turn into ages (now minus `_ts`, bucketed): the request pays for a list
+    per view, not for the histogram. An absent view of an entity with another requested
+    view present is view_absent for sure (the key exists); when no requested view of an
+    entity is present, the returned tally asks EXISTS. None when nothing is left to ask."""
     now_us = time.time_ns() // 1000
-    absent: list[tuple[ViewServed, int]] = []
+    read = [(view, [reply[view.ts_at] for reply in view.replies]) for view in views]
+    unsure: list[tuple[ViewLayout, bytes]] = []
     with PENDING.lock:
-        for view in views:
-            ts_at = view.ts_at
-            stamps = [reply[ts_at] for reply in view.replies]
-            present = [stamp for stamp in stamps if stamp is not None]
-            if len(present) < len(stamps):
-                absent.extend((view, index) for index, stamp in enumerate(stamps) if stamp is None)
-            if present:
-                PENDING.slot(project, view.layout).add_ages(now_us, present)
-        unsure: list[tuple[ViewLayout, bytes]] = []
-        for view, index in absent:
-            keys = view.keys
-            if any(v.keys is keys and v.replies[index][v.ts_at] is not None for v in views):
-                PENDING.slot(project, view.layout).outcomes[1] += 1
-            else:
-                unsure.append((view.layout, keys[index]))
+        for view, stamps in read:
+            absent = stamps.count(None)
+            slot = PENDING.slot(project, view.layout)
+            slot.outcomes[0] += len(stamps) - absent
+            if absent:
+                nobody = _entities_with_no_view(view, read)
+                slot.outcomes[1] += absent - len(nobody)
+                unsure.extend((view.layout, view.keys[index]) for index in nobody)
+            if absent < len(stamps):  # kept as one bytes object: nothing for the GC to traverse
+                slot.read_times.append(now_us)
+                slot.stamp_texts.append(b" ".join([stamp for stamp in stamps if stamp is not None]))
     PENDING.started()
     if not unsure:
         return None
     return ReadTally(project, unsure, sorted({key for _, key in unsure}))
+
+
+def _entities_with_no_view(view: ViewServed, read: list[tuple[ViewServed, list[bytes | None]]]) -> list[int]:
+    """The entities of `view`'s group for which no requested view is present."""
+    group = [stamps for other, stamps in read if other.keys is view.keys]
+    if not all(None in stamps for stamps in group):
+        return []
+    return [index for index in range(len(group[0])) if all(stamps[index] is None for stamps in group)]
 
 
 def _stored_micros(raw: bytes) -> int:
