@@ -22,6 +22,7 @@ from feast.types import Float64, Int32, Int64, String, Struct
 from feast.value_type import ValueType
 
 from feast_redis_hexpire.config import RedisHexpireOnlineStoreConfig
+from feast_redis_hexpire.writes import SkippedRowWarnings
 from tests.support.e2e import feast_cli, field_ttls, make_repo, remove_view_from_definitions
 
 pytestmark = pytest.mark.e2e
@@ -218,7 +219,9 @@ def test_feast_materialize_cli_warns_about_rows_it_did_not_write(tmp_path, redis
     )  # nothing skipped there
 
 
-def test_push_and_write_to_online_store_warn_about_stale_rows(tmp_path, redis_server, unique_project, caplog):
+def test_push_and_write_to_online_store_warn_about_stale_rows(
+    tmp_path, redis_server, unique_project, caplog, monkeypatch
+):
     now = datetime.now(UTC)
     view = FeatureView(
         name="clicks",
@@ -239,15 +242,22 @@ def test_push_and_write_to_online_store_warn_about_stale_rows(tmp_path, redis_se
         {"user_id": ["u1", "u2", "u3"], "clicks": [1, 1, 1], "event_timestamp": [now - timedelta(seconds=5)] * 3}
     )
     with caplog.at_level(logging.WARNING, logger="feast_redis_hexpire"):
-        fs.push("clicks_push", older, to=PushMode.ONLINE)
+        fs.push("clicks_push", older, to=PushMode.ONLINE)  # the view's first warning: as it comes
+        fs.write_to_online_store("clicks", older)  # within the minute after it: counted, not logged
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # u3 is new the first time; the second time its equal event time is rewritten (a re-run).
+    assert len(warnings) == 1 and "'clicks': wrote 1 of 3 rows; skipped 2 older than the event time" in warnings[0]
+
+    monkeypatch.setattr(SkippedRowWarnings, "INTERVAL_S", 0.0)  # the minute is over
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="feast_redis_hexpire"):
         fs.write_to_online_store("clicks", older)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 2
-    assert all("'clicks': wrote" in w and "older than the event time already stored" in w for w in warnings)
-    # u3 is new the first time; the second time its equal event time is rewritten (a re-run).
-    assert all("wrote 1 of 3 rows; skipped 2 older" in w for w in warnings)
+    assert len(warnings) == 1
+    assert "'clicks': wrote 2 of 6 rows; skipped 4 older than the event time" in warnings[0]
+    assert "in 2 write calls" in warnings[0]  # the paced call's counts travel with the next warning
     stats = fs._get_provider().online_store.stats
-    assert stats.rows_skipped_stale == 4
+    assert stats.rows_skipped_stale == 6
 
 
 # ---------------------------------------------------------------- 4. Feast's config names
