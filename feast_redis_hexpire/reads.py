@@ -53,7 +53,7 @@ class ViewRead:
         view = self.layout.name
         features = self.layout.features
         codecs = [(name, features[name].codec) for name in self.requested]
-        start, ts_index = self.offset, self.offset + len(codecs)
+        start, ts_index = self.offset, self.ts_at
         rows: list[ReadRow] = []
         for reply in replies:
             raw_ts = reply[ts_index]
@@ -244,7 +244,7 @@ def fill_response(
             meta.version = getattr(table, "current_version_number", 0) or 0
 
     output_len, indexes = group.output_len, group.indexes
-    start, ts_index = read.offset, read.offset + len(read.requested)
+    start, ts_index = read.offset, read.ts_at
     # A view's values count only with its own event-time field on the hash.
     live = [reply[ts_index] is not None for reply in replies]
     timestamps = [_EMPTY_TS] * output_len

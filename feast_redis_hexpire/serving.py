@@ -213,7 +213,7 @@ def build_plan(
             decode = python_decoder(codec, feature_types.get(output), layout.name, name)
             frame = wire.framed_encoder(codec, layout.name, name)
             view_columns.append(ColumnRead(output, read.offset + number, decode, frame))
-        views.append(ViewSlice(read, index, read.offset + len(read.requested), view_columns))
+        views.append(ViewSlice(read, index, read.ts_at, view_columns))
     plan = ServingPlan(
         context,
         prefix,
