@@ -210,10 +210,9 @@ class RedisHexpireOnlineStore(OnlineStore):
         self.last_write_report = report
         if metrics.enabled():
             metrics.record_rows(config.project, layout, path, report.outcomes())
-        if report.skipped or self._skip_warnings.active:
-            message = self._skip_warnings.message(layout, report, store_config_of(config))
-            if message is not None:
-                logger.warning("%s", message)
+        message = self._skip_warnings.message(layout, report, store_config_of(config))
+        if message is not None:
+            logger.warning("%s", message)
 
     # ------------------------------------------------------------ reads
 

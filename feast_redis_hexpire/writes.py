@@ -320,11 +320,6 @@ class SkippedRowWarnings:
         self._last: dict[str, float] = {}
         self._since: dict[str, tuple[WriteReport, int]] = {}  # counts and calls since the last warning
 
-    @property
-    def active(self) -> bool:
-        """Some view has warned: later writes without skips count toward its next warning."""
-        return bool(self._last)
-
     def message(self, layout: ViewLayout, report: WriteReport, config: RedisHexpireOnlineStoreConfig) -> str | None:
         """The warning to log for this write, or None while the view's interval runs."""
         with self._lock:
