@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from feast_redis_hexpire.cli.inspect import NO_SUCH_FIELD
+from feast_redis_hexpire.inspection import NO_SUCH_FIELD
 
 SAMPLE_SIZE = 1000
 """Users looked at per measurement: all of them up to this many, else an even spread."""

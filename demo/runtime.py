@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from devsupport.sample_repo import load_module, working_copy, write_yaml
-from feast_redis_hexpire.cli.inspect import (
+from feast_redis_hexpire.inspection import (
     NO_EXPIRY,
     NO_SUCH_FIELD,
     entity_key,
@@ -32,9 +32,9 @@ from feast_redis_hexpire.cli.inspect import (
     hash_tag_of,
     inspect_key,
 )
-from feast_redis_hexpire.cli.repo import RepoDefinitions, load_definitions
 from feast_redis_hexpire.keys import project_prefix
 from feast_redis_hexpire.redaction import redact
+from feast_redis_hexpire.repo_loading import RepoDefinitions, load_definitions
 
 from . import DEFAULT_SOURCE_REPO, DEFAULT_USERS, MAX_TTL_SECONDS, MAX_USERS
 from .coverage import measure, spread

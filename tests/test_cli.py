@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from feast_redis_hexpire.cli.main import main
-from feast_redis_hexpire.cli.repo import load_definitions
+from feast_redis_hexpire.repo_loading import load_definitions
 from feature_repo.generate_data import user_ids_for
 from tests.support.e2e import (
     STREAM_FIELDS as E2E_STREAM_FIELDS,

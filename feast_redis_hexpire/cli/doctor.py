@@ -17,8 +17,7 @@ from ..redis_version import REQUIREMENT, FieldExpiry
 from ..roles import ROLES, commands
 from ..server_checks import check_server, probe_permissions, server_infos
 from ..views import ViewKind, check_field_conflicts
-from .main import EXIT_OK, EXIT_PROBLEM, client_of, describe_error, load, redis_errors, where
-from .tables import format_ttl
+from .helpers import EXIT_OK, EXIT_PROBLEM, client_of, describe_error, format_ttl, load, redis_errors, where
 
 _ARTICLE = {"reader": "a reader", "writer": "a writer", "operator": "an operator"}
 

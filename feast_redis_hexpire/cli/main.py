@@ -16,18 +16,19 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .repo import RepoInfo
-
-EXIT_OK = 0
-EXIT_PROBLEM = 1  # a missing key, or doctor found something wrong
-EXIT_ERROR = 2  # could not do what was asked (bad arguments, unreachable Redis, missing repo)
-
-
-def err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+from .helpers import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    client_of,
+    describe_error,
+    err,
+    format_hash_table,
+    load_or_report,
+    redis_errors,
+    where,
+)
 
 
 def _add_repo_options(parser: argparse.ArgumentParser) -> None:
@@ -79,58 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-# ------------------------------------------------------------------ shared
-
-
-def load(args: argparse.Namespace) -> RepoInfo:
-    from .repo import load_repo
-
-    err(f"loading feature repo {args.repo} ...")
-    return load_repo(args.repo, args.connection)
-
-
-def client_of(repo: RepoInfo) -> Any:
-    from ..clients import build_sync_client
-
-    return build_sync_client(repo.store_config)
-
-
-def redis_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    from ..errors import HexpireError
-
-    return (redis.RedisError, OSError, HexpireError)
-
-
-def where(repo: RepoInfo) -> str:
-    """The connection string without its secrets."""
-    return str(repo.store_config.where)
-
-
-def describe_error(exc: BaseException) -> str:
-    from ..redaction import redact
-
-    text = redact(str(exc).strip()) or type(exc).__name__
-    return text.splitlines()[0] if "\n" in text and len(text) > 300 else text
-
-
-def _load_or_report(args: argparse.Namespace) -> RepoInfo | None:
-    try:
-        return load(args)
-    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not trace back
-        err(f"error: could not load the repo: {describe_error(exc)}")
-        return None
-
-
 # ------------------------------------------------------------------ inspect
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from ..errors import InvalidEntityKey
-    from .inspect import entity_key, format_hash_table, hash_tag_of, inspect_key
+    from ..inspection import entity_key, hash_tag_of, inspect_key
 
-    repo = _load_or_report(args)
+    repo = load_or_report(args)
     if repo is None:
         return EXIT_ERROR
     try:
@@ -180,13 +137,13 @@ class _ScanProgress:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from .inspect import hash_tag_of
+    from ..inspection import hash_tag_of
     from .stats import format_stats, sample_project
 
     if args.sample < 1:
         err("error: --sample must be >= 1")
         return EXIT_ERROR
-    repo = _load_or_report(args)
+    repo = load_or_report(args)
     if repo is None:
         return EXIT_ERROR
     client = client_of(repo)

@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..codec import stored_event_micros
+from ..inspection import NO_EXPIRY, NO_SUCH_FIELD, field_owners, owner_of
 from ..keys import project_prefix
 from ..maintenance import project_keys
 from ..views import ViewLayout
-from .inspect import field_owners, owner_of
-from .tables import NO_EXPIRY, NO_SUCH_FIELD, format_ttl
+from .helpers import format_ttl
 
 DEFAULT_SAMPLE_SIZE = 1000
 _PIPELINE_BATCH = 200

@@ -1,5 +1,6 @@
 """One entity hash as `HGETALL` + `HPTTL` + `PTTL` show it, each field labelled with the
-view (and kind) that writes it: `feast-redis-hexpire inspect`, and the demo's Inspect tab.
+view (and kind) that writes it: what `feast-redis-hexpire inspect`, its `stats` and the
+demo's Inspect tab show. A library module, so the demo needs nothing of the CLI.
 
 Nothing here writes to Redis.
 """
@@ -12,10 +13,9 @@ from typing import Any
 
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from ..errors import InvalidEntityKey
-from ..keys import entity_key_texts, project_prefix
-from ..views import TS_FIELD_PREFIX, ViewLayout
-from .tables import NO_EXPIRY, NO_SUCH_FIELD, format_ttl, seconds_from_ms
+from .errors import InvalidEntityKey
+from .keys import entity_key_texts, project_prefix
+from .views import TS_FIELD_PREFIX, ViewLayout
 
 __all__ = [
     "NO_EXPIRY",
@@ -25,10 +25,21 @@ __all__ = [
     "FieldOwner",
     "entity_key",
     "field_owners",
-    "format_hash_table",
     "hash_tag_of",
     "inspect_key",
+    "owner_of",
+    "seconds_from_ms",
 ]
+
+# HPTTL / PTTL sentinels
+NO_SUCH_FIELD = -2
+NO_EXPIRY = -1
+
+
+def seconds_from_ms(ttl_ms: int) -> int:
+    """What TTL/HTTL print: milliseconds rounded to the nearest second; -1/-2 unchanged."""
+    return ttl_ms if ttl_ms < 0 else (ttl_ms + 500) // 1000
+
 
 # ------------------------------------------------------------------ field ownership
 
@@ -198,34 +209,3 @@ def entity_key(
     # As text values: a string join key's key text, and the digits an int key's would be.
     columns = [(name, (ValueProto(string_val=value),)) for name, value in pairs.items()]
     return entity_key_texts(project_prefix(key_prefix, project, hash_tag), columns)[0]
-
-
-def format_hash_table(entity: EntityHash, max_value_width: int = 40) -> str:
-    """A readable table: field | value | view (kind) | field TTL, then the key TTL."""
-    if not entity.exists:
-        return f"{entity.key}: no such key (never written, expired, or every field expired)"
-    header = ("field", "value", "view", "kind", "HTTL (s)", "expires in")
-    rows = []
-    for info in entity.fields:
-        value = info.value if len(info.value) <= max_value_width else info.value[: max_value_width - 1] + "…"
-        rows.append(
-            (
-                info.field,
-                value,
-                info.view or "?",
-                info.kind or "?",
-                str(info.ttl_seconds),
-                format_ttl(info.ttl_ms) if info.ttl_ms != NO_EXPIRY else "(key TTL)",
-            )
-        )
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [f"key {entity.key}"]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
-    lines.append("")
-    lines.append(f"key TTL (TTL): {entity.key_ttl_seconds} s ({format_ttl(entity.key_ttl_ms)})")
-    lines.append(f"fields (HLEN): {len(entity.fields)}")
-    if entity.memory_bytes is not None:
-        lines.append(f"memory (MEMORY USAGE): {entity.memory_bytes} bytes")
-    return "\n".join(lines)

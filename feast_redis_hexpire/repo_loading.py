@@ -1,5 +1,5 @@
-"""A Feast repo as the operator CLI sees it: feature_store.yaml (environment expanded, as
-Feast does) and the Feast objects its Python files define, without `feast apply`."""
+"""A Feast repo as the operator CLI and the demo see it: feature_store.yaml (environment
+expanded, as Feast does) and the Feast objects its Python files define, without `feast apply`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..views import ViewLayout
+from .views import ViewLayout
 
 
 @dataclass
@@ -115,7 +115,7 @@ class RepoInfo:
         return [fv for fv in self.definitions.feature_views if getattr(fv, "online", True)]
 
     def layout(self, view: Any) -> ViewLayout:
-        from ..store import layout_of
+        from .store import layout_of
 
         return layout_of(view, self.config)
 
@@ -130,8 +130,8 @@ def load_repo(repo_path: Path | str, connection_string: str | None = None, defin
     yaml's (which may use ``${VAR:-default}``, expanded by the store's config)."""
     from feast.repo_config import load_repo_config
 
-    from ..config import RedisHexpireOnlineStoreConfig
-    from ..errors import ConfigError
+    from .config import RedisHexpireOnlineStoreConfig
+    from .errors import ConfigError
 
     root = Path(repo_path).resolve()
     yaml_path = root / "feature_store.yaml"
