@@ -1,12 +1,15 @@
 """The demo web app: ``make demo`` (``python -m demo``).
 
-``runtime.DemoRuntime`` does the work (working copy of feature_repo/, apply, bulk loads,
-reads); beside it ``worker`` (the streaming worker's lifecycle) run by ``worker_process`` in
-a process of its own (its pushes would hold the GIL the reads wait for), ``coverage`` (fresh stream
-fields, measured in Redis), ``latency`` (recent reads for the chart) and ``errors``.
-``app.create_app`` puts a page and a JSON API on it; ``server.run_demo`` is the command
-and ``commands`` the operator CLI lines it prints. Static files live in ``static/`` (no
-build step).
+``runtime.DemoRuntime`` holds the demo's state and hands each job to its module:
+``loading`` (working copy of feature_repo/, bulk loads, reset), ``reads`` (timed
+``get_online_features``), ``inspection`` (a user's hash; entity count, coverage and served
+age), ``catalog`` (the views' features and the loaded users). Beside them ``worker`` (the
+streaming worker's lifecycle) runs in ``worker_process``, a process of its own (its pushes
+would hold the GIL the reads wait for); ``coverage`` and ``freshness`` measure stream
+fields and served age in Redis, ``latency`` keeps recent reads for the chart, ``errors``
+the user-facing errors. ``app.create_app`` puts a page and a JSON API on it;
+``server.run_demo`` is the command and ``commands`` the operator CLI lines it prints.
+Static files live in ``static/`` (no build step).
 """
 
 from pathlib import Path

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..codec import stored_event_micros
@@ -86,6 +86,21 @@ def sample_project(
 
     Keys of both layouts (``hash_tag`` none and project) are counted, as the store's
     maintenance does; ``hash_tag`` only picks the pattern shown in the report."""
+    scanned, sample = sample_keys(client, key_prefix, project, sample_size, progress, seed)
+    measured = measure_keys(client, sample, layouts)
+    return summarise(measured, project_prefix(key_prefix, project, hash_tag) + "*", scanned)
+
+
+def sample_keys(
+    client: Any,
+    key_prefix: str,
+    project: str,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    progress: Progress | None = None,
+    seed: int | None = None,
+) -> tuple[int, list[bytes]]:
+    """How many keys the project has, and a uniform sample of them (reservoir sampling over
+    one SCAN, so memory stays at ``sample_size`` keys however many there are)."""
     sample_size = max(1, sample_size)
     rng = random.Random(seed)
     sample: list[bytes] = []
@@ -102,16 +117,28 @@ def sample_project(
             progress(scanned)
     if progress is not None and scanned % 1000:
         progress(scanned)
+    return scanned, sample
 
+
+@dataclass
+class Measured:
+    """The raw figures of the sampled keys that still exist."""
+
+    key_ttls: list[int] = field(default_factory=list)
+    field_ttls: dict[str, list[int]] = field(default_factory=dict)  # by kind
+    ages_ms: dict[str, list[int]] = field(default_factory=dict)  # by view
+    field_counts: list[int] = field(default_factory=list)
+    memory: list[int] = field(default_factory=list)
+
+
+def measure_keys(client: Any, sample: Sequence[bytes], layouts: Sequence[ViewLayout] = ()) -> Measured:
+    """Per key, pipelined in batches: PTTL, HKEYS and MEMORY USAGE, then HPTTL of its fields
+    and HMGET of the views' `_ts` fields (served age against the server's clock)."""
     owners = field_owners(layouts)
     ts_fields = [layout.ts_field for layout in layouts]
     seconds, micros = client.time()
     now_us = int(seconds) * 1_000_000 + int(micros)
-    ages_ms: dict[str, list[int]] = {layout.name: [] for layout in layouts}
-    key_ttls: list[int] = []
-    field_ttls: dict[str, list[int]] = {}
-    field_counts: list[int] = []
-    memory: list[int] = []
+    out = Measured(ages_ms={layout.name: [] for layout in layouts})
     for start in range(0, len(sample), _PIPELINE_BATCH):
         batch = sample[start : start + _PIPELINE_BATCH]
         pipe = client.pipeline(transaction=False)
@@ -125,10 +152,10 @@ def sample_project(
             ttl, names, mem = replies[3 * i : 3 * i + 3]
             if not names:  # expired between SCAN and now
                 continue
-            key_ttls.append(int(ttl))
-            field_counts.append(len(names))
+            out.key_ttls.append(int(ttl))
+            out.field_counts.append(len(names))
             if mem is not None:
-                memory.append(int(mem))
+                out.memory.append(int(mem))
             present.append((key, names))
         pipe = client.pipeline(transaction=False)
         for key, names in present:
@@ -141,22 +168,27 @@ def sample_project(
         for (_key, names), ttls, stamps in zip(present, replies[::step], stamp_replies):
             for layout, stamp in zip(layouts, stamps):
                 if stamp is not None:
-                    ages_ms[layout.name].append(max(0, now_us - stored_event_micros(stamp)) // 1000)
+                    out.ages_ms[layout.name].append(max(0, now_us - stored_event_micros(stamp)) // 1000)
             for name, ttl in zip(names, ttls):
                 if int(ttl) == NO_SUCH_FIELD:
                     continue
                 owner = owner_of(name, owners)
-                kind = owner.kind if owner else "unknown"
-                field_ttls.setdefault(kind, []).append(int(ttl))
+                out.field_ttls.setdefault(owner.kind if owner else "unknown", []).append(int(ttl))
+    return out
 
+
+def summarise(measured: Measured, key_pattern: str, entities: int) -> ProjectStats:
+    """Distributions and averages of what was measured."""
+    memory = measured.memory
+    counts = measured.field_counts
     return ProjectStats(
-        key_pattern=project_prefix(key_prefix, project, hash_tag) + "*",
-        entities=scanned,
-        sampled=len(key_ttls),
-        key_ttl=Distribution.of(key_ttls),
-        field_ttl={kind: Distribution.of(ttls) for kind, ttls in sorted(field_ttls.items())},
-        served_age={view: Distribution.of(ages) for view, ages in ages_ms.items()},
-        fields_per_entity_avg=(sum(field_counts) / len(field_counts)) if field_counts else None,
+        key_pattern=key_pattern,
+        entities=entities,
+        sampled=len(measured.key_ttls),
+        key_ttl=Distribution.of(measured.key_ttls),
+        field_ttl={kind: Distribution.of(ttls) for kind, ttls in sorted(measured.field_ttls.items())},
+        served_age={view: Distribution.of(ages) for view, ages in measured.ages_ms.items()},
+        fields_per_entity_avg=(sum(counts) / len(counts)) if counts else None,
         memory_bytes_avg=(sum(memory) / len(memory)) if memory else None,
         memory_bytes_min=min(memory) if memory else None,
         memory_bytes_max=max(memory) if memory else None,
