@@ -41,7 +41,7 @@ import numpy as np
 
 from . import measure
 from . import repo as benchrepo
-from .run import ROOT, log, redis_server
+from .harness import ROOT, log, redis_server
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "profiles"
 GOF_CALLS = {1: 1000, 100: 200, 1000: 30}
@@ -367,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     what = [] if args.phases else [w.strip() for w in args.what.split(",") if w.strip()]
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    from .run import package_fingerprint
+    from .harness import package_fingerprint
 
     summary: dict[str, Any] = {
         "store": args.store,

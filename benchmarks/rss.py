@@ -105,7 +105,7 @@ def measure_peak_rss(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Materialize `users` users in a fresh process per kind; peak RSS, time, rows/s."""
-    from .run import delete_prefix
+    from .harness import delete_prefix
 
     out: dict[str, Any] = {"users": users, "rows": users * len(benchrepo.VIEWS), "kinds": {}}
     workdir = Path(tempfile.mkdtemp(prefix="feast-hexpire-rss-"))

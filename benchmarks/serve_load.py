@@ -35,7 +35,7 @@ import numpy as np
 
 from . import measure
 from . import repo as benchrepo
-from .run import ROOT, log, machine_info, redis_client, redis_server
+from .harness import ROOT, log, machine_info, redis_client, redis_server
 
 KINDS = ("hexpire_qualified", "builtin")
 CLIENTS = 16

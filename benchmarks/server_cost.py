@@ -548,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from devsupport.redis_server import use_server_kind
 
     from . import report
-    from .run import machine_info, redis_client, redis_server, write_json
+    from .harness import machine_info, redis_client, redis_server, write_json
 
     out = args.out or (DEFAULT_OUT if args.server == "redis" else DEFAULT_OUT.with_name("server_cost_valkey.json"))
     with use_server_kind(args.server), redis_server(None) as server:  # machine info names the measured binary

@@ -42,7 +42,7 @@ import numpy as np
 
 from . import measure
 from . import repo as benchrepo
-from .run import ROOT, log, machine_info, redis_client, redis_server, share_feature_resolution_cache
+from .harness import ROOT, log, machine_info, redis_client, redis_server, share_feature_resolution_cache
 
 KINDS = ("hexpire_qualified", "builtin", "builtin_glide")
 COUNTS = (1, 10, 100, 1000)

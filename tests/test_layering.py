@@ -2,7 +2,8 @@
 
 The operator CLI is a layer on top: library code (the package, the demo, the benchmarks,
 devsupport) never imports a module of `feast_redis_hexpire/cli/`, and the CLI's commands
-share `cli/helpers.py` instead of importing each other.
+share `cli/helpers.py` instead of importing each other. The benchmarks import downward:
+no circle among their modules (lazy imports included).
 """
 
 from __future__ import annotations
@@ -78,3 +79,30 @@ def test_cli_commands_share_helpers_not_each_other():
     for command in ("doctor", "stats"):
         imported = {m for m in imported_modules(cli_dir / f"{command}.py") if is_cli(m)}
         assert f"{CLI}.main" not in imported, f"cli/{command}.py imports cli/main.py"
+
+
+def _graph(directory: str) -> dict[str, set[str]]:
+    files = python_files(directory)
+    names = {module_name(p) for p in files}
+    return {module_name(p): {m for m in imported_modules(p) if m in names} - {module_name(p)} for p in files}
+
+
+def test_benchmarks_import_downward():
+    graph = _graph("benchmarks")
+    graph.pop("benchmarks", None)  # the package's __init__ is imported by every member
+    for edges in graph.values():
+        edges.discard("benchmarks")
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                raise AssertionError("import circle: " + " -> ".join([*path, node, nxt]))
+            if nxt not in state:
+                visit(nxt, [*path, node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
