@@ -294,7 +294,10 @@ def codec_for(value_type: ValueType, *, view: str, feature: str, struct_fields: 
         codec = CODECS[value_type]
     except KeyError:
         raise InvalidViewConfig(
-            f"view {view!r}, feature {feature!r}: declared type {value_type.name} has no online encoding"
+            f"view {view!r}, feature {feature!r}: declared type {value_type.name} has no online encoding",
+            view=view,
+            feature=feature,
+            value=value_type.name,
         ) from None
     if value_type is ValueType.STRUCT and struct_fields:
         return _ordered_struct(codec, tuple(struct_fields))

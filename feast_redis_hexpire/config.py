@@ -20,7 +20,6 @@ from pydantic import (
     Field,
     StrictStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -108,7 +107,7 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     sentinel_master: StrictStr = "mymaster"
     """The master name the sentinels monitor (redis_type: redis_sentinel)."""
 
-    retry_attempts: int = 6
+    retry_attempts: int = Field(6, ge=0)
     """Retries of a command after a connection error (restart, failover), with jittered
     exponential backoff from 0.1 s to 2 s between tries. Timeouts (a hung server) are
     retried at most twice, so a hung server surfaces as an error after about 3 x
@@ -127,18 +126,18 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     """`project` writes `<key_prefix>:{<project>}:...`: on Redis Cluster the whole project
     shares one slot (one shard serves all of it). `none` spreads entities over all slots."""
 
-    batch_ttl_seconds: int | None = DEFAULT_BATCH_TTL_SECONDS
+    batch_ttl_seconds: int | None = Field(DEFAULT_BATCH_TTL_SECONDS, ge=0)
     """Key-level EXPIRE set by every batch-view write. 0 or null: keys never expire."""
 
-    key_ttl_seconds: int | None = None
+    key_ttl_seconds: int | None = Field(None, ge=0)
     """Feast's built-in Redis store's name for the key-level TTL: when set, it is the batch
     TTL (`batch_ttl_seconds` may then be left out, or must agree)."""
 
-    stream_ttl_seconds: int | None = 300
+    stream_ttl_seconds: int | None = Field(300, ge=0)
     """Per-field expiry for push/stream views without a TTL of their own (tag or Feast
     `ttl=`), anchored at event time. 0 or null: none."""
 
-    max_future_seconds: int | None = 86400
+    max_future_seconds: int | None = Field(86400, ge=0)
     """Rows whose event time is more than this ahead of the server's clock are skipped and
     counted (never stored): one mis-dated row would otherwise freeze a view's newest-wins.
     A day, because Feast reads naive datetimes as UTC: code that stamps rows with a local
@@ -153,7 +152,7 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     takes HSETEX when every node has it (read from HELLO at start-up). Stored bytes and
     TTLs are the same either way; HSETEX costs the server less."""
 
-    write_chunk_size: int = 500
+    write_chunk_size: int = Field(500, ge=1)
     """Entities per pipelined round trip on writes (also the progress-bar step)."""
 
     full_scan_for_deletion: bool | None = None
@@ -164,17 +163,20 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _no_input_in_errors(cls, values: Any, handler: Any) -> Any:
-        """Turn pydantic's own errors (a wrong type, an unknown option) into a ConfigError
-        whose message shows no input: Feast re-raises validation errors showing the whole
-        online_store block, connection string and password included."""
+        """Turn pydantic's own errors (a wrong type, an unknown option, a number out of its
+        range) into a ConfigError whose message shows no text input: Feast re-raises
+        validation errors showing the whole online_store block, connection string and
+        password included. A number is shown (`retry_attempts: ... >= 0, got -1`): it
+        cannot be a secret. `setting` and `value` are the first problem's."""
         try:
             return handler(values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc']) or 'online_store'}: {error['msg']}"
-                for error in exc.errors(include_input=False)
-            )
-            raise ConfigError(f"invalid online_store config: {redact(problems)}") from None
+            problems = [_Problem.of(error) for error in exc.errors()]
+            raise ConfigError(
+                f"invalid online_store config: {redact('; '.join(p.text for p in problems))}",
+                setting=problems[0].setting,
+                value=problems[0].number,
+            ) from None
 
     @field_validator("connection_string")
     @classmethod
@@ -189,15 +191,10 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
         if value is not None and not _FACTORY.fullmatch(value):
             raise ConfigError(
                 f"credential_provider {value!r} must name a factory as package.module:callable "
-                "(e.g. mycompany.redis_auth:iam_provider)"
+                "(e.g. mycompany.redis_auth:iam_provider)",
+                setting="credential_provider",
+                value=value,
             )
-        return value
-
-    @field_validator("batch_ttl_seconds", "key_ttl_seconds", "stream_ttl_seconds", "max_future_seconds")
-    @classmethod
-    def _non_negative_seconds(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and value < 0:
-            raise ConfigError(f"{info.field_name} must be >= 0 seconds (0 or null disables it), got {value}")
         return value
 
     @field_validator("key_prefix")
@@ -205,22 +202,10 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     def _prefix_has_no_separator(cls, value: str) -> str:
         if not value or any(c in value for c in ":{}*?[]\\ "):
             raise ConfigError(
-                f"key_prefix {value!r} must be non-empty and free of ':', braces, glob characters and spaces"
+                f"key_prefix {value!r} must be non-empty and free of ':', braces, glob characters and spaces",
+                setting="key_prefix",
+                value=value,
             )
-        return value
-
-    @field_validator("retry_attempts")
-    @classmethod
-    def _non_negative_retries(cls, value: int) -> int:
-        if value < 0:
-            raise ConfigError(f"retry_attempts must be >= 0, got {value}")
-        return value
-
-    @field_validator("write_chunk_size")
-    @classmethod
-    def _positive_chunk(cls, value: int) -> int:
-        if value < 1:
-            raise ConfigError(f"write_chunk_size must be >= 1, got {value}")
         return value
 
     # ------------------------------------------------------------ whole-block rules
@@ -235,25 +220,39 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
             raise ConfigError(
                 f"key_ttl_seconds ({self.key_ttl_seconds}) and batch_ttl_seconds ({self.batch_ttl_seconds}) "
                 "disagree: they name the same key-level TTL of batch views (key_ttl_seconds is Feast's "
-                "built-in Redis store's name for it). Set one of them."
+                "built-in Redis store's name for it). Set one of them.",
+                setting="key_ttl_seconds",
+                value=self.key_ttl_seconds,
             )
         parsed = parsed_connection(self.connection_string)
         if self.redis_type is RedisType.redis_cluster and parsed.params.get("db") not in (0, None):
-            raise ConfigError("Redis Cluster has only database 0: remove db=... from connection_string")
+            raise ConfigError(
+                "Redis Cluster has only database 0: remove db=... from connection_string",
+                setting="connection_string",
+                value=parsed.params.get("db"),
+            )
         if self.redis_type is not RedisType.redis and parsed.unix_socket_path:
-            raise ConfigError(f"redis_type {self.redis_type.value} needs host:port nodes, not a unix:// socket")
+            raise ConfigError(
+                f"redis_type {self.redis_type.value} needs host:port nodes, not a unix:// socket",
+                setting="redis_type",
+                value=self.redis_type.value,
+            )
         if self.credential_provider is not None:
             given = [name for name in ("username", "password") if parsed.params.get(name)]
             if given:
                 raise ConfigError(
                     f"credential_provider is set, and the connection_string also gives a {' and a '.join(given)}: "
                     "the credential provider supplies the username and password of every connection, so "
-                    "remove them from connection_string (sentinel_username/sentinel_password may stay)"
+                    "remove them from connection_string (sentinel_username/sentinel_password may stay)",
+                    setting="credential_provider",
+                    value=self.credential_provider,
                 )
         if self.read_from_replicas and self.redis_type is RedisType.redis:
             raise ConfigError(
                 "read_from_replicas needs redis_type redis_cluster or redis_sentinel: a standalone "
-                "connection string names one server"
+                "connection string names one server",
+                setting="read_from_replicas",
+                value=True,
             )
         for name, why in _IGNORED_BUILTIN_OPTIONS.items():
             if getattr(self, name) is not None:
@@ -280,6 +279,25 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
         return redact_connection_string(self.connection_string)
 
 
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
+class _Problem:
+    """One pydantic error as the message shows it: where, what, and a number input."""
+
+    def __init__(self, setting: str, text: str, number: int | float | None) -> None:
+        self.setting, self.text, self.number = setting, text, number
+
+    @classmethod
+    def of(cls, error: Any) -> "_Problem":
+        setting = ".".join(str(part) for part in error["loc"]) or "online_store"
+        given = error.get("input")
+        # Only a number out of range is shown: an unknown option may be a misplaced password.
+        number = given if error["type"] in _RANGE_ERRORS and isinstance(given, (int, float)) else None
+        shown = "" if number is None else f", got {number}"
+        return cls(setting, f"{setting}: {error['msg']}{shown}", number)
+
+
 _FACTORY = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 
 
@@ -292,17 +310,27 @@ def load_credential_provider(reference: str) -> Any:
         for part in attribute.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"credential_provider {reference!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(
+            f"credential_provider {reference!r} cannot be loaded: {type(exc).__name__}: {exc}",
+            setting="credential_provider",
+            value=reference,
+            cause=exc,
+        ) from exc
     try:
         provider = target()
     except Exception as exc:  # noqa: BLE001 - a factory's own failure (no cloud credentials, ...)
+        # Not chained: a factory's own error may hold a token or password (the text is redacted).
         raise ConfigError(
-            f"credential_provider {reference!r} failed: {type(exc).__name__}: {redact(str(exc))}"
+            f"credential_provider {reference!r} failed: {type(exc).__name__}: {redact(str(exc))}",
+            setting="credential_provider",
+            value=reference,
         ) from None
     if not callable(getattr(provider, "get_credentials", None)):
         raise ConfigError(
             f"credential_provider {reference!r} returned {type(provider).__name__}, not a redis-py "
-            "CredentialProvider (an object with get_credentials())"
+            "CredentialProvider (an object with get_credentials())",
+            setting="credential_provider",
+            value=reference,
         )
     return provider
 

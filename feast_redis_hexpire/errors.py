@@ -20,7 +20,11 @@ Rooting the tree in Feast's own `FeastError` lets `feast serve` answer each with
 `http_status_code()`: input errors reach clients as 4xx with the message, not as 500.
 
 Every error keeps the facts its message names as attributes (`view`, `key`, `feature`,
-`value`, `cause`; None where they do not apply), so callers need not parse messages.
+`value`, `setting`, `cause`; None where they do not apply), so callers need not parse
+messages. Where a message names several (two views declaring one field, three unknown
+features), the attribute holds the first and the class may add the whole list
+(`FieldConflictError.clashes`). `cause` is always `__cause__` too: a raise that sets it
+chains it (`from exc`), and one that hides the original (`from None`) sets no cause.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ class HexpireError(FeastError):
     feature: str | None = None
     """The feature (or join key) concerned."""
     value: Any = None
-    """The offending value, as given."""
+    """The offending value, as given (never a secret: connection strings are not kept)."""
+    setting: str | None = None
+    """The config option or view tag concerned (`retry_attempts`, `hexpire.ttl_seconds`)."""
     cause: BaseException | None = None
     """redis-py's (or Feast's) exception behind this one; also its `__cause__`."""
 
@@ -53,10 +59,13 @@ class HexpireError(FeastError):
         key: str | None = None,
         feature: str | None = None,
         value: Any = None,
+        setting: str | None = None,
         cause: BaseException | None = None,
     ) -> None:
         super().__init__(message)
         self.view, self.key, self.feature, self.value, self.cause = view, key, feature, value, cause
+        if setting is not None:  # else the class's own (InvalidConnectionString's)
+            self.setting = setting
 
     def http_status_code(self) -> int:
         return 500
@@ -73,7 +82,10 @@ class ConfigError(HexpireError):
 
 
 class InvalidConnectionString(ConfigError):
-    """`connection_string` is malformed; the message shows it with secrets redacted."""
+    """`connection_string` is malformed; the message shows it with secrets redacted, and
+    `value` stays None: the string may hold a password."""
+
+    setting = "connection_string"
 
 
 class InvalidViewConfig(ConfigError):
@@ -81,7 +93,15 @@ class InvalidViewConfig(ConfigError):
 
 
 class FieldConflictError(ConfigError):
-    """Two views of one entity would write the same hash field (`field_naming: plain`)."""
+    """Two views of one entity would write the same hash field (`field_naming: plain`).
+    `clashes` maps each such field to the views declaring it; `feature` and `view` are the
+    first field and its first view."""
+
+    clashes: dict[str, list[str]] = {}  # noqa: RUF012 - a default Feast's rebuild leaves alone
+
+    def __init__(self, message: str, *, clashes: dict[str, list[str]] | None = None, **facts: Any) -> None:
+        super().__init__(message, **facts)
+        self.clashes = clashes or {}
 
 
 # ---------------------------------------------------------------- the server

@@ -190,13 +190,14 @@ def entity_key(
     the store config's (``project`` puts the project in braces)."""
     text = entity.strip()
     if not text:
-        raise InvalidEntityKey("empty entity")
+        raise InvalidEntityKey("empty entity", value=entity)
     if "=" not in text:
         if len(join_keys) != 1:
             raise InvalidEntityKey(
                 f"entity {entity!r} has no join key name and the repo has "
                 f"{'no' if not join_keys else 'several'} join keys "
-                f"({', '.join(join_keys) or '-'}); give it as join_key=value[,join_key=value]"
+                f"({', '.join(join_keys) or '-'}); give it as join_key=value[,join_key=value]",
+                value=entity,
             )
         pairs = {join_keys[0]: text}
     else:
@@ -204,7 +205,7 @@ def entity_key(
         for part in text.split(","):
             name, sep, value = part.partition("=")
             if not sep or not name.strip():
-                raise InvalidEntityKey(f"entity part {part!r} is not join_key=value")
+                raise InvalidEntityKey(f"entity part {part!r} is not join_key=value", value=part)
             pairs[name.strip()] = value.strip()
     # As text values: a string join key's key text, and the digits an int key's would be.
     columns = [(name, (ValueProto(string_val=value),)) for name, value in pairs.items()]

@@ -150,7 +150,9 @@ def entity_suffix(entity_key: EntityKeyProto) -> str:
     """`user_id=u0001` part of the key."""
     names, values = entity_key.join_keys, entity_key.entity_values
     if len(names) != len(values):
-        raise InvalidEntityKey(f"entity key has {len(names)} join keys {list(names)} but {len(values)} values")
+        raise InvalidEntityKey(
+            f"entity key has {len(names)} join keys {list(names)} but {len(values)} values", value=list(names)
+        )
     if not names:
         raise InvalidEntityKey("entity key has no join keys")
     return entity_key_texts("", [(name, (value,)) for name, value in zip(names, values)])[0]
@@ -190,7 +192,7 @@ def _check_join_keys(entity_key: EntityKeyProto, expected: tuple[str, ...]) -> N
     names = list(entity_key.join_keys)
     if len(names) != len(entity_key.entity_values):
         raise InvalidEntityKey(
-            f"entity key has {len(names)} join keys {names} but {len(entity_key.entity_values)} values"
+            f"entity key has {len(names)} join keys {names} but {len(entity_key.entity_values)} values", value=names
         )
     if tuple(sorted(names)) != expected:
         missing = sorted(set(expected) - set(names))
@@ -198,7 +200,9 @@ def _check_join_keys(entity_key: EntityKeyProto, expected: tuple[str, ...]) -> N
         raise InvalidEntityKey(
             f"entity key has join keys {names}, expected {list(expected)}"
             + (f"; missing {missing}" if missing else "")
-            + (f"; unexpected {extra}" if extra else "")
+            + (f"; unexpected {extra}" if extra else ""),
+            feature=(missing or extra or [None])[0],
+            value=names,
         )
 
 

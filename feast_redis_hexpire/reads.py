@@ -81,7 +81,9 @@ class EntityGroup:
         if unknown:
             raise UnknownFeature(
                 f"view {layout.name!r}: unknown feature(s) {unknown} requested "
-                f"(the view declares {', '.join(sorted(layout.features))})"
+                f"(the view declares {', '.join(sorted(layout.features))})",
+                view=layout.name,
+                feature=unknown[0],
             )
         read = ViewRead(table, layout, names, len(self.fields))
         self.fields.extend(layout.features[n].field for n in names)
@@ -94,8 +96,17 @@ def plan_view_read(
 ) -> tuple[EntityGroup, ViewRead]:
     """Feast's per-view `online_read`: one HMGET per given entity key."""
     key_of = key_builder(prefix, layout.join_keys)
-    group = EntityGroup(keys=[key_of(entity_key) for entity_key in entity_keys])
+    try:
+        keys = [key_of(entity_key) for entity_key in entity_keys]
+    except InvalidEntityKey as exc:
+        raise _in_view(exc, layout.name) from None
+    group = EntityGroup(keys=keys)
     return group, group.add_view(table, layout, requested)
+
+
+def _in_view(exc: InvalidEntityKey, view: str) -> InvalidEntityKey:
+    """An entity-key error of a read, with the view it was for; its facts come along."""
+    return InvalidEntityKey(f"view {view!r}: {exc}", view=view, key=exc.key, feature=exc.feature, value=exc.value)
 
 
 @dataclass
@@ -162,7 +173,7 @@ def plan_grouped_read(
             try:
                 keys, indexes, output_len = _unique_entity_keys(prefix, columns)
             except InvalidEntityKey as exc:
-                raise InvalidEntityKey(f"view {layout.name!r}: {exc}") from None
+                raise _in_view(exc, layout.name) from None
             group = groups[entity_set] = EntityGroup(keys, indexes, output_len)
         order.append((group, group.add_view(table, layout, requested)))
     return GroupedReadPlan(list(groups.values()), order)
@@ -209,7 +220,9 @@ def _table_columns(
         given = sorted(join_key_values)
         raise InvalidEntityKey(
             f"view {layout.name!r} is keyed on {sorted(wanted)}; the request gives {given}, "
-            f"missing {missing}. Give every join key of the view in each entity row."
+            f"missing {missing}. Give every join key of the view in each entity row.",
+            view=layout.name,
+            feature=missing[0],
         )
     return columns
 

@@ -140,7 +140,11 @@ def load_repo(repo_path: Path | str, connection_string: str | None = None, defin
     config = load_repo_config(root, yaml_path)
     store_config = config.online_store
     if not isinstance(store_config, RedisHexpireOnlineStoreConfig):
-        raise ConfigError(f"{yaml_path}: online_store type is {type(store_config).__name__}, not feast_redis_hexpire")
+        raise ConfigError(
+            f"{yaml_path}: online_store type is {type(store_config).__name__}, not feast_redis_hexpire",
+            setting="online_store.type",
+            value=type(store_config).__name__,
+        )
     if connection_string:
         store_config.connection_string = connection_string
     defs = load_definitions(root) if definitions else RepoDefinitions()

@@ -49,7 +49,9 @@ def hello_reply_info(reply: Any) -> ServerInfo:
     try:
         return hello_info(reply)
     except ValueError as exc:
-        raise ServerCheckError(f"the server's HELLO reply names no version this store can read: {exc}") from None
+        raise ServerCheckError(
+            f"the server's HELLO reply names no version this store can read: {exc}", cause=exc
+        ) from exc
 
 
 def check_server(client: Client, config: Any) -> FieldExpiry:
@@ -60,7 +62,7 @@ def check_server(client: Client, config: Any) -> FieldExpiry:
     try:
         infos = server_infos(client)
     except redis.exceptions.NoPermissionError as exc:
-        raise permission_error(exc, where, "the version check (HELLO)") from None
+        raise permission_error(exc, where, "the version check (HELLO)") from exc
     return choose_field_expiry(infos, getattr(config, "field_expiry_commands", "auto"), where)
 
 
@@ -78,7 +80,9 @@ def choose_field_expiry(infos: Sequence[ServerInfo], wanted: str, where: str) ->
         lacking = ", ".join(sorted({str(info) for info in infos if not info.has_hsetex}))
         raise ServerCheckError(
             f"field_expiry_commands is hsetex, but the server at {where} ({lacking}) has no HSETEX "
-            "(Redis 8.0+, Valkey 9.0+): set it to auto or hpexpireat"
+            "(Redis 8.0+, Valkey 9.0+): set it to auto or hpexpireat",
+            setting="field_expiry_commands",
+            value=wanted,
         )
     return FieldExpiry(wanted)
 

@@ -59,7 +59,9 @@ def store_config_of(config: RepoConfig) -> RedisHexpireOnlineStoreConfig:
     store_config = config.online_store
     if not isinstance(store_config, RedisHexpireOnlineStoreConfig):
         raise ConfigError(
-            f"online_store config is {type(store_config).__name__}, expected RedisHexpireOnlineStoreConfig"
+            f"online_store config is {type(store_config).__name__}, expected RedisHexpireOnlineStoreConfig",
+            setting="online_store.type",
+            value=type(store_config).__name__,
         )
     return store_config
 
@@ -112,7 +114,10 @@ def _check_feature_refs(registry: BaseRegistry, project: str, features: Any) -> 
         if feature not in declared:
             raise UnknownFeature(
                 f"view {view_name!r} has no feature {feature!r} (requested as {ref!r}; "
-                f"the view declares {', '.join(sorted(declared))})"
+                f"the view declares {', '.join(sorted(declared))})",
+                view=view_name,
+                feature=feature,
+                value=ref,
             )
 
 

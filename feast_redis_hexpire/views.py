@@ -84,7 +84,10 @@ def view_kind(table: Any) -> ViewKind:
             return ViewKind(tagged)
         except ValueError:
             raise InvalidViewConfig(
-                f"view {table.name!r}: tag {KIND_TAG}={tagged!r} must be 'batch' or 'stream'"
+                f"view {table.name!r}: tag {KIND_TAG}={tagged!r} must be 'batch' or 'stream'",
+                view=table.name,
+                setting=KIND_TAG,
+                value=tagged,
             ) from None
     if isinstance(table, StreamFeatureView) or getattr(table, "stream_source", None) is not None:
         return ViewKind.stream
@@ -114,7 +117,10 @@ def view_ttl(table: Any, kind: ViewKind, config: RedisHexpireOnlineStoreConfig) 
             ttl = -1
         if ttl < 0:
             raise InvalidViewConfig(
-                f"view {table.name!r}: tag {TTL_TAG}={tagged!r} must be a whole number of seconds >= 0"
+                f"view {table.name!r}: tag {TTL_TAG}={tagged!r} must be a whole number of seconds >= 0",
+                view=table.name,
+                setting=TTL_TAG,
+                value=tagged,
             )
         return ttl, f"tag {TTL_TAG}"
     if is_label_view(table):
@@ -146,7 +152,9 @@ def _check_feature_name(view: str, feature: str) -> None:
     if feature.startswith(TS_FIELD_PREFIX):
         raise InvalidViewConfig(
             f"view {view!r}, feature {feature!r}: names starting with {TS_FIELD_PREFIX!r} "
-            "are reserved for the store's event-timestamp fields"
+            "are reserved for the store's event-timestamp fields",
+            view=view,
+            feature=feature,
         )
 
 
@@ -258,10 +266,17 @@ def check_field_conflicts(layouts: Iterable[ViewLayout]) -> None:
             f"is declared by views {', '.join(repr(v) for v in sorted(views))}"
             for (join_keys, field), views in sorted(clashes.items())
         ]
+        ordered = sorted(clashes.items())
+        (_first_keys, first_field), first_views = ordered[0]
         raise FieldConflictError(
             "with field_naming: plain, two feature views of the same entity declare the same feature "
             "name, so they would overwrite each other's hash field:\n"
             + "\n".join(lines)
             + "\nRename one of the features, or use `field_naming: qualified` (the default) to store "
-            "fields as '<view>:<feature>'."
+            "fields as '<view>:<feature>'.",
+            clashes={field.decode(): sorted(views) for (_keys, field), views in ordered},
+            view=sorted(first_views)[0],
+            feature=first_field.decode(),
+            setting="field_naming",
+            value="plain",
         )
