@@ -395,9 +395,17 @@ def status_counts(
 # ---------------------------------------------------------------- the response
 
 
+_EMPTY_RESPONSE = GetOnlineFeaturesResponse()
+"""What the parent is initialised with: never changed (it holds no dummy-entity column)."""
+
+
 class ServedResponse(OnlineResponse):
     """Feast's `OnlineResponse`, kept as the raw replies: `to_dict()` (and so `to_df()`,
-    `to_arrow()`) decodes them straight to Python values; `.proto` is built on first use."""
+    `to_arrow()`) decodes them straight to Python values; `.proto` is built on first use.
+
+    The parent's `__init__` runs (on an empty proto, so it builds nothing), then `.proto`
+    goes back to lazy: whatever Feast's `__init__` sets is there, and tests/test_serving.py
+    checks every attribute Feast's `OnlineResponse` reads."""
 
     def __init__(
         self,
@@ -406,12 +414,18 @@ class ServedResponse(OnlineResponse):
         batches: list[EntityBatch],
         replies: list[Replies],
     ) -> None:
+        super().__init__(_EMPTY_RESPONSE, feature_types=plan.feature_types)
         self._plan = plan
         self._columns = columns
         self._batches = batches
         self._replies = replies
-        self._feature_types = plan.feature_types
         self._proto: GetOnlineFeaturesResponse | None = None
+
+    @property
+    def replies(self) -> list[Replies]:
+        """The HMGET replies, one list per entity group of the plan (`split_replies`): what
+        the read metrics tally."""
+        return self._replies
 
     @property
     def proto(self) -> GetOnlineFeaturesResponse:

@@ -250,7 +250,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         client = sync_client(store_config_of(config), for_reads=True)
         replies = redis_io.hmget(client, serving.commands(plan, batches))
         response = self._served(plan, columns, batches, replies, started)
-        if tally := self._read_tally(config, lambda: serving.served_views(plan, batches, response._replies)):
+        if tally := self._read_tally(config, lambda: serving.served_views(plan, batches, response.replies)):
             tally.record(redis_io.exists(client, tally.unsure))
         return response
 
@@ -282,7 +282,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         client = await async_client(store_config_of(config), for_reads=True)
         replies = await redis_io.hmget_async(client, serving.commands(plan, batches))
         response = self._served(plan, columns, batches, replies, started)
-        if tally := self._read_tally(config, lambda: serving.served_views(plan, batches, response._replies)):
+        if tally := self._read_tally(config, lambda: serving.served_views(plan, batches, response.replies)):
             tally.record(await redis_io.exists_async(client, tally.unsure))
         return response
 

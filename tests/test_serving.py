@@ -385,6 +385,39 @@ def test_plain_requests_take_the_fast_path_and_send_one_hmget_per_entity(fs):
     assert hmget == 3  # duplicate entity rows share one HMGET
 
 
+def _attributes_read_by(cls: type) -> set[str]:
+    """Every ``self.<name>`` that ``cls``'s own methods read or set, from its source."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
+    }
+
+
+def test_served_response_has_every_attribute_feasts_online_response_reads(fs):
+    """ServedResponse runs OnlineResponse.__init__ (on an empty proto) and keeps the proto
+    lazy: whatever Feast's methods read from an OnlineResponse is there, with the request's
+    values. When Feast reads a new attribute, this fails instead of a serving process."""
+    from feast.online_response import OnlineResponse
+
+    read = _attributes_read_by(OnlineResponse)
+    assert {"proto", "_feature_types", "to_dict"} <= read  # the walker sees Feast's own
+    response = fs.get_online_features(["profile:tx_count_7d", "typed:f_int64"], [{"user_id": "u3"}])
+    assert isinstance(response, ServedResponse)
+    missing = sorted(name for name in read if not hasattr(response, name))
+    assert missing == []
+    generic = generic_online_features(fs, ["profile:tx_count_7d", "typed:f_int64"], [{"user_id": "u3"}])
+    assert response._feature_types == generic._feature_types
+    assert list(response.proto.metadata.feature_names.val) == list(generic.proto.metadata.feature_names.val)
+    assert response.to_arrow().to_pydict() == generic.to_arrow().to_pydict()
+    assert [len(group) for group in response.replies] == [1]  # one entity group, one entity
+
+
 @pytest.mark.parametrize(
     ("request_args", "reason"),
     [
