@@ -11,7 +11,8 @@ Two forms are accepted:
 
 Params go to redis-py (`password`, `username`, `db`, `ssl`, `ssl_ca_certs`,
 `socket_timeout`, ...), except the store's own (`sentinel_username`,
-`sentinel_password`, `skip_full_coverage_check`). Nothing here imports Feast.
+`sentinel_password`, `skip_full_coverage_check`). Its errors come from the store's error
+tree (errors.py), which is rooted in Feast's FeastError, so this imports Feast through it.
 """
 
 from __future__ import annotations

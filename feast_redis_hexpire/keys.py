@@ -231,7 +231,3 @@ def parse_entity_suffix(suffix: str) -> dict[str, str]:
         name, _, value = part.partition("=")
         out[_unescape_component(name)] = _unescape_component(value)
     return out
-
-
-def same_join_keys(a: Iterable[str], b: Iterable[str]) -> bool:
-    return sorted(a) == sorted(b)

@@ -232,7 +232,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
         """The serving fast path (`serving`), or Feast's generic path for what it does not cover."""
-        request = self._serve(
+        request = self._plan_request(
             config, features, entity_rows, registry, project, full_feature_names, include_feature_view_version_metadata
         )
         if isinstance(request, serving.Fallback):
@@ -249,7 +249,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         started = time.monotonic()
         client = sync_client(store_config_of(config), for_reads=True)
         replies = redis_io.hmget(client, serving.commands(plan, batches))
-        response = self._served(plan, columns, batches, replies, started)
+        response = self._response(plan, columns, batches, replies, started)
         if tally := self._read_tally(config, lambda: serving.served_views(plan, batches, response.replies)):
             tally.record(redis_io.exists(client, tally.unsure))
         return response
@@ -264,7 +264,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         full_feature_names: bool = False,
         include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
-        request = self._serve(
+        request = self._plan_request(
             config, features, entity_rows, registry, project, full_feature_names, include_feature_view_version_metadata
         )
         if isinstance(request, serving.Fallback):
@@ -281,12 +281,12 @@ class RedisHexpireOnlineStore(OnlineStore):
         started = time.monotonic()
         client = await async_client(store_config_of(config), for_reads=True)
         replies = await redis_io.hmget_async(client, serving.commands(plan, batches))
-        response = self._served(plan, columns, batches, replies, started)
+        response = self._response(plan, columns, batches, replies, started)
         if tally := self._read_tally(config, lambda: serving.served_views(plan, batches, response.replies)):
             tally.record(await redis_io.exists_async(client, tally.unsure))
         return response
 
-    def _serve(
+    def _plan_request(
         self,
         config: RepoConfig,
         features: list[str] | FeatureService,
@@ -335,7 +335,7 @@ class RedisHexpireOnlineStore(OnlineStore):
             logger.debug("get_online_features: Feast's generic path (%s)", fallback.reason)
             return fallback
 
-    def _served(
+    def _response(
         self,
         plan: serving.ServingPlan,
         columns: dict[str, Any],
@@ -343,6 +343,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         replies: list[list[bytes | None]],
         started: float,
     ) -> serving.ServedResponse:
+        """The replies as Feast's response, counted (and timed for Feast's metrics)."""
         self._record_read(len(replies))
         by_group = serving.split_replies(batches, replies)
         if _feast_metrics_on():

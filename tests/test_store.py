@@ -4,7 +4,6 @@ newest-wins, grouped reads, async, lifecycle and bad input (issue: core store)."
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,9 +14,10 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
+from devsupport.net import wait_until
 from devsupport.redis_server import LocalRedisServer
 from feast_redis_hexpire import RedisHexpireOnlineStore, clients
-from feast_redis_hexpire.codec import encode_event_ts
+from feast_redis_hexpire.codec import encode_event_ts, event_ts_micros
 from feast_redis_hexpire.errors import (
     FieldConflictError,
     FieldExpiryError,
@@ -275,21 +275,63 @@ def test_stream_tag_on_a_plain_view_and_ttl_override(store, make_config, redis_c
     assert redis_client.ttl(key_of(config, "u1")) == -1
 
 
+def server_ms(client) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def read_by_the_clock(client, read, expires_at_ms: int, alive, gone):
+    """``read()``, checked against the server's clock rather than this test's speed: before
+    ``expires_at_ms`` (by the server's TIME on both sides of the read) it must give
+    ``alive``, after it ``gone``; a read that straddles the moment may give either. On a
+    loaded machine a write and the next read can be seconds apart."""
+    before = server_ms(client)
+    got = read()
+    after = server_ms(client)
+    if after < expires_at_ms:
+        assert got == alive
+    elif before >= expires_at_ms:
+        assert got == gone
+    else:
+        assert got in (alive, gone)
+
+
+def wait_for_server_time(client, at_ms: int) -> None:
+    wait_until(lambda: server_ms(client) >= at_ms, timeout=60, what=f"server time {at_ms}")
+
+
 def test_short_ttls_stream_fields_vanish_then_the_entity(store, make_config, redis_client):
     config = make_config(stream_ttl_seconds=1, batch_ttl_seconds=3)
     batch, stream = batch_view(), stream_view()
-    store.online_write_batch(config, batch, [row("u1", now(), risk_segment="low", tx_count_7d=5)], None)
-    store.online_write_batch(config, stream, [row("u1", now(), tx_count_5m=3, last_amount=9.5)], None)
-    assert plain(store.online_read(config, stream, [user_key("u1")])[0][1]) == {"tx_count_5m": 3, "last_amount": 9.5}
+    key = key_of(config, "u1")
+    event = now()
+    store.online_write_batch(config, batch, [row("u1", event, risk_segment="low", tx_count_7d=5)], None)
+    store.online_write_batch(config, stream, [row("u1", event, tx_count_5m=3, last_amount=9.5)], None)
+    # When each goes is what Redis holds: the stream fields at event time + 1 s, the key
+    # (batch TTL, from the write) later.
+    stream_expiry = redis_client.hpexpiretime(key, "tx_count_5m", "last_amount", "_ts:user_activity")
+    assert stream_expiry == [event_ts_micros(event) // 1000 + 1000] * 3
+    key_expiry = redis_client.pexpiretime(key)
+    assert key_expiry > stream_expiry[0]
 
-    time.sleep(1.3)
+    def stream_read():
+        return [(ts, plain(values)) for ts, values in store.online_read(config, stream, [user_key("u1")])]
+
+    def batch_read():
+        return [plain(values) for _, values in store.online_read(config, batch, [user_key("u1")])]
+
+    alive = stream_read()[0][0]  # the event time as read back, if still there
+    read_by_the_clock(
+        redis_client, stream_read, stream_expiry[0], [(alive, {"tx_count_5m": 3, "last_amount": 9.5})], [(None, None)]
+    )
+    wait_for_server_time(redis_client, stream_expiry[0])
     assert store.online_read(config, stream, [user_key("u1")]) == [(None, None)]
-    assert plain(store.online_read(config, batch, [user_key("u1")])[0][1]) == {"risk_segment": "low", "tx_count_7d": 5}
-    assert b"_ts:user_activity" not in redis_client.hgetall(key_of(config, "u1"))
+    read_by_the_clock(redis_client, batch_read, key_expiry, [{"risk_segment": "low", "tx_count_7d": 5}], [None])
+    assert b"_ts:user_activity" not in redis_client.hgetall(key)
 
-    time.sleep(2.0)
+    wait_for_server_time(redis_client, key_expiry)
     assert store.online_read(config, batch, [user_key("u1")]) == [(None, None)]
-    assert not redis_client.exists(key_of(config, "u1"))
+    assert not redis_client.exists(key)
 
 
 def test_every_expiry_reply_is_checked(store, make_config, redis_client):
@@ -404,16 +446,21 @@ def test_get_online_features_reads_all_views_with_one_hmget_per_entity(make_conf
     assert command_calls(redis_client, "hmget") == 18  # 3 views x 6 entities
 
 
-def test_expired_stream_field_reads_as_not_found(make_config, tmp_path):
+def test_expired_stream_field_reads_as_not_found(make_config, tmp_path, redis_client):
     config = make_config(stream_ttl_seconds=1)
     profile, stream = batch_view(), stream_view()
     fs = _feature_store(config, tmp_path, [profile, stream])
     online = fs._get_provider().online_store
     online.online_write_batch(config, profile, [row("u1", now(), risk_segment="low", tx_count_7d=1)], None)
     online.online_write_batch(config, stream, [row("u1", now(), tx_count_5m=3)], None)
+    [expiry] = redis_client.hpexpiretime(key_of(config, "u1"), "tx_count_5m")
     refs = ["user_profile:risk_segment", "user_activity:tx_count_5m"]
-    assert fs.get_online_features(refs, [{"user_id": "u1"}]).to_dict()["tx_count_5m"] == [3]
-    time.sleep(1.2)
+
+    def read():
+        return fs.get_online_features(refs, [{"user_id": "u1"}]).to_dict()["tx_count_5m"]
+
+    read_by_the_clock(redis_client, read, expiry, [3], [None])
+    wait_for_server_time(redis_client, expiry)
     response = fs.get_online_features(refs, [{"user_id": "u1"}])
     assert response.to_dict()["tx_count_5m"] == [None]
     assert response.to_dict()["risk_segment"] == ["low"]
