@@ -63,6 +63,11 @@ class ProjectWatch:
         """A load or reset changes the count: SCAN again."""
         self._counted = None
 
+    def forget_ages(self) -> None:
+        """After a reset the sampled users are gone: the next poll samples afresh rather than
+        showing, for up to a second, ages of keys that no longer exist."""
+        self.ages.clear()
+
     def entity_count(self, max_age: float = 0.0) -> int:
         """The project's entity keys, by SCAN; ``max_age``: a count this recent will do.
 

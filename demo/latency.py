@@ -7,6 +7,11 @@ p99 mixing them would say nothing about either.
 
 Each read also carries the store's own time (``online_read``, as the store timed it),
 so the page shows how much of a read is the store and how much is Feast around it.
+
+A read that planned a new request shape (the first of its shape, or the first after a
+registry refresh such as a bulk load's: Feast resolves the feature references again and
+the store builds its read plan) is marked ``planned``: it is plotted, and counted, but kept
+out of the percentiles, which are about reads of a known shape.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Read:
     ms: float
     store_ms: float | None = None  # the store's online_read, when it was timed
     series: str = ""
+    planned: bool = False  # it planned a new request shape: out of the percentiles
 
     def __post_init__(self) -> None:
         if not self.series:
@@ -57,7 +63,7 @@ class LatencyLog:
         self._reads: deque[Read] = deque(maxlen=keep)
         self._lock = threading.Lock()
 
-    def record(self, kind: str, entities: int, ms: float, store_ms: float | None = None) -> None:
+    def record(self, kind: str, entities: int, ms: float, store_ms: float | None = None, planned: bool = False) -> None:
         with self._lock:
             self._reads.append(
                 Read(
@@ -66,26 +72,30 @@ class LatencyLog:
                     entities,
                     round(ms, 3),
                     None if store_ms is None else round(store_ms, 3),
+                    planned=planned,
                 )
             )
 
     def summary(self, points: int = POINTS) -> dict[str, Any]:
         """``points``: the newest reads, oldest first; ``series``: per series (in order of
-        first appearance) its kind, size, count, and p50/p99 of the page's time and of the
-        store's time, over every read kept. ``kinds`` is the same keyed by series name."""
+        first appearance) its kind, size, count (``planned`` of them planned a new shape),
+        and p50/p99 of the page's time and of the store's time over the other reads kept
+        (None while there are none). ``kinds`` is the same keyed by series name."""
         with self._lock:
             reads = list(self._reads)
         series: dict[str, dict[str, Any]] = {}
         for name in dict.fromkeys(r.series for r in reads):
             mine = [r for r in reads if r.series == name]
-            ordered = sorted(r.ms for r in mine)
-            store = sorted(r.store_ms for r in mine if r.store_ms is not None)
+            known = [r for r in mine if not r.planned]
+            ordered = sorted(r.ms for r in known)
+            store = sorted(r.store_ms for r in known if r.store_ms is not None)
             series[name] = {
                 "kind": mine[0].kind,
                 "entities": mine[0].entities,
-                "count": len(ordered),
-                "p50_ms": percentile(ordered, 50),
-                "p99_ms": percentile(ordered, 99),
+                "count": len(mine),
+                "planned": len(mine) - len(known),
+                "p50_ms": percentile(ordered, 50) if ordered else None,
+                "p99_ms": percentile(ordered, 99) if ordered else None,
                 "store_p50_ms": percentile(store, 50) if store else None,
                 "store_p99_ms": percentile(store, 99) if store else None,
             }

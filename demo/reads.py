@@ -100,11 +100,20 @@ class Reader:
         self.latency = latency
         self.timer = StoreReadTimer(online_store)
 
-    def _timed_read(self, refs: list[str], rows: list[dict[str, str]]) -> tuple[Any, float, float | None]:
+    def _timed_read(
+        self, kind: str, refs: list[str], rows: list[dict[str, str]]
+    ) -> tuple[Any, float, float | None, bool]:
+        """The response, Feast's whole call and the store's part in ms, and whether the
+        call planned a new request shape (recorded, but kept out of the percentiles)."""
+        stats = self.online_store.stats
+        plans_before = stats.plans_built
         self.timer.start()
         started = time.perf_counter()
         response = self.store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True)
-        return response, (time.perf_counter() - started) * 1000, self.timer.ms()
+        latency_ms, store_ms = (time.perf_counter() - started) * 1000, self.timer.ms()
+        planned = stats.plans_built > plans_before
+        self.latency.record(kind, len(rows), latency_ms, store_ms, planned)
+        return response, latency_ms, store_ms, planned
 
     def _ttls(self, key: str, fields: Sequence[str]) -> tuple[int, list[int]]:
         pipe = self.client().pipeline(transaction=False)
@@ -120,8 +129,9 @@ class Reader:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
         from feast.type_map import feast_value_type_to_python_type
 
-        response, latency_ms, store_ms = self._timed_read([f.ref for f in wanted], [{join_key: user_id}])
-        self.latency.record("read", 1, latency_ms, store_ms)
+        response, latency_ms, store_ms, planned = self._timed_read(
+            "read", [f.ref for f in wanted], [{join_key: user_id}]
+        )
         proto = response.proto
         columns = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
         key_ttl, field_ttls = self._ttls(key, [f.field for f in wanted])
@@ -167,6 +177,7 @@ class Reader:
             "note": STREAM_ONLY_NOTE if stream_only else None,
             "latency_ms": round(latency_ms, 3),
             "store_ms": None if store_ms is None else round(store_ms, 3),
+            "planned": planned,
             "key_ttl_seconds": ms_to_seconds(key_ttl),
             "key_exists": key_ttl != NO_SUCH_FIELD,
             "present": sum(1 for r in rows if r["status"] == "PRESENT"),
@@ -178,8 +189,9 @@ class Reader:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
         before = self.online_store.stats.as_dict()
-        response, latency_ms, store_ms = self._timed_read([f.ref for f in wanted], [{join_key: uid} for uid in ids])
-        self.latency.record("batch", len(ids), latency_ms, store_ms)
+        response, latency_ms, store_ms, planned = self._timed_read(
+            "batch", [f.ref for f in wanted], [{join_key: uid} for uid in ids]
+        )
         after = self.online_store.stats.as_dict()
         proto = response.proto
         present = FieldStatus.PRESENT
@@ -201,6 +213,7 @@ class Reader:
             "features_requested": len(wanted),
             "latency_ms": round(latency_ms, 3),
             "store_ms": None if store_ms is None else round(store_ms, 3),
+            "planned": planned,
             "per_entity_ms": round(latency_ms / len(ids), 4),
             "store_read_calls": after["read_calls"] - before["read_calls"],
             "entities_read": after["entities_read"] - before["entities_read"],

@@ -116,6 +116,8 @@ class DemoRuntime:
         self.catalog = Catalog()
         self.users = Users(self.key_of)
         self.redis_version = "?"
+        self.write_mode: dict[str, str] = {}
+        self._uncounted: Counter[str] = Counter()  # the start-up read's counts: not the page's
         self._generate: Callable[..., dict[str, Any]] | None = None
         self._yaml: dict[str, Any] = {}
         self._last_load: dict[str, Any] | None = None
@@ -178,6 +180,7 @@ class DemoRuntime:
         self.catalog = Catalog.of(self._online_views(), self.store.config, self.definitions.join_keys())
         info = self.client.info("server")
         self.redis_version = str(info.get("redis_version", "?")) if isinstance(info, dict) else "?"
+        self.write_mode = self._write_mode()
         self.log(
             f"[demo] applied project {self.project!r}: {len(self.catalog.layouts)} views "
             f"({', '.join(f'{layout.name} [{layout.kind.value}]' for layout in self.catalog.layouts)}), "
@@ -206,6 +209,8 @@ class DemoRuntime:
                 features=[f.ref for f in self.catalog.features],
                 entity_rows=[{self.catalog.join_key: self.users.ids[0]}],
             )
+            stats = self.online_store.stats.as_dict()  # the page's Reads tile counts the page's reads
+            self._uncounted = Counter({name: stats[name] for name in ("read_calls", "entities_read", "plans_built")})
         worker = self.worker_status()
         self.log(
             f"[demo] streaming worker: round-robin over all {worker.get('users', 0)} users, "
@@ -215,6 +220,14 @@ class DemoRuntime:
         )
         self.log(f"[demo] ready in {time.monotonic() - started:.1f}s")
         return self
+
+    def _write_mode(self) -> dict[str, str]:
+        """How stream fields get their expiry on this server, as the store decided from
+        HELLO (doctor's "write mode"): the page names the commands in use."""
+        from feast_redis_hexpire.clients import field_expiry_of
+
+        expiry = field_expiry_of(self.client)
+        return {"mode": expiry.value, "commands": expiry.commands}
 
     def _prepare_workdir(self) -> None:
         if not (self.source_repo / "generate_data.py").is_file():
@@ -340,6 +353,8 @@ class DemoRuntime:
             # resumed, so nothing recreates keys while they are deleted.
             self.worker.follow([], self.stream_ttl_seconds)
             self._set_users([])
+            self._last_load = None  # its users are gone: the tile says so
+            self.watch.forget_ages()
             started = time.perf_counter()
             deleted = delete_project_keys(self.client, self.store_config.key_prefix, self.project)
             self._last_reset = {
@@ -380,6 +395,7 @@ class DemoRuntime:
         return {
             "project": self.project,
             "redis": {"where": self.redis_label, "version": self.redis_version},
+            "write_mode": self.write_mode,
             "repo": str(self.workdir),
             "key_pattern": project_prefix(self.store_config.key_prefix, self.project, hash_tag_of(self.store_config))
             + "*",
@@ -424,6 +440,7 @@ class DemoRuntime:
         """The store's counters, of this process and of the worker's (its pushes)."""
         assert self.worker is not None, "setup() first"
         totals = Counter(self.online_store.stats.as_dict())
+        totals.subtract(self._uncounted)
         totals.update((worker if worker is not None else self.worker.status()).get("store_counters") or {})
         return dict(totals)
 

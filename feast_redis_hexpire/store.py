@@ -50,6 +50,9 @@ class StoreStats:
     write_batches: int = 0
     read_calls: int = 0
     entities_read: int = 0
+    plans_built: int = 0
+    """Request shapes the serving fast path planned: once per shape, and again after a
+    registry refresh (Feast resolves the references anew); such a read costs more."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -330,6 +333,7 @@ class RedisHexpireOnlineStore(OnlineStore):
                     include_version_metadata,
                 )
                 self._plans.put(shape, plan)
+                self.stats.plans_built += 1
             return plan, columns, serving.entity_batches(plan, columns)
         except serving.Fallback as fallback:
             logger.debug("get_online_features: Feast's generic path (%s)", fallback.reason)

@@ -143,6 +143,13 @@ def test_worker_keeps_every_user_fresh_and_the_tile_says_so(demo, page, raw):
     page.goto(demo.url + "/")
     wait_text(page, "#stat-entities", str(USERS))
     wait_text(page, "#worker-state", "running")
+    # A fresh page: the demo's own start-up read is not one of the page's reads.
+    assert text(page, "#stat-reads") == "0" and "0 entities read" in text(page, "#stat-reads-sub")
+    assert "no reads yet" in page.locator("#latency-chart text.empty").text_content()
+    # The write mode in use, as the store chose it from HELLO (doctor's "write mode").
+    commands = demo.runtime.write_mode["commands"]
+    assert page.locator(".write-mode").all_inner_texts() == [commands, commands]
+    assert "HPEXPIREAT" not in text(page, "#freshness-note") or "HPEXPIREAT" in commands
     # By a TTL (and a little) after the worker started, or at once if the browser took
     # longer than that to come up: everyone fresh.
     remaining_ms = (STREAM_TTL + 4 - (time.monotonic() - demo.started_at)) * 1000
@@ -234,11 +241,20 @@ def test_demo_page_end_to_end(demo, page, raw):
     wait_text(page, "#stat-batch-ttl", "1h")
 
     # Read every feature of u0007: batch fields carry the key TTL, stream fields their own.
+    # The first read after the load plans its request shape again (the load refreshed
+    # Feast's registry): the page says so, and the chart keeps it out of p50/p99.
     page.fill("#read-user", "u0007")
     page.click("#read-btn")
     rows = page.locator("#read-table tbody tr")
     sync_api.expect(rows).to_have_count(11)
     assert "ms read latency" in text(page, "#read-result")
+    assert "planned a new request shape" in text(page, "#read-result .planned-note")
+    page.wait_for_function("document.querySelectorAll('#latency-chart circle.planned').length >= 1")
+    # Every cell shows its whole text ("not found", "account_age_days" were cut off).
+    clipped = page.locator("#read-table td").evaluate_all(
+        "cells => cells.filter(c => c.scrollWidth > c.clientWidth).map(c => c.innerText)"
+    )
+    assert clipped == []
     batch_row = page.locator('#read-table tr[data-ref="user_profile:risk_segment"]')
     assert "batch" in batch_row.inner_text() and "present" in batch_row.inner_text()
     assert "59m" in batch_row.inner_text() or "1h" in batch_row.inner_text()
@@ -283,6 +299,7 @@ def test_demo_page_end_to_end(demo, page, raw):
         page.fill("#read-user", uid)
         page.click("#read-btn")
         wait_text(page, "#read-result", "read latency")
+    assert page.locator("#read-result .planned-note").count() == 0  # a known shape by now
     page.wait_for_function("document.querySelectorAll('#latency-chart circle.read').length >= 5")
     assert page.locator("#latency-chart circle.batch").count() >= 1
     # One series per batch size: one user, 20 users, 5 users.
@@ -384,6 +401,12 @@ def test_ten_thousand_users_keep_the_id_format_and_the_default_user(demo, page):
     wait_text(page, "#stat-entities", "0")
     wait_text(page, "#worker-state", "idle")
     wait_text(page, "#inspect-result", "keys deleted")
+    # The last load's tile clears, and served age says the views were deleted, not expired.
+    wait_text(page, "#stat-load-sub", "none since the reset")
+    assert text(page, "#stat-load") == "–"
+    legend = page.locator('#age-legend [data-view="user_activity"]')
+    sync_api.expect(legend).to_contain_text("deleted")
+    assert "expired" not in legend.inner_text()
     page.click("#inspect-btn")
     wait_text(page, "#inspect-result .error", "no users are loaded")
     page.click("#read-btn")

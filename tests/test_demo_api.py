@@ -15,9 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from demo.app import create_app
+from demo.latency import LatencyLog
 from demo.runtime import MAX_USERS, DemoRuntime
 from devsupport.net import wait_until
 from feast_redis_hexpire import clients
+from feast_redis_hexpire.redis_version import hello_info
 from feature_repo.stream_producer import StreamingWorker, user_ids_for
 from tests.support.e2e import STREAM_FIELDS as E2E_STREAM_FIELDS
 
@@ -111,6 +113,16 @@ def test_state_reports_entities_ttls_counters_and_worker(client, runtime):
     assert state["ttl"] == {"batch_seconds": BATCH_TTL, "stream_seconds": STREAM_TTL}
     assert set(state["counters"]) >= {"rows_written", "read_calls", "entities_read", "write_batches"}
     assert state["counters"]["rows_written"] >= 2 * USERS  # both batch views, every user
+    # The start-up read that warms Feast's read path is the demo's own, not one of the page's:
+    # before the page reads, the Reads tile shows none (the latency chart has none either).
+    assert (state["counters"]["read_calls"], state["counters"]["entities_read"]) == (0, 0)
+    assert state["latency"]["points"] == []
+    assert runtime.online_store.stats.read_calls == 1  # it did read, once
+    # The page names the commands stream rows are written with, as doctor's "write mode".
+    hsetex = hello_info(runtime.client.execute_command("HELLO")).has_hsetex
+    assert state["write_mode"] == (
+        {"mode": "hsetex", "commands": "HSETEX"} if hsetex else {"mode": "hpexpireat", "commands": "HSET + HPEXPIREAT"}
+    )
     assert state["worker"]["state"] == "paused"  # start_worker=False
     assert state["worker"]["last_error"] is None
     assert [f["ref"] for f in state["features"]] == ALL_REFS
@@ -303,6 +315,37 @@ def test_read_latencies_are_kept_for_the_chart(client):
     assert [p["series"] for p in newest] == ["read", "read", "read", "batch:7", "batch:3"]
     assert all(p["ms"] > 0 and p["at"] <= time.time() + 1 for p in newest)
     assert len(latency["points"]) <= 60
+
+
+def test_a_read_that_plans_a_new_request_shape_is_kept_out_of_the_percentiles(client, runtime):
+    """The first read of a request shape (and the first after a bulk load, whose
+    materialization refreshes Feast's registry) plans it: Feast resolves the references and
+    the store builds its read plan, milliseconds a read of a known shape does not pay. It is
+    on the chart, marked, and not in p50/p99."""
+    subset = ["user_profile:country_iso", "user_activity:tx_count_5m"]
+    first = client.post("/read", json={"user_id": "u0002", "features": subset}).json()
+    again = client.post("/read", json={"user_id": "u0003", "features": subset}).json()
+    assert (first["planned"], again["planned"]) == (True, False)
+    client.post("/bulk-load", json={"users": USERS})
+    after_load = client.post("/read", json={"user_id": "u0004", "features": subset}).json()
+    assert after_load["planned"] is True
+    latency = client.get("/state").json()["latency"]
+    newest = latency["points"][-3:]
+    assert [p["planned"] for p in newest] == [True, False, True]
+    series = latency["kinds"]["read"]
+    assert series["planned"] >= 2 and series["count"] >= series["planned"] + 1
+
+
+def test_the_percentiles_leave_out_reads_that_planned():
+    log = LatencyLog()
+    for ms in (1.0, 2.0, 3.0):
+        log.record("read", 1, ms, 0.5)
+    log.record("read", 1, 500.0, 400.0, planned=True)
+    [series] = log.summary()["kinds"].values()
+    assert (series["count"], series["planned"], series["p99_ms"], series["store_p99_ms"]) == (4, 1, 3.0, 0.5)
+    only_planned = LatencyLog()
+    only_planned.record("batch", 5, 9.0, planned=True)
+    assert only_planned.summary()["kinds"]["batch:5"]["p50_ms"] is None
 
 
 @pytest.mark.parametrize(
@@ -507,6 +550,9 @@ def test_reset_drops_every_entity_and_bulk_load_brings_them_back(client, runtime
         state = client.get("/state").json()
         assert state["entities"] == 0 and state["users_loaded"] == 0
         assert state["worker"]["state"] == "idle"
+        # The last load's users are gone, and so is its tile; served age samples no one.
+        assert state["last_bulk_load"] is None and state["last_reset"]["deleted"] == loaded
+        assert all(v["sampled"] == 0 for v in state["served_age"]["latest"]["views"].values())
         # Every entity is gone; what `feast apply` recorded of the views stays for the next apply.
         assert list(raw.scan_iter(match=f"fs:{runtime.project}:*")) == [f"fs:{runtime.project}:_views"]
         assert raw.exists(other)  # other projects untouched
