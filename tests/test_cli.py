@@ -170,6 +170,12 @@ def test_stats_reports_each_views_served_age_from_its_ts(repo, raw, capsys):
     code, out, _ = run(capsys, "stats", "--repo", str(repo.path))
     assert "served age (server time minus _ts:<view>)" in out
     assert [line.split()[0] for line in out.splitlines() if line.startswith("user_")] == list(ages)
+    # The age table has no column of zeros headed "-": an age has no "no expiry" count.
+    [header] = [line.split() for line in out.splitlines() if line.startswith("age of view")]
+    assert header == ["age", "of", "view", "count", "min", "p50", "p90", "max"]
+    for line in out.splitlines():
+        if line.startswith("user_"):
+            assert len(line.split()) == 6 and int(line.split()[1]) == ages[line.split()[0]]["count"]
 
 
 def test_stats_rejects_bad_sample_size(repo, capsys):

@@ -213,8 +213,8 @@ def format_stats(stats: ProjectStats) -> str:
     if stats.served_age:
         lines.append("")
         lines.append("served age (server time minus _ts:<view>), over the sampled keys that hold the view:")
-        age_header = ("age of view", "count", "-", "min", "p50", "p90", "max")
-        lines.extend(_table(age_header, list(stats.served_age.items())))
+        age_header = ("age of view", "count", "min", "p50", "p90", "max")  # an age always "expires"
+        lines.extend(_table(age_header, list(stats.served_age.items()), no_expiry=False))
     lines.append("")
     if stats.fields_per_entity_avg is not None:
         lines.append(f"fields per entity: {stats.fields_per_entity_avg:.1f} on average")
@@ -227,12 +227,14 @@ def format_stats(stats: ProjectStats) -> str:
     return "\n".join(lines)
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, Distribution]]) -> list[str]:
+def _table(header: tuple[str, ...], rows: list[tuple[str, Distribution]], no_expiry: bool = True) -> list[str]:
+    """Distributions as rows; ``no_expiry``: with the column counting values without expiry
+    (TTLs have one, ages do not)."""
     table = [header] + [
         (
             name,
             str(d.count),
-            str(d.no_expiry),
+            *((str(d.no_expiry),) if no_expiry else ()),
             _fmt_seconds(d.min),
             _fmt_seconds(d.p50),
             _fmt_seconds(d.p90),
