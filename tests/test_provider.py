@@ -62,6 +62,7 @@ from hypothesis import strategies as st
 import feast_redis_hexpire
 from devsupport.sample_repo import write_yaml
 from feast_redis_hexpire.config import RedisHexpireOnlineStoreConfig
+from feast_redis_hexpire.errors import InvalidFeatureValue
 from feast_redis_hexpire.keys import escape_component
 from feast_redis_hexpire.provider import HexpireProvider
 from feast_redis_hexpire.store import RedisHexpireOnlineStore, StoreStats
@@ -462,6 +463,40 @@ def test_push_and_write_to_online_store_store_what_feasts_own_path_stores(pair, 
     pair.run_both(lambda store: store.write_to_online_store("purchases", purchases))
     pair.run_both(lambda store: store.push("shop_push", shops))
     pair.assert_same()
+
+
+def test_push_contract_extra_columns_pass_and_which_provider_names_a_wrong_type(pair):
+    """What the README says in its install section: Feast's push contract takes the view's
+    columns from what is pushed and ignores the rest, so an extra column passes silently on
+    both providers and through both calls. A wrong-typed value: HexpireProvider converts it
+    itself and raises InvalidFeatureValue naming the view, the feature and the value;
+    provider `local` leaves the conversion to Feast, whose bare ValueError names neither."""
+    pair.reset()
+    stamp = pd.Timestamp.now(tz="UTC")
+    frame = pd.DataFrame(
+        {"shop_id": [7], "visits": [3], "rating": [4.5], "event_timestamp": [stamp], "created": [stamp]}
+    )
+    extra = frame.assign(bogus_feature=["what is this"])
+    for store in pair.stores():
+        store.push("shop_push", extra)
+        store.write_to_online_store("shop_stats", extra.assign(shop_id=[8]))
+        read = store.get_online_features(["shop_stats:visits"], [{"shop_id": 7}, {"shop_id": 8}]).to_dict()
+        assert read["visits"] == [3, 3], store.project
+    wrong = frame.assign(shop_id=[9], visits=["abc"])
+    for store in pair.stores():
+        for call in (
+            lambda store=store: store.push("shop_push", wrong),
+            lambda store=store: store.write_to_online_store("shop_stats", wrong),
+        ):
+            with pytest.raises(ValueError) as err:
+                call()
+            if store is pair.provider:
+                assert isinstance(err.value, InvalidFeatureValue), repr(err.value)
+                assert (err.value.view, err.value.feature, err.value.value) == ("shop_stats", "visits", "abc")
+            else:
+                assert not isinstance(err.value, InvalidFeatureValue), repr(err.value)
+                assert "shop_stats" not in str(err.value) and "visits" not in str(err.value), str(err.value)
+        assert store.get_online_features(["shop_stats:visits"], [{"shop_id": 9}]).to_dict()["visits"] == [None]
 
 
 # ---------------------------------------------------------------- materialize parity
@@ -930,6 +965,8 @@ def test_feast_serve_push_of_a_wrong_typed_value(redis_server, redis_client, tmp
         "created": [now.isoformat()] * 2,
     }
     only_strings = {**rows, "tx_count_5m": ["abc", "def"]}  # a string column, not a mixed one
+    # An extra column is Feast's push contract: ignored, with a 200, on either provider.
+    extra = {**rows, "user_id": ["u8001", "u8002"], "tx_count_5m": [3, 4], "bogus_feature": ["x", "y"]}
     answers: dict[str, list[tuple[int, str]]] = {}
     for repo in (default, arrow):
         feast_cli(repo, "apply")
@@ -938,7 +975,13 @@ def test_feast_serve_push_of_a_wrong_typed_value(redis_server, redis_client, tmp
                 http_post(f"{serve.url}/push", {"push_source_name": "user_activity_push", "df": df, "to": "online"})
                 for df in (rows, only_strings)
             ]
+            status, body = http_post(
+                f"{serve.url}/push", {"push_source_name": "user_activity_push", "df": extra, "to": "online"}
+            )
+            assert status == 200, body
         assert not list(redis_client.scan_iter(match=f"{repo.key_prefix}:{repo.project}:user_id=u900*"))
+        pushed = redis_client.hgetall(f"{repo.key_prefix}:{repo.project}:user_id=u8002")
+        assert pushed and not any(b"bogus" in field for field in pushed), pushed
     for status, body in answers[arrow.project]:
         assert status == 422, body
         detail = json.loads(json.loads(body)) if body.startswith('"') else json.loads(body)
