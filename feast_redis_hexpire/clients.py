@@ -277,6 +277,68 @@ class StoreRedisCluster(RedisCluster):
         return pipe
 
 
+class _GuardedSend:
+    """An asyncio connection that refuses to send on a writer another task closed.
+
+    redis.asyncio checks that a connection is open, then sends from a task of its own
+    (asyncio.wait_for, for the socket timeout). A cluster client disconnects a node's idle
+    connections after a connection error while other tasks may be taking them; one closed
+    in between failed a write with "'NoneType' object has no attribute 'writelines'", an
+    error no retry policy knows. Here it is the ConnectionError it is, and retried as one."""
+
+    _writer: asyncio.StreamWriter | None
+    host: str
+    port: int
+
+    async def _send_packed_command(self, command: Any) -> None:
+        writer = self._writer
+        if writer is None or writer.transport.is_closing():
+            raise redis.ConnectionError(f"Connection to {self.host}:{self.port} was closed before sending")
+        writer.writelines(command)
+        await writer.drain()
+
+
+class _GuardedConnection(_GuardedSend, redis_async.Connection):
+    """redis_async.Connection with _GuardedSend."""
+
+
+class _GuardedSSLConnection(_GuardedSend, redis_async.SSLConnection):
+    """redis_async.SSLConnection with _GuardedSend."""
+
+
+_GUARDED: dict[type, type] = {
+    redis_async.Connection: _GuardedConnection,
+    redis_async.SSLConnection: _GuardedSSLConnection,
+}
+
+
+class StoreAsyncRedisCluster(redis_async.RedisCluster):
+    """redis.asyncio's RedisCluster without closing connections other tasks are using.
+
+    redis-py calls `aclose()` in the middle of operations to make the client re-read the
+    slot map: on every fifth MOVED reply (resharding), on CLUSTERDOWN and before retrying
+    a pipeline. Its aclose closes every connection of every node, including those other
+    tasks of the event loop are sending on or reading from: under live resharding an
+    async write failed that way. Here that refresh only flags the slot map as stale; the
+    next command re-reads it, which marks every connection for reconnect, and each is
+    reconnected by the task that next takes it. `close_connections` closes for good.
+    Connections also refuse to send on a writer closed under them (_GuardedSend)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        guarded = _GUARDED[self.connection_kwargs["connection_class"]]
+        self.connection_kwargs["connection_class"] = guarded  # the nodes found later
+        for node in self.nodes_manager.startup_nodes.values():
+            node.connection_class = guarded
+
+    async def aclose(self) -> None:
+        self._initialize = True
+
+    async def close_connections(self) -> None:
+        self._initialize = False  # redis-py's aclose closes only an initialized client
+        await super().aclose()
+
+
 class _PrimaryRecheckClock:
     """When a Sentinel pool should ask the sentinels again: at most every SENTINEL_RECHECK_S."""
 
@@ -359,7 +421,7 @@ _SYNC = _Flavour(
 )
 _ASYNC = _Flavour(
     redis_async.Redis,
-    redis_async.RedisCluster,
+    StoreAsyncRedisCluster,
     redis_async.cluster.ClusterNode,
     async_sentinel.Sentinel,
     FollowingAsyncSentinelPool,
@@ -544,7 +606,7 @@ async def close_async_clients() -> None:
     loop = asyncio.get_running_loop()
     for key in [k for k, (other, _) in _async_clients.items() if other is loop]:
         _, client = _async_clients.pop(key)
-        await client.aclose()
+        await (client.close_connections() if isinstance(client, StoreAsyncRedisCluster) else client.aclose())
 
 
 def reset_clients() -> None:
