@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -90,9 +91,19 @@ class _RetryBudget:
         return True
 
 
+_RETRYING: ContextVar[bool] = ContextVar("feast_redis_hexpire_retrying", default=False)
+"""True while a store retry runs an operation in this thread or task. redis-py runs its
+own retries under ours with the same policy: a pool checkout connects under
+`connection.retry`, and so does a send on a dropped connection. Nested, budgets multiply:
+a server that is down (connections refused) cost a warm process about 41 s per call, 7
+checkouts of 7 connects each, instead of one budget's 3.5-7 s."""
+
+
 class StoreRetry(Retry):
-    """redis-py's Retry with a smaller budget for timeouts (see MAX_TIMEOUT_RETRIES) and
-    none for a refused password (see _RetryBudget)."""
+    """redis-py's Retry with a smaller budget for timeouts (see MAX_TIMEOUT_RETRIES), none
+    for a refused password (see _RetryBudget), and one budget per operation: called under
+    another of the store's retries (see _RETRYING), it tries once and leaves retrying to
+    the outer one."""
 
     def call_with_retry(
         self,
@@ -101,16 +112,25 @@ class StoreRetry(Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
+        if _RETRYING.get():
+            try:
+                return do()
+            except self._supported_errors as error:
+                _failed_once(error, fail, is_retryable, with_failure_count)
+                raise
         attempts = metrics.AttemptCounter(do)
+        outermost = _RETRYING.set(True)
         try:
             return super().call_with_retry(attempts, fail, _RetryBudget(is_retryable), with_failure_count)
         finally:
+            _RETRYING.reset(outermost)
             attempts.record()
 
 
 class AsyncStoreRetry(async_retry.Retry):
     """The asyncio twin of StoreRetry: redis.asyncio needs its own Retry class (it awaits
-    the operation and sleeps with asyncio); given the sync one it never retries."""
+    the operation and sleeps with asyncio); given the sync one it never retries. Tasks
+    started under a retry inherit its context, so they try once too."""
 
     async def call_with_retry(
         self,
@@ -119,11 +139,35 @@ class AsyncStoreRetry(async_retry.Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
+        if _RETRYING.get():
+            try:
+                return await do()
+            except self._supported_errors as error:
+                undone = _failed_once(error, fail, is_retryable, with_failure_count)
+                if undone is not None:
+                    await undone
+                raise
         attempts = metrics.AttemptCounter(do)
+        outermost = _RETRYING.set(True)
         try:
             return await super().call_with_retry(attempts, fail, _RetryBudget(is_retryable), with_failure_count)
         finally:
+            _RETRYING.reset(outermost)
             attempts.record()
+
+
+def _failed_once(
+    error: Exception,
+    fail: Callable[..., Any],
+    is_retryable: Callable[[Exception], bool] | None,
+    with_failure_count: bool,
+) -> Any:
+    """What redis-py's Retry does after a failure when it has no retries left: the failure
+    handler (e.g. dropping the connection) unless the error is not retryable at all.
+    Returns the handler's result (an awaitable, for redis.asyncio)."""
+    if is_retryable is not None and not is_retryable(error):
+        return None
+    return fail(error, 1) if with_failure_count else fail(error)
 
 
 def sync_retry(config: RedisHexpireOnlineStoreConfig) -> StoreRetry:
@@ -233,6 +277,68 @@ class StoreRedisCluster(RedisCluster):
         return pipe
 
 
+class _GuardedSend:
+    """An asyncio connection that refuses to send on a writer another task closed.
+
+    redis.asyncio checks that a connection is open, then sends from a task of its own
+    (asyncio.wait_for, for the socket timeout). A cluster client disconnects a node's idle
+    connections after a connection error while other tasks may be taking them; one closed
+    in between failed a write with "'NoneType' object has no attribute 'writelines'", an
+    error no retry policy knows. Here it is the ConnectionError it is, and retried as one."""
+
+    _writer: asyncio.StreamWriter | None
+    host: str
+    port: int
+
+    async def _send_packed_command(self, command: Any) -> None:
+        writer = self._writer
+        if writer is None or writer.transport.is_closing():
+            raise redis.ConnectionError(f"Connection to {self.host}:{self.port} was closed before sending")
+        writer.writelines(command)
+        await writer.drain()
+
+
+class _GuardedConnection(_GuardedSend, redis_async.Connection):
+    """redis_async.Connection with _GuardedSend."""
+
+
+class _GuardedSSLConnection(_GuardedSend, redis_async.SSLConnection):
+    """redis_async.SSLConnection with _GuardedSend."""
+
+
+_GUARDED: dict[type, type] = {
+    redis_async.Connection: _GuardedConnection,
+    redis_async.SSLConnection: _GuardedSSLConnection,
+}
+
+
+class StoreAsyncRedisCluster(redis_async.RedisCluster):
+    """redis.asyncio's RedisCluster without closing connections other tasks are using.
+
+    redis-py calls `aclose()` in the middle of operations to make the client re-read the
+    slot map: on every fifth MOVED reply (resharding), on CLUSTERDOWN and before retrying
+    a pipeline. Its aclose closes every connection of every node, including those other
+    tasks of the event loop are sending on or reading from: under live resharding an
+    async write failed that way. Here that refresh only flags the slot map as stale; the
+    next command re-reads it, which marks every connection for reconnect, and each is
+    reconnected by the task that next takes it. `close_connections` closes for good.
+    Connections also refuse to send on a writer closed under them (_GuardedSend)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        guarded = _GUARDED[self.connection_kwargs["connection_class"]]
+        self.connection_kwargs["connection_class"] = guarded  # the nodes found later
+        for node in self.nodes_manager.startup_nodes.values():
+            node.connection_class = guarded
+
+    async def aclose(self) -> None:
+        self._initialize = True
+
+    async def close_connections(self) -> None:
+        self._initialize = False  # redis-py's aclose closes only an initialized client
+        await super().aclose()
+
+
 class _PrimaryRecheckClock:
     """When a Sentinel pool should ask the sentinels again: at most every SENTINEL_RECHECK_S."""
 
@@ -315,7 +421,7 @@ _SYNC = _Flavour(
 )
 _ASYNC = _Flavour(
     redis_async.Redis,
-    redis_async.RedisCluster,
+    StoreAsyncRedisCluster,
     redis_async.cluster.ClusterNode,
     async_sentinel.Sentinel,
     FollowingAsyncSentinelPool,
@@ -500,7 +606,7 @@ async def close_async_clients() -> None:
     loop = asyncio.get_running_loop()
     for key in [k for k, (other, _) in _async_clients.items() if other is loop]:
         _, client = _async_clients.pop(key)
-        await client.aclose()
+        await (client.close_connections() if isinstance(client, StoreAsyncRedisCluster) else client.aclose())
 
 
 def reset_clients() -> None:

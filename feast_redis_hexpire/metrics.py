@@ -18,10 +18,11 @@ from __future__ import annotations
 import atexit
 import bisect
 import functools
+import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
@@ -40,6 +41,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+logger = logging.getLogger("feast_redis_hexpire")
 
 AGE_BUCKETS_SECONDS: tuple[float, ...] = (
     1,
@@ -110,7 +113,15 @@ ERRORS = Counter(
     ["op", "kind"],
 )
 
-EXPORTED = (SERVED_AGE, READ_OUTCOMES, VIEW_TTL, ROWS, ROUND_TRIPS, ROUND_TRIP_SECONDS, RETRIES, ERRORS)
+DROPPED = Counter(
+    "feast_hexpire_metric_samples_dropped_total",
+    "Metric samples dropped because the flush to prometheus_client fell behind (it failed, or "
+    "a burst outran it) and pending samples reached their bound, by kind: served_age "
+    "(entities' served ages), read_seconds (Feast's read-duration observations)",
+    ["kind"],
+)
+
+EXPORTED = (SERVED_AGE, READ_OUTCOMES, VIEW_TTL, ROWS, ROUND_TRIPS, ROUND_TRIP_SECONDS, RETRIES, ERRORS, DROPPED)
 """Every metric this store exports (the dashboard test checks its queries against these)."""
 
 
@@ -124,7 +135,7 @@ def exported_names() -> set[str]:
     """The series names a scrape shows, suffixes included."""
     names: set[str] = set()
     for metric in EXPORTED:
-        base = metric._name
+        base = next(iter(metric.describe())).name
         if isinstance(metric, Counter):
             names.add(base + "_total")
         elif isinstance(metric, Histogram):
@@ -141,6 +152,24 @@ FLUSH_INTERVAL_S = 1.0
 metric is a locked write to a memory-mapped file (about 1 µs); a one-entity read would
 make a dozen. Reads and round trips are counted in plain Python under one lock and
 flushed by a daemon thread, so a scrape lags by at most this much."""
+
+MAX_PENDING_STAMP_BYTES = 32 * 1024 * 1024
+"""Event times of reads awaiting the flush, per process (about 17 bytes an entity): the
+flush turns them into histogram counts every second, far below this, even while applying
+those counts fails. Only a flush that cannot run (stuck, or slower than the reads) lets
+them pile up; reads past the bound keep their outcome counts and drop their served ages
+(DROPPED, kind served_age)."""
+MAX_PENDING_READ_SECONDS = 100_000
+"""Feast read-duration observations awaiting the flush (DROPPED, kind read_seconds)."""
+FLUSH_ERROR_LOG_INTERVAL_S = 60.0
+"""A failing flush is logged at most once a minute, with the failures since the last log."""
+
+FLUSH_THREAD_NAME = "feast-hexpire-metrics"
+
+Series = tuple[Callable[[Any, tuple[str, ...], Any], None], Any, tuple[str, ...]]
+"""One prometheus_client series and how a flush updates it: (apply, metric, label values).
+A flush gathers one value per series (see _merge), so what waits for a retried flush is
+bounded by the number of series, not by the time flushes have been failing."""
 
 
 class _ReadSlot:
@@ -177,14 +206,27 @@ class _ReadSlot:
 
 class _Pending:
     """Counts not yet flushed, and the flusher thread of this process (gunicorn forks
-    workers: each starts its own on first use)."""
+    workers: each starts its own on first use).
+
+    The thread must outlive any error: if it died, the lists of pending samples would
+    grow with every read for the life of the process. A flush that fails is logged (see
+    FLUSH_ERROR_LOG_INTERVAL_S) and what it could not apply is retried at the next tick.
+    Everything pending is bounded: counts and histograms by their number of series,
+    samples by MAX_PENDING_STAMP_BYTES and MAX_PENDING_READ_SECONDS, past which they are
+    dropped and counted (DROPPED)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.reads: dict[tuple[str, str], _ReadSlot] = {}
+        self.stamp_bytes = 0  # of every slot's stamp_texts
         self.trips: dict[str, list[Any]] = {}  # op: [count, seconds, latency buckets]
         self.feast_statuses: dict[tuple[str, str], int] = {}  # Feast's own counter, fed by the store
         self.feast_read_seconds: list[float] = []
+        self.dropped: dict[str, int] = {}  # DROPPED's counts by kind, not yet flushed
+        self.unpublished: dict[Series, Any] = {}  # what failed flushes could not apply yet
+        self.flushing = threading.Lock()  # one flush at a time: the thread, atexit, tests
+        self.failures = 0  # failed flushes since the last one logged
+        self.logged_at: float | None = None
         self._pid = 0
 
     def slot(self, project: str, layout: ViewLayout) -> _ReadSlot:
@@ -194,50 +236,146 @@ class _Pending:
             slot = self.reads[(project, layout.name)] = _ReadSlot(layout)
         return slot
 
+    def drop(self, kind: str, count: int) -> None:
+        """Samples dropped past a bound (hold the lock)."""
+        self.dropped[kind] = self.dropped.get(kind, 0) + count
+
     def started(self) -> None:
         if self._pid != os.getpid():
             with self.lock:
                 if self._pid == os.getpid():
                     return
                 self._pid = os.getpid()
-            threading.Thread(target=self._run, name="feast-hexpire-metrics", daemon=True).start()
-            atexit.register(self.flush)
+            threading.Thread(target=self._run, name=FLUSH_THREAD_NAME, daemon=True).start()
+            atexit.register(self.flush_logged)
 
     def _run(self) -> None:
         while True:
             time.sleep(FLUSH_INTERVAL_S)
+            self.flush_logged()
+
+    def flush_logged(self) -> None:
+        """flush, with its failure logged instead of raised: the thread lives on."""
+        try:
             self.flush()
+        except Exception as exc:  # noqa: BLE001 - any error: a dead flusher is the worse failure
+            self.failures += 1
+            now = time.monotonic()
+            if self.logged_at is None or now - self.logged_at >= FLUSH_ERROR_LOG_INTERVAL_S:
+                logger.warning(
+                    "feast_redis_hexpire: flushing metrics to prometheus_client failed (%d times since the "
+                    "last such warning; at most one a minute): %r. Counts are kept for the next flush, "
+                    "within bounds; what is dropped is counted in feast_hexpire_metric_samples_dropped_total.",
+                    self.failures,
+                    exc,
+                )
+                self.logged_at, self.failures = now, 0
 
     def flush(self) -> None:
-        """Hand what was counted to prometheus_client."""
-        with self.lock:
-            reads, self.reads = self.reads, {}
-            trips, self.trips = self.trips, {}
-            statuses, self.feast_statuses = self.feast_statuses, {}
-            read_seconds, self.feast_read_seconds = self.feast_read_seconds, []
-        for (project, view), slot in reads.items():
-            for now_us, text in zip(slot.read_times, slot.stamp_texts):
-                slot.add_ages(now_us, text.split(b" "))
-            _view_ttl(project, slot.layout)
-            for outcome, count in zip(("present", "view_absent", "entity_absent"), slot.outcomes):
-                if count:
-                    READ_OUTCOMES.labels(project, view, outcome).inc(count)
-            if slot.outcomes[0]:
-                _add_to_histogram(SERVED_AGE.labels(project, view), slot.buckets, slot.age_sum_us / 1_000_000)
-        for op, (count, seconds, buckets) in trips.items():
-            ROUND_TRIPS.labels(op).inc(count)
-            _add_to_histogram(ROUND_TRIP_SECONDS.labels(op), buckets, seconds)
-        if feast_metrics is not None:
-            for (view, status), count in statuses.items():
-                if count:
-                    feast_metrics.online_features_status_total.labels(feature_view=view, status=status).inc(count)
-            for seconds in read_seconds:
-                feast_metrics.online_store_read_duration_seconds.observe(seconds)
+        """Hand what was counted to prometheus_client, together with what earlier flushes
+        could not. A series whose update fails is kept for the next flush (merged with what
+        comes) while the others go on; then the first error is raised."""
+        with self.flushing:
+            with self.lock:
+                reads, self.reads, self.stamp_bytes = self.reads, {}, 0
+                trips, self.trips = self.trips, {}
+                statuses, self.feast_statuses = self.feast_statuses, {}
+                read_seconds, self.feast_read_seconds = self.feast_read_seconds, []
+                dropped, self.dropped = self.dropped, {}
+            updates = self.unpublished
+            for series, value in _updates(reads, trips, statuses, read_seconds, dropped):
+                _merge(updates, series, value)
+            failed: BaseException | None = None
+            for series in list(updates):
+                apply, metric, labels = series
+                try:
+                    apply(metric, labels, updates[series])
+                except Exception as exc:  # noqa: BLE001 - kept for the next flush; the others go on
+                    failed = failed or exc
+                else:
+                    del updates[series]
+            if failed is not None:
+                raise failed
 
 
-def _add_to_histogram(child: Any, buckets: Sequence[int], total: float) -> None:
-    """Many observations at once: prometheus_client's histogram keeps a count per bucket
-    (made cumulative when exposed) and a sum."""
+def _updates(
+    reads: dict[tuple[str, str], _ReadSlot],
+    trips: dict[str, list[Any]],
+    statuses: dict[tuple[str, str], int],
+    read_seconds: list[float],
+    dropped: dict[str, int],
+) -> Iterator[tuple[Series, Any]]:
+    """What one flush adds to each series."""
+    for (project, view), slot in reads.items():
+        for now_us, text in zip(slot.read_times, slot.stamp_texts):
+            slot.add_ages(now_us, text.split(b" "))
+        yield (_set_view_ttl, None, (project, view)), slot.layout
+        for outcome, count in zip(("present", "view_absent", "entity_absent"), slot.outcomes):
+            if count:
+                yield (_inc, READ_OUTCOMES, (project, view, outcome)), count
+        if slot.outcomes[0]:
+            yield (_observe_many, SERVED_AGE, (project, view)), (slot.buckets, slot.age_sum_us / 1_000_000)
+    for op, (count, seconds, buckets) in trips.items():
+        yield (_inc, ROUND_TRIPS, (op,)), count
+        yield (_observe_many, ROUND_TRIP_SECONDS, (op,)), (buckets, seconds)
+    if feast_metrics is not None:
+        for (view, status), count in statuses.items():
+            if count:
+                yield (_inc, feast_metrics.online_features_status_total, (view, status)), count
+        if read_seconds:
+            yield (_observe_each, feast_metrics.online_store_read_duration_seconds, ()), read_seconds
+    for kind, count in dropped.items():
+        yield (_inc, DROPPED, (kind,)), count
+
+
+def _merge(updates: dict[Series, Any], series: Series, value: Any) -> None:
+    """Add one flush's value for a series to what is waiting for it."""
+    waiting = updates.get(series)
+    apply = series[0]
+    if waiting is None or apply is _set_view_ttl:  # a gauge: the latest value
+        updates[series] = value
+    elif apply is _inc:
+        updates[series] = waiting + value
+    elif apply is _observe_many:
+        updates[series] = ([a + b for a, b in zip(waiting[0], value[0])], waiting[1] + value[1])
+    else:  # _observe_each: single observations, bounded
+        merged = waiting + value
+        excess = len(merged) - MAX_PENDING_READ_SECONDS
+        if excess > 0:
+            del merged[:excess]
+            _merge(updates, (_inc, DROPPED, ("read_seconds",)), excess)
+        updates[series] = merged
+
+
+def _inc(metric: Any, labels: tuple[str, ...], amount: float) -> None:
+    metric.labels(*labels).inc(amount)
+
+
+def _observe_many(metric: Any, labels: tuple[str, ...], value: tuple[Sequence[int], float]) -> None:
+    buckets, total = value
+    add_to_histogram(metric.labels(*labels), buckets, total)
+
+
+def _observe_each(metric: Any, labels: tuple[str, ...], values: list[float]) -> None:
+    """Observe each value, keeping in `values` only those not observed yet."""
+    for observed, value in enumerate(values):
+        try:
+            metric.observe(value)
+        except BaseException:
+            del values[:observed]
+            raise
+
+
+def _set_view_ttl(metric: Any, labels: tuple[str, ...], layout: ViewLayout) -> None:
+    _view_ttl(labels[0], layout)
+
+
+def add_to_histogram(child: Any, buckets: Sequence[int], total: float) -> None:
+    """Many observations at once: `buckets[i]` observations in bucket i (not cumulative; the
+    last is +Inf) summing to `total`. The store's only use of prometheus_client internals:
+    its public API observes one value at a time, and its histogram keeps a value per bucket
+    (made cumulative when exposed) and a sum. test_metrics checks this against `observe()`
+    on the installed prometheus_client, so a change there fails a test, not a flush."""
     child._sum.inc(total)
     for index, count in enumerate(buckets):
         if count:
@@ -256,7 +394,10 @@ def feast_read(seconds: float, statuses: Iterable[tuple[str, int, int]]) -> None
     """Feast's own metrics of a read the store served itself: the store-read duration and
     PRESENT / NOT_FOUND values per view (what Feast's generic path records)."""
     with PENDING.lock:
-        PENDING.feast_read_seconds.append(seconds)
+        if len(PENDING.feast_read_seconds) < MAX_PENDING_READ_SECONDS:
+            PENDING.feast_read_seconds.append(seconds)
+        else:
+            PENDING.drop("read_seconds", 1)
         counts = PENDING.feast_statuses
         for view, present, not_found in statuses:
             counts[(view, "present")] = counts.get((view, "present"), 0) + present
@@ -315,8 +456,13 @@ def tally_reads(project: str, views: Sequence[ViewServed]) -> ReadTally | None:
                 slot.outcomes[1] += absent - len(nobody)
                 unsure.extend((view.layout, view.keys[index]) for index in nobody)
             if absent < len(stamps):  # kept as one bytes object: nothing for the GC to traverse
-                slot.read_times.append(now_us)
-                slot.stamp_texts.append(b" ".join([stamp for stamp in stamps if stamp is not None]))
+                text = b" ".join([stamp for stamp in stamps if stamp is not None])
+                if PENDING.stamp_bytes + len(text) <= MAX_PENDING_STAMP_BYTES:
+                    PENDING.stamp_bytes += len(text)
+                    slot.read_times.append(now_us)
+                    slot.stamp_texts.append(text)
+                else:
+                    PENDING.drop("served_age", len(stamps) - absent)
     PENDING.started()
     if not unsure:
         return None
@@ -348,8 +494,8 @@ def _view_ttl(project: str, layout: ViewLayout) -> None:
     labels = (project, layout.name)
     current = (layout.kind.value, layout.ttl_seconds)
     if _TTL_SET.get(labels) != current:
-        _TTL_SET[labels] = current
         VIEW_TTL.labels(project, layout.name, layout.kind.value).set(layout.ttl_seconds)
+        _TTL_SET[labels] = current
 
 
 # ---------------------------------------------------------------- writes

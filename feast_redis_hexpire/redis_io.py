@@ -6,8 +6,8 @@ dropped connections and collect replies.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 import redis.asyncio as redis_async
@@ -26,8 +26,6 @@ from .clients import AsyncClient, SyncClient, field_expiry_of, field_expiry_of_a
 from .reads import HmgetCommand
 from .write_script import SCRIPT_SHA, SCRIPT_SOURCE, is_noscript
 from .writes import ProgressCallback, ScriptCall, WritePlan, WriteReport, chunks, script_calls, tally
-
-T = TypeVar("T")
 
 SCRIPT_LOADS = 3
 """Loads of the write script per batch before a NOSCRIPT reply counts as a failure: a
@@ -136,18 +134,26 @@ def _pack(connection: Any, commands: Sequence[tuple[Any, ...]]) -> Any:
 def _round_trip(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     """Send every command in one write and read every reply: what a redis-py pipeline
     does, minus its per-command bookkeeping, which dominated both hot paths. Error replies
-    stay in place. A dropped connection is retried under the client's retry policy:
-    reads are idempotent, and replaying a write batch rewrites equal event times,
-    leaving the same data."""
+    stay in place.
+
+    A failed try is retried under the client's retry policy, and a try is the whole trip:
+    checking a connection out of the pool (which connects it: a restarting server may
+    refuse it, or accept it and close it during the handshake), sending and reading.
+    Nothing under it retries on its own (StoreRetry: one budget per operation), so a
+    server that is down costs one budget, not one per reconnect. Replaying is safe:
+    reads are idempotent, and a write batch rewrites equal event times."""
     pool = client.connection_pool
-    connection = _retried(client, pool.get_connection)
+    retry = client.get_retry()
+    if retry is None:
+        return _try_round_trip(pool, commands)
+    result: list[Any] = retry.call_with_retry(lambda: _try_round_trip(pool, commands), _nothing_to_undo)
+    return result
+
+
+def _try_round_trip(pool: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    connection = pool.get_connection()
     try:
-        packed = _pack(connection, commands)
-        result: list[Any] = connection.retry.call_with_retry(
-            lambda: _send_and_read(connection, packed, len(commands)),
-            lambda error: connection.disconnect(),
-        )
-        return result
+        return _send_and_read(connection, _pack(connection, commands), len(commands))
     except BaseException:
         connection.disconnect()  # never hand back a connection with unread replies
         raise
@@ -155,23 +161,12 @@ def _round_trip(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> lis
         pool.release(connection)
 
 
-def _retried(client: redis.Redis, operation: Callable[[], T]) -> T:
-    """`operation` under the client's retry policy. Checking a connection out of the pool
-    connects it, and the handshake of a connection that a restarting server accepted and
-    then closed ("Connection closed by server") happens there, outside the round trip's
-    own retry: a restart test caught one such read failing under load."""
-    retry = client.get_retry()
-    return operation() if retry is None else retry.call_with_retry(operation, lambda error: None, _not_a_timeout)
+def _nothing_to_undo(error: Exception) -> None:
+    """A failed try already dropped its connection (see _try_round_trip)."""
 
 
-def _not_a_timeout(error: Exception) -> bool:
-    """Checkouts retry refused and dropped connections only: a hung server's timeouts are
-    the round trip's to retry, within its own budget (two), or a hang would cost both."""
-    return not isinstance(error, (redis.TimeoutError, TimeoutError))
-
-
-async def _ignore_async(error: Exception) -> None:
-    """The pool already dropped the failed connection: nothing to undo between tries."""
+async def _nothing_to_undo_async(error: Exception) -> None:
+    """A failed try already dropped its connection (see _try_round_trip_async)."""
 
 
 def _send_and_read(connection: Any, packed: Any, count: int) -> list[Any]:
@@ -260,22 +255,21 @@ async def _exists_async(client: AsyncClient, keys: Sequence[bytes]) -> list[bool
 
 
 async def _round_trip_async(client: redis_async.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """_round_trip for redis.asyncio: one retry budget over checkout, send and read."""
     pool = client.connection_pool
     retry = client.get_retry()
     if retry is None:
-        connection = await pool.get_connection()
-    else:
-        connection = await retry.call_with_retry(pool.get_connection, _ignore_async, _not_a_timeout)
+        return await _try_round_trip_async(pool, commands)
+    result: list[Any] = await retry.call_with_retry(
+        lambda: _try_round_trip_async(pool, commands), _nothing_to_undo_async
+    )
+    return result
 
-    async def drop(error: Exception) -> None:
-        await connection.disconnect()
 
+async def _try_round_trip_async(pool: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    connection = await pool.get_connection()
     try:
-        packed = _pack(connection, commands)
-        result: list[Any] = await connection.retry.call_with_retry(
-            lambda: _send_and_read_async(connection, packed, len(commands)), drop
-        )
-        return result
+        return await _send_and_read_async(connection, _pack(connection, commands), len(commands))
     except BaseException:
         await connection.disconnect()
         raise

@@ -7,8 +7,11 @@ test_metrics_serve.py."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -405,3 +408,99 @@ def test_feasts_own_status_counts_equal_on_the_fast_and_the_generic_path(written
         after = {view: feast_statuses(view) for view in ("profile", "activity")}
         counted[path] = {view: tuple(a - b for a, b in zip(after[view], before[view])) for view in before}
     assert counted["fast"] == counted["generic"] == {"profile": (4, 2), "activity": (6, 6)}
+
+
+# ---------------------------------------------------------------- the flush thread
+
+
+def test_adding_to_a_histogram_matches_observing_each_value():
+    """add_to_histogram is the store's one use of prometheus_client internals (a
+    histogram's per-bucket values and sum): on the installed prometheus_client it must
+    expose exactly what observing each value does. A change there fails here, loudly,
+    instead of in every flush of a serving process."""
+    from prometheus_client import Histogram
+
+    name = f"hexpire_internals_{uuid.uuid4().hex[:8]}"  # multiprocess values are kept by name
+    values = [0.00005, 0.0003, 0.0003, 0.002, 0.04, 0.7, 3.0, 12.0]
+    bounds = metrics.LATENCY_BUCKETS_SECONDS
+    observed = Histogram(f"{name}_observed", "test", buckets=bounds, registry=None)
+    added = Histogram(f"{name}_added", "test", buckets=bounds, registry=None)
+    for value in values:
+        observed.observe(value)
+    buckets = [0] * (len(bounds) + 1)
+    for value in values:
+        buckets[bisect.bisect_left(bounds, value)] += 1
+    metrics.add_to_histogram(added, buckets, sum(values))
+
+    def exposed(histogram: Any) -> dict[tuple[str, str], float]:
+        return {
+            (sample.name.rsplit("_", 1)[-1], sample.labels.get("le", "")): sample.value
+            for family in histogram.collect()
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+        }
+
+    assert exposed(added) == exposed(observed)
+    assert exposed(added)[("count", "")] == len(values)
+
+
+def test_a_failing_flush_keeps_the_thread_the_bound_and_the_counts(written, metrics_on, monkeypatch, caplog):
+    """A flush that cannot run lets pending served ages pile up to their bound and no
+    further: past it they are dropped and counted. A flush that fails (here:
+    prometheus_client's histogram changed under the store) is logged once, not once a
+    second, by a thread that lives on and retries what failed at each tick without
+    piling it up; the rest still goes through. Once flushes work again every read outcome
+    has arrived, none twice, and every served age has arrived or was counted as dropped."""
+    store, project = written, written.project
+    rows = [{"user_id": u} for u in REQUEST]
+    store.get_online_features(FEATURES, rows).to_dict()  # the flush thread runs
+    before = snapshot(project)
+    dropped_before = counter(metrics.DROPPED, "served_age")
+    stamp = b"1796210040123456"  # an event time in microseconds: 16 digits
+    per_read = len(b" ".join([stamp] * 4)) + len(b" ".join([stamp] * 2))  # 4 ages of profile, 2 of activity
+    monkeypatch.setattr(metrics, "MAX_PENDING_STAMP_BYTES", 4 * per_read)
+    working = metrics.add_to_histogram
+
+    def changed(child: Any, buckets: Any, total: float) -> None:
+        raise AttributeError("'Histogram' object has no attribute '_buckets'")
+
+    monkeypatch.setattr(metrics, "add_to_histogram", changed)
+    monkeypatch.setattr(metrics.PENDING, "logged_at", None)  # no failure logged in the last minute
+    caplog.set_level(logging.WARNING, logger="feast_redis_hexpire")
+
+    with metrics.PENDING.flushing:  # a flush that cannot run: 8 reads, the ages of 4 fit
+        for _ in range(8):
+            store.get_online_features(FEATURES, rows).to_dict()
+            assert metrics.PENDING.stamp_bytes <= metrics.MAX_PENDING_STAMP_BYTES
+    monkeypatch.setattr(metrics, "MAX_PENDING_STAMP_BYTES", 1000 * per_read)  # no more drops from here
+    failing_reads, kept = 8, []
+    for _ in range(12):  # 3.6 s: three or four ticks of the flush thread fail
+        store.get_online_features(FEATURES, rows).to_dict()
+        failing_reads += 1
+        time.sleep(0.3)
+        kept.append(dict(metrics.PENDING.unpublished))
+    flusher = [thread for thread in threading.enumerate() if thread.name == metrics.FLUSH_THREAD_NAME]
+    assert len(flusher) == 1 and flusher[0].is_alive()
+    warned = [record for record in caplog.records if "flushing metrics to prometheus_client failed" in record.message]
+    assert len(warned) == 1 and "_buckets" in warned[0].message, warned
+    assert metrics.PENDING.failures >= 1  # more failures since, not logged
+    histograms = {(metrics.SERVED_AGE, (project, "profile")), (metrics.SERVED_AGE, (project, "activity"))}
+    histograms |= {(metrics.ROUND_TRIP_SECONDS, ("read",)), (metrics.ROUND_TRIP_SECONDS, ("exists",))}
+    for waiting in kept[3:]:  # one value per failing series, however many ticks failed
+        assert {(metric, labels) for _, metric, labels in waiting} == histograms
+    time.sleep(metrics.FLUSH_INTERVAL_S + 0.3)  # a tick after the last read
+    present = metrics.READ_OUTCOMES.labels(project, "profile", "present")._value.get()  # applied while others fail
+    assert present - before["profile"]["outcomes"]["present"] == 4 * failing_reads
+
+    monkeypatch.setattr(metrics, "add_to_histogram", working)
+    deadline = time.monotonic() + 5 * metrics.FLUSH_INTERVAL_S
+    while metrics.PENDING.unpublished:  # the thread's next tick applies what waited
+        assert time.monotonic() < deadline, "the flush thread did not recover"
+        time.sleep(0.1)
+    found = delta(before, snapshot(project))
+    dropped = counter(metrics.DROPPED, "served_age") - dropped_before
+    for view, expected in EXPECTED.items():
+        got = {k: found[view][k] for k in ("present", "view_absent", "entity_absent")}
+        assert got == {k: expected[k] * failing_reads for k in got}, (view, found[view])
+    assert dropped == 4 * (4 + 2)  # the ages of the four reads past the bound
+    assert found["profile"]["count"] + found["activity"]["count"] + dropped == (4 + 2) * failing_reads
