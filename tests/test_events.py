@@ -234,7 +234,7 @@ class Repo:
     def hash(self, user: str) -> dict[bytes, bytes]:
         return self.client.hgetall(f"fs:{self.store.project}:user_id={user}")
 
-    def keys(self) -> list[bytes]:
+    def entity_keys(self) -> list[bytes]:
         return list(self.client.scan_iter(match=f"fs:{self.store.project}:user_id=*"))
 
     def online(self, *users: str) -> dict[str, list[Any]]:
@@ -363,16 +363,16 @@ def test_bad_input_names_view_feature_and_value_and_writes_nothing(repo, mode, c
         assert "user_activity" in str(exc)
         assert exc.feature == feature
         assert exc.value == value
-    stored = {key.decode().rsplit("=", 1)[1] for key in repo.keys()}
+    stored = {key.decode().rsplit("=", 1)[1] for key in repo.entity_keys()}
     assert stored == (set() if mode == "sync" else {"good3"})
     writer.check(event("fine"))  # a good event passes the check
-    assert "fine" not in {key.decode().rsplit("=", 1)[1] for key in repo.keys()}
+    assert "fine" not in {key.decode().rsplit("=", 1)[1] for key in repo.entity_keys()}
 
 
 def test_an_event_with_no_feature_is_an_error(repo):
     with pytest.raises(InvalidFeatureValue, match="sets no feature"):
         EventWriter(repo.store, "user_activity_push").write({"user_id": "u1", "event_timestamp": datetime.now(UTC)})
-    assert repo.keys() == []
+    assert repo.entity_keys() == []
 
 
 # ---------------------------------------------------------------- the registry
