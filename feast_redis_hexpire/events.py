@@ -353,6 +353,7 @@ class _Writer:
         self.store_config: RedisHexpireOnlineStoreConfig = store_config_of(store.config)
         self.where = self.store_config.where  # redacted once: messages only
         self._client: Any = None
+        self._async_client: tuple[asyncio.AbstractEventLoop, Any] | None = None
         self.source = source
         self._version = _RegistryVersion(store)
         self._lock = threading.Lock()
@@ -462,6 +463,16 @@ class _Writer:
         client = self._client
         if client is None:
             client = self._client = sync_client(self.store_config)
+        return client
+
+    async def async_client(self) -> Any:
+        """The store's shared async client of the running loop, looked up once per loop."""
+        loop = asyncio.get_running_loop()
+        cached = self._async_client
+        if cached is not None and cached[0] is loop:
+            return cached[1]
+        client = await async_client(self.store_config)
+        self._async_client = (loop, client)
         return client
 
     def prepare(self, events: Events) -> tuple[_Resolution, list[WritePlan]]:
@@ -712,7 +723,7 @@ class AsyncEventWriter(_Facade):
 
     async def _send(self, resolved: _Resolution, plans: list[WritePlan]) -> EventWriteResult:
         writer = self._writer
-        client = await async_client(writer.store_config)
+        client = await writer.async_client()
         per_plan, replies = await redis_io.write_plans_async(client, plans)
         return writer.finish(resolved, plans, writer.outcomes(plans, per_plan, replies))
 
@@ -738,7 +749,7 @@ class AsyncEventWriter(_Facade):
                 target.rows.extend(plan.rows)
         plans = list(merged.values())
         try:
-            client = await async_client(writer.store_config)
+            client = await writer.async_client()
             per_plan, replies = await redis_io.write_plans_async(client, plans)
         except BaseException as exc:
             for waiting in batch:
