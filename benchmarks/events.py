@@ -289,6 +289,49 @@ def server_cost(store: Any, writer: Any, client: Any, hsetex: bool, count: int) 
     return out
 
 
+def push_share(store: Any, count: int) -> dict[str, Any]:
+    """Where a one-row `store.push` spends its time: Feast's lookup of the push source's
+    views (`_fvs_for_push_source_or_raise`), the store's `ingest_df` (Arrow table, plan,
+    one round trip), and the rest of Feast's `push` / `write_to_online_store` (its own view
+    lookup, the frame's null checks, `_precompute_for_push`). Medians per call."""
+    provider = store._get_provider()
+    spent: dict[str, list[float]] = {"push": [], "views": [], "ingest_df": []}
+
+    def timing(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name].append(time.perf_counter() - started)
+
+        return timed
+
+    views, ingest = store._fvs_for_push_source_or_raise, provider.ingest_df
+    store._fvs_for_push_source_or_raise = timing("views", views)
+    provider.ingest_df = timing("ingest_df", ingest)
+    try:
+        events = Events(6)
+        for _ in range(count):
+            frame = pd.DataFrame([events.next()])
+            started = time.perf_counter()
+            store.push(SOURCE, frame)
+            spent["push"].append(time.perf_counter() - started)
+    finally:
+        del store._fvs_for_push_source_or_raise, provider.ingest_df
+    push_ms = float(np.median(spent["push"])) * 1000
+    views_ms = float(np.median(spent["views"])) * 1000
+    ingest_ms = float(np.median(spent["ingest_df"])) * 1000
+    return {
+        "calls": count,
+        "push_ms": round(push_ms, 3),
+        "feast_views_ms": round(views_ms, 3),
+        "store_ingest_df_ms": round(ingest_ms, 3),
+        "feast_rest_ms": round(push_ms - views_ms - ingest_ms, 3),
+        "store_share": round(ingest_ms / push_ms, 3),
+    }
+
+
 # ---------------------------------------------------------------- targets
 
 
@@ -348,6 +391,13 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {entry['redis_cpu_us_per_event']} | {entry['main_thread_us_per_event']} | {commands} |"
         )
+    share = results["push_share"]
+    lines += [
+        "",
+        f"store.push, one row, median of {share['calls']}: {share['push_ms']} ms = Feast's view lookup "
+        f"{share['feast_views_ms']} ms + the store's ingest_df {share['store_ingest_df_ms']} ms "
+        f"({share['store_share']:.0%}) + the rest of Feast's push {share['feast_rest_ms']} ms",
+    ]
     lines += ["", "| target | value | limit | |", "|---|---|---|---|"]
     for row in results["targets"]:
         sign = "<=" if row["at_most"] else ">="
@@ -409,6 +459,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             count = 300 if args.quick else 1000
             log(f"server CPU: {count} single-event calls per path")
             results["server_cost"] = server_cost(store, writer, client, hsetex, count)
+            log(f"store.push's parts: {count // 2} one-row pushes")
+            results["push_share"] = push_share(store, count // 2)
             results["targets"] = check(results)
             client.close()
     finally:
