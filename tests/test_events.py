@@ -147,6 +147,7 @@ def _write_each(writer: EventWriter, events: list[dict[str, Any]]) -> list[Excep
     return outcomes
 
 
+@pytest.mark.both_servers
 @REDIS_PROPERTY
 @given(
     everything=st.lists(everything_events(), min_size=1, max_size=4),
@@ -191,6 +192,7 @@ def test_events_store_what_one_row_pushes_store(twins, everything, shops, how):
     )
 
 
+@pytest.mark.both_servers
 @settings(REDIS_PROPERTY, max_examples=10)
 @given(everything=st.lists(everything_events(), min_size=1, max_size=4))
 def test_a_batch_view_by_name_stores_what_write_to_online_store_stores(twins, everything):
@@ -204,6 +206,7 @@ def test_a_batch_view_by_name_stores_what_write_to_online_store_stores(twins, ev
     twins.assert_same()
 
 
+@pytest.mark.both_servers
 def test_an_arrow_table_stores_what_push_stores(twins):
     now = datetime.now(UTC)
     frame = pd.DataFrame(
@@ -407,6 +410,7 @@ def _widened_view() -> FeatureView:
     )
 
 
+@pytest.mark.both_servers
 @pytest.mark.parametrize("where", ["this store", "another process"])
 def test_a_new_feast_apply_is_picked_up(repo, where):
     """An apply through the writer's own FeatureStore, or by anyone else into the same
@@ -423,6 +427,7 @@ def test_a_new_feast_apply_is_picked_up(repo, where):
     assert repo.hash("u1")[b"user_activity:risk"] == b"high"
 
 
+@pytest.mark.both_servers
 def test_refresh_rereads_the_registry(repo):
     writer = EventWriter(repo.store, "user_activity_push")
     FeatureStore(config=repo.store.config).apply([USER, _widened_view()])
