@@ -37,6 +37,7 @@ from tests.support.parity import KeyState, clear, differences, project_state
 from tests.support.store import _SOURCE, USER, stream_view
 from tests.support.store import repo_config as plain_config
 from tests.support.topology import count_round_trips
+from tests.test_metrics import metrics_on, rows_by_outcome  # noqa: F401 - metrics_on is a fixture
 from tests.test_provider import EVENT_OFFSETS, EVERYTHING, KEY_PREFIX, KEY_TEXT, REDIS_PROPERTY, VALUES, define
 from tests.test_provider import repo_config as provider_config
 
@@ -479,3 +480,29 @@ def test_coalescing_is_bounded_by_its_batch_size(repo):
     trips, results = asyncio.run(write_async())
     assert list(trips.values()) == [3]
     assert [result.written for result in results] == [1] * 30
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@pytest.mark.usefixtures("metrics_on")
+def test_rows_are_counted_by_outcome_under_the_events_path(repo):
+    project = repo.store.project
+    writer = EventWriter(repo.store, "user_activity_push")
+    writer.write([event("a", seconds_ago=5), event("b", seconds_ago=5)])
+    writer.write(event("a", seconds_ago=50))  # stale
+    writer.write(event("c", seconds_ago=10 * 86400))  # expired
+
+    async def coalesced() -> None:
+        async_writer = AsyncEventWriter(repo.store, "user_activity_push", coalesce_window_ms=5)
+        await asyncio.gather(async_writer.write(event("d")), async_writer.write(event("e", seconds_ago=-3 * 86400)))
+        await repo.store._get_provider().online_store.close()
+
+    asyncio.run(coalesced())
+    assert rows_by_outcome(project, "user_activity", "events") == {
+        "written": 3,
+        "skipped_stale": 1,
+        "skipped_expired": 1,
+        "skipped_future": 1,
+    }
+    assert rows_by_outcome(project, "user_activity", "push")["written"] == 0
