@@ -4,7 +4,6 @@ config accepts Feast's vector-store names. Storage needs no search module: Redis
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import FloatList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -22,6 +21,7 @@ from feast.value_type import ValueType
 from feast_redis_hexpire.errors import ConfigError, InvalidFeatureValue, InvalidViewConfig
 from tests.support.parity import differences, project_state
 from tests.support.store import generic_online_features, generic_online_features_async, run_async
+from tests.support.vector_repo import feature_store
 
 pytestmark = pytest.mark.both_servers
 
@@ -55,19 +55,7 @@ EMB64 = [[0.1, 1 / 3, -1e300], [2.0**-1074, 5.5, -7.0], [0.0, 0.0, 1.0]]
 
 
 def store(server, tmp: Path, provider: str = "local", **online) -> FeatureStore:
-    config = RepoConfig(
-        project=f"vs_{uuid.uuid4().hex[:8]}",
-        provider=provider,
-        registry={"path": str(tmp / f"{uuid.uuid4().hex}.db"), "cache_ttl_seconds": 0},
-        online_store={
-            "type": "feast_redis_hexpire.RedisHexpireOnlineStore",
-            "connection_string": server.connection_string,
-            **online,
-        },
-        offline_store={"type": "file"},
-        entity_key_serialization_version=3,
-    )
-    fs = FeatureStore(config=config, repo_path=str(tmp))
+    fs = feature_store(server, tmp, provider, **online)
     fs.apply([ITEM, VIEW, VIEW64])
     return fs
 
