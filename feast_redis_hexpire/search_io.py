@@ -34,10 +34,16 @@ logger = logging.getLogger("feast_redis_hexpire")
 T = TypeVar("T")
 
 INDEXING_TIMEOUT_SECONDS = 600.0
-_RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError)
+_RETRYABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MovedError,  # a primary that became a replica: its slots moved
+)
 
 
-def _is_cluster(client: Any) -> bool:
+def is_cluster(client: Any) -> bool:
     return isinstance(client, (RedisCluster, redis_async.RedisCluster))
 
 
@@ -109,7 +115,7 @@ def _tag_for(slots: set[int]) -> str:
 
 
 def _targets(client: Any, base: str) -> list[Target]:
-    if not _is_cluster(client):
+    if not is_cluster(client):
         return [(None, "")]
     if "{" in base:
         return [(client.get_node_from_key(base), "")]
@@ -133,7 +139,7 @@ def _with_failover(client: Any, attempts: int, operation: Callable[[], T]) -> T:
         try:
             return operation()
         except _RETRYABLE:
-            if not _is_cluster(client) or attempt == attempts:
+            if not is_cluster(client) or attempt == attempts:
                 raise
             time.sleep(min(2.0, 0.1 * 2**attempt))
             try:
@@ -253,6 +259,8 @@ def search(client: Any, plan: SearchPlan, where: str, attempts: int) -> list[Any
 async def search_async(client: Any, plan: SearchPlan, where: str, attempts: int) -> list[Any]:
     for attempt in range(attempts + 1):
         try:
+            if is_cluster(client):
+                await client.initialize()  # a new async cluster client knows no slots before
             targets = _targets(client, plan.schema.alias)
             return list(
                 await asyncio.gather(
@@ -264,14 +272,14 @@ async def search_async(client: Any, plan: SearchPlan, where: str, attempts: int)
                     )
                 )
             )
-        except redis.ResponseError as exc:
-            raise _explained(client, exc, where, "a search", plan.layout.name) from exc
         except _RETRYABLE:
-            if not _is_cluster(client) or attempt == attempts:
+            if not is_cluster(client) or attempt == attempts:
                 raise
             await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
             try:
                 await client.nodes_manager.initialize()
             except _RETRYABLE:
                 pass
+        except redis.ResponseError as exc:
+            raise _explained(client, exc, where, "a search", plan.layout.name) from exc
     raise AssertionError("unreachable")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +49,10 @@ class Hit:
 
 @dataclass
 class SearchPlan:
-    """One FT.SEARCH (sent to every primary) and how to read its replies."""
+    """One FT.SEARCH (sent to every primary) and how to read its replies. With `inline`
+    the search returns each document's fields itself; otherwise (Redis Cluster, where the
+    module loads no hash fields) it returns keys and scores, and the fields come from one
+    HMGET per hit (`field_reads`, `with_fields`)."""
 
     schema: IndexSchema
     layout: ViewLayout
@@ -58,19 +61,43 @@ class SearchPlan:
     vector: IndexedField | None
     text: bool
     top_k: int
+    inline: bool = True
+    loaded: list[bytes] = field(default_factory=list)  # the hash fields a hit needs
 
     def hits(self, reply: Sequence[Any]) -> list[Hit]:
-        """FT.SEARCH's RESP2 reply: total, then key, [score,] [field, value, ...] per document."""
+        """FT.SEARCH's RESP2 reply: total, then per document its key, its BM25 score
+        (keyword searches) and its fields (with `inline`, or `__distance`)."""
         hits: list[Hit] = []
-        step = 3 if self.text and self.vector is None else 2
-        for at in range(1, len(reply), step):
+        scored = self.text and self.vector is None
+        with_fields = self.inline or self.vector is not None
+        at = 1
+        while at < len(reply):
             key = reply[at]
-            score = float(reply[at + 1]) if step == 3 else None
-            flat = reply[at + step - 1] or []
-            fields = {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+            at += 1
+            score = None
+            if scored:
+                score = float(reply[at])
+                at += 1
+            fields: dict[bytes, bytes] = {}
+            if with_fields:
+                flat = reply[at] or []
+                fields = {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+                at += 1
             distance = fields.pop(DISTANCE_ATTRIBUTE.encode(), None)
             hits.append(Hit(key, None if distance is None else float(distance), score, fields))
         return hits
+
+    def field_reads(self, hits: Sequence[Hit]) -> list[tuple[bytes, list[bytes]]]:
+        """The HMGET of each hit's fields, when the search did not return them."""
+        return [] if self.inline else [(hit.key, self.loaded) for hit in hits]
+
+    def with_fields(self, hits: Sequence[Hit], replies: Sequence[Sequence[bytes | None]]) -> list[Hit]:
+        if self.inline:
+            return list(hits)
+        return [
+            Hit(hit.key, hit.distance, hit.score, {f: v for f, v in zip(self.loaded, reply) if v is not None})
+            for hit, reply in zip(hits, replies)
+        ]
 
     def merge(self, replies: Sequence[Sequence[Any]]) -> list[Hit]:
         """The global top k of every node's top k: nearest first, or best BM25 score first."""
@@ -152,6 +179,8 @@ def plan_search(
     distance_metric: str | None,
     query_string: str | None,
     filters: Any,
+    *,
+    inline: bool = True,
 ) -> SearchPlan:
     view = layout.name
     if embedding is None and query_string is None:
@@ -174,7 +203,7 @@ def plan_search(
         clauses.append(_text_clause(query_string or "", schema, view))
     base = " ".join(clauses)
     params: list[Any] = []
-    returned = [features_field.field for features_field in (layout.features[n] for n in names)]
+    returned = [layout.features[name].field for name in names]
     vector = None
     if embedding is not None:
         vector = _vector_field(schema, names, view)
@@ -194,15 +223,19 @@ def plan_search(
         params = ["PARAMS", "2", "BLOB", spec.pack(embedding)]
         if vector.field not in returned:
             returned.append(vector.field)
-        returned.append(DISTANCE_ATTRIBUTE.encode())
         order = ["SORTBY", DISTANCE_ATTRIBUTE, "ASC"]
     else:
         query = base
         order = ["WITHSCORES", "SCORER", "BM25"]
     returned.append(layout.ts_field)
-    args: list[Any] = ["FT.SEARCH", schema.alias, query, *params, *order]
-    args += ["RETURN", len(returned), *returned, "LIMIT", 0, top_k, "DIALECT", DIALECT]
-    return SearchPlan(schema, layout, args, names, vector, text, top_k)
+    distance = [DISTANCE_ATTRIBUTE.encode()] if vector is not None else []
+    if inline:
+        content = ["RETURN", len(returned) + len(distance), *returned, *distance]
+    else:
+        content = ["RETURN", 1, *distance] if distance else ["NOCONTENT"]
+    args: list[Any] = ["FT.SEARCH", schema.alias, query, *params, *order, *content]
+    args += ["LIMIT", 0, top_k, "DIALECT", DIALECT]
+    return SearchPlan(schema, layout, args, names, vector, text, top_k, inline, returned)
 
 
 def _vector_field(schema: IndexSchema, requested: Sequence[str], view: str) -> IndexedField:

@@ -538,6 +538,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         distance_metric: str | None,
         query_string: str | None,
         filters: Any,
+        inline: bool = True,
     ) -> SearchPlan:
         if not store_config_of(config).vector_enabled:
             raise SearchUnavailable(
@@ -561,6 +562,7 @@ class RedisHexpireOnlineStore(OnlineStore):
             distance_metric,
             query_string,
             filters,
+            inline=inline,
         )
 
     @staticmethod
@@ -580,13 +582,22 @@ class RedisHexpireOnlineStore(OnlineStore):
         include_feature_view_version_metadata: bool = False,
     ) -> list[ResultRow]:
         """KNN, BM25 keyword search or both on the view's Query Engine index (search_query)."""
-        plan = self._search_plan(
-            config, table, requested_features, embedding, top_k, distance_metric, query_string, filters
-        )
         store_config = store_config_of(config)
         client = sync_client(store_config)
-        replies = search_io.search(client, plan, store_config.where, store_config.retry_attempts)
-        return plan.rows(plan.merge(replies), self._entity_types(table))
+        plan = self._search_plan(
+            config,
+            table,
+            requested_features,
+            embedding,
+            top_k,
+            distance_metric,
+            query_string,
+            filters,
+            inline=not search_io.is_cluster(client),
+        )
+        hits = plan.merge(search_io.search(client, plan, store_config.where, store_config.retry_attempts))
+        hits = plan.with_fields(hits, redis_io.hmget(client, plan.field_reads(hits)))
+        return plan.rows(hits, self._entity_types(table))
 
     async def retrieve_online_documents_v2_async(
         self,
@@ -600,13 +611,22 @@ class RedisHexpireOnlineStore(OnlineStore):
         filters: Any = None,
         include_feature_view_version_metadata: bool = False,
     ) -> list[ResultRow]:
-        plan = self._search_plan(
-            config, table, requested_features, embedding, top_k, distance_metric, query_string, filters
-        )
         store_config = store_config_of(config)
         client = await async_client(store_config)
-        replies = await search_io.search_async(client, plan, store_config.where, store_config.retry_attempts)
-        return plan.rows(plan.merge(replies), self._entity_types(table))
+        plan = self._search_plan(
+            config,
+            table,
+            requested_features,
+            embedding,
+            top_k,
+            distance_metric,
+            query_string,
+            filters,
+            inline=not search_io.is_cluster(client),
+        )
+        hits = plan.merge(await search_io.search_async(client, plan, store_config.where, store_config.retry_attempts))
+        hits = plan.with_fields(hits, await redis_io.hmget_async(client, plan.field_reads(hits)))
+        return plan.rows(hits, self._entity_types(table))
 
     def retrieve_online_documents(
         self,
@@ -621,13 +641,11 @@ class RedisHexpireOnlineStore(OnlineStore):
         the stored vector, distance) per hit, from the same search as the v2 API."""
         vectors = [f.name for f in layout_of(table, config).features.values() if f.vector is not None]
         wanted = list(dict.fromkeys([*requested_features, *vectors]))  # the stored vector comes back too
-        plan = self._search_plan(config, table, wanted, embedding, top_k, distance_metric, None, None)
-        store_config = store_config_of(config)
-        replies = search_io.search(sync_client(store_config), plan, store_config.where, store_config.retry_attempts)
-        vector = plan.vector.feature if plan.vector is not None else None
+        rows = self.retrieve_online_documents_v2(config, table, wanted, embedding, top_k, distance_metric)
+        vector = vectors[0] if vectors else None
         first = requested_features[0] if requested_features else vector
         out: list[tuple[Any, ...]] = []
-        for ts, key, values in plan.rows(plan.merge(replies), self._entity_types(table)):
+        for ts, key, values in rows:
             values = values or {}
             out.append((ts, key, values.get(first or ""), values.get(vector or ""), values.get("distance")))
         return out
