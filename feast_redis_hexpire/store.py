@@ -584,17 +584,8 @@ class RedisHexpireOnlineStore(OnlineStore):
         """KNN, BM25 keyword search or both on the view's Query Engine index (search_query)."""
         store_config = store_config_of(config)
         client = sync_client(store_config)
-        plan = self._search_plan(
-            config,
-            table,
-            requested_features,
-            embedding,
-            top_k,
-            distance_metric,
-            query_string,
-            filters,
-            inline=not search_io.is_cluster(client),
-        )
+        request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
+        plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
         hits = plan.merge(search_io.search(client, plan, store_config.where, store_config.retry_attempts))
         hits = plan.with_fields(hits, redis_io.hmget(client, plan.field_reads(hits)))
         return plan.rows(hits, self._entity_types(table))
@@ -613,17 +604,8 @@ class RedisHexpireOnlineStore(OnlineStore):
     ) -> list[ResultRow]:
         store_config = store_config_of(config)
         client = await async_client(store_config)
-        plan = self._search_plan(
-            config,
-            table,
-            requested_features,
-            embedding,
-            top_k,
-            distance_metric,
-            query_string,
-            filters,
-            inline=not search_io.is_cluster(client),
-        )
+        request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
+        plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
         hits = plan.merge(await search_io.search_async(client, plan, store_config.where, store_config.retry_attempts))
         hits = plan.with_fields(hits, await redis_io.hmget_async(client, plan.field_reads(hits)))
         return plan.rows(hits, self._entity_types(table))
