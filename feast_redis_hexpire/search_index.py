@@ -87,6 +87,10 @@ class IndexSchema:
     ts_field: bytes
     fields: tuple[IndexedField, ...]
     params: VectorIndexParams
+    view_fields: bool = True
+    """Hash fields name their view (`field_naming: qualified`): a hash holding one of them
+    holds that view's data, so a plain KNN needs no `_ts` clause (which would make it a
+    filtered, brute-force query)."""
 
     @property
     def vectors(self) -> list[IndexedField]:
@@ -170,6 +174,7 @@ def index_schema(
     *,
     text_search: bool,
     config_index_type: str | None,
+    view_fields: bool = True,
 ) -> IndexSchema | None:
     """The view's index, or None for a view without vector fields (it is not indexed)."""
     if not any(f.vector is not None for f in layout.features.values()):
@@ -193,4 +198,5 @@ def index_schema(
         ts_field=layout.ts_field,
         fields=tuple(fields),
         params=index_params(tags, config_index_type, layout.view),
+        view_fields=view_fields,
     )

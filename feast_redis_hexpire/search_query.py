@@ -195,13 +195,17 @@ def plan_search(
                 view=view,
                 feature=name,
             )
-    clauses = [f"@{TS_ATTRIBUTE}:[-inf +inf]"]
+    # The view's _ts narrows keyword and filtered searches to hashes holding the view's
+    # data. A plain KNN goes without it where vector fields name their view: any clause
+    # makes the engine filter first (brute force over the matches, not the HNSW graph).
+    plain_knn = embedding is not None and filters is None and query_string is None and schema.view_fields
+    clauses = [] if plain_knn else [f"@{TS_ATTRIBUTE}:[-inf +inf]"]
     if filters is not None:
         clauses.append(translate_filter(filters, schema, view))
     text = query_string is not None
     if text:
         clauses.append(_text_clause(query_string or "", schema, view))
-    base = " ".join(clauses)
+    base = " ".join(clauses) or "*"
     params: list[Any] = []
     returned = [layout.features[name].field for name in names]
     vector = None
@@ -219,7 +223,8 @@ def plan_search(
                 value=len(embedding),
             )
         ef = f" EF_RUNTIME {max(schema.params.ef_runtime, top_k)}" if schema.params.algorithm == "HNSW" else ""
-        query = f"({base})=>[KNN {top_k} @{vector.attribute} $BLOB{ef} AS {DISTANCE_ATTRIBUTE}]"
+        scope = base if base == "*" else f"({base})"
+        query = f"{scope}=>[KNN {top_k} @{vector.attribute} $BLOB{ef} AS {DISTANCE_ATTRIBUTE}]"
         params = ["PARAMS", "2", "BLOB", spec.pack(embedding)]
         if vector.field not in returned:
             returned.append(vector.field)

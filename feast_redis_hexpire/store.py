@@ -23,7 +23,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from . import maintenance, metrics, redis_io, search_io, serving
 from .clients import async_client, close_async_clients, sync_client
-from .config import RedisHexpireOnlineStoreConfig
+from .config import FieldNaming, RedisHexpireOnlineStoreConfig
 from .errors import ConfigError, InvalidInput, SearchUnavailable, UnknownFeature
 from .keys import project_prefix
 from .metrics import ViewServed
@@ -89,16 +89,33 @@ def key_prefix_of(config: RepoConfig) -> str:
     return project_prefix(store_config.key_prefix, config.project, store_config.hash_tag)
 
 
+_SCHEMAS: dict[tuple[Any, ...], tuple[ViewLayout, IndexSchema | None]] = {}
+
+
 def index_schema_of(table: Any, config: RepoConfig) -> IndexSchema | None:
-    """The view's Query Engine index (None: the view has no vector_index field)."""
+    """The view's Query Engine index (None: the view has no vector_index field). Cached
+    per layout (itself cached) and what else the schema depends on: it runs per search."""
     store_config = store_config_of(config)
-    return index_schema(
-        layout_of(table, config),
-        dict(table.tags or {}),
-        key_prefix_of(config),
+    layout = layout_of(table, config)
+    tags = tuple(sorted((table.tags or {}).items()))
+    prefix = key_prefix_of(config)
+    qualified = store_config.field_naming is FieldNaming.qualified
+    key = (id(layout), tags, prefix, store_config.text_search_enabled, store_config.index_type, qualified)
+    hit = _SCHEMAS.get(key)
+    if hit is not None and hit[0] is layout:
+        return hit[1]
+    schema = index_schema(
+        layout,
+        dict(tags),
+        prefix,
         text_search=store_config.text_search_enabled,
         config_index_type=store_config.index_type,
+        view_fields=qualified,
     )
+    if len(_SCHEMAS) > 1024:
+        _SCHEMAS.clear()
+    _SCHEMAS[key] = (layout, schema)  # holding the layout keeps its id from being reused
+    return schema
 
 
 def _request_context(registry: BaseRegistry, project: str, features: Any, full_feature_names: bool) -> tuple[Any, ...]:

@@ -18,9 +18,9 @@ from feast.types import Array, Float32, Int64, String
 from feast.value_type import ValueType
 from redis.cluster import RedisCluster
 
+from devsupport.feature_stores import feature_store
 from devsupport.topologies import HOST, admin
 from feast_redis_hexpire import clients
-from tests.support.vector_repo import feature_store
 
 pytestmark = pytest.mark.topology
 

@@ -14,8 +14,8 @@ from feast.data_source import PushMode
 from feast.types import Array, Float32, Int64, String
 from feast.value_type import ValueType
 
+from devsupport.feature_stores import feature_store
 from feast_redis_hexpire.errors import InvalidInput
-from tests.support.vector_repo import feature_store
 
 ITEM = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
 SOURCE = FileSource(path="unused.parquet", timestamp_field="event_timestamp")

@@ -18,9 +18,9 @@ from feast.filter_models import ComparisonFilter, CompoundFilter
 from feast.types import Array, Bool, Float32, Float64, Int64, String
 from feast.value_type import ValueType
 
+from devsupport.feature_stores import feature_store
 from feast_redis_hexpire.errors import InvalidInput, SearchUnavailable
 from tests.support.store import run_async
-from tests.support.vector_repo import feature_store
 
 ITEM = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
 SOURCE = FileSource(path="unused.parquet", timestamp_field="event_timestamp")

@@ -18,12 +18,12 @@ from feast import Entity, FeatureView, Field, FileSource
 from feast.types import Array, Float32, String
 from feast.value_type import ValueType
 
+from devsupport.feature_stores import feature_store
 from feast_redis_hexpire import clients, roles
 from feast_redis_hexpire.cli.main import main
 from feast_redis_hexpire.errors import RedisPermissionError
 from tests.support.e2e import make_repo
 from tests.support.topology import ACL_RULES, DOCS, create_acl_user
-from tests.support.vector_repo import feature_store
 
 PACKAGE = Path(roles.__file__).parent
 ITEM = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)

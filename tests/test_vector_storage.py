@@ -18,10 +18,10 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Array, Float32, Float64, String
 from feast.value_type import ValueType
 
+from devsupport.feature_stores import feature_store
 from feast_redis_hexpire.errors import ConfigError, InvalidFeatureValue, InvalidViewConfig
 from tests.support.parity import differences, project_state
 from tests.support.store import generic_online_features, generic_online_features_async, run_async
-from tests.support.vector_repo import feature_store
 
 pytestmark = pytest.mark.both_servers
 
