@@ -175,8 +175,8 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     similarity: StrictStr | None = None
     """The index's distance metric when a vector field names none (`vector_search_metric`):
     `L2`, `COSINE` or `IP` (inner product; `inner_product`, `dot_product` too). Feast's
-    VectorStoreConfig name; default L2, the metric Feast's retrieve_online_documents_v2 asks
-    for when the view names none."""
+    VectorStoreConfig name. Unset (and no metric_type): such a field is indexed for all
+    three, and each query's distance_metric picks one (Feast asks for L2 by default)."""
 
     metric_type: StrictStr | None = None
     """Milvus's name for `similarity`; setting both to different metrics is an error."""

@@ -75,6 +75,7 @@ class IndexedField:
     kind: str  # VECTOR, NUMERIC, TAG or TEXT
     value_type: ValueType
     vector: VectorSpec | None = None
+    metric: str | None = None  # a VECTOR attribute's metric (one attribute per metric)
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,8 @@ class IndexSchema:
         args: list[Any] = [self.ts_field, "AS", TS_ATTRIBUTE, "NUMERIC"]
         for f in self.fields:
             args += [f.field, "AS", f.attribute, f.kind]
-            if f.vector is not None:
-                args += _vector_args(f.vector, self.params)
+            if f.vector is not None and f.metric is not None:
+                args += _vector_args(f.vector, f.metric, self.params)
             elif f.kind == "TAG":
                 args += ["SEPARATOR", "\x1f"]  # the whole value is one tag, commas included
         return args
@@ -124,8 +125,8 @@ class IndexSchema:
         return f"{self.alias}#{hashlib.sha1(text).hexdigest()[:12]}"
 
 
-def _vector_args(spec: VectorSpec, params: VectorIndexParams) -> list[Any]:
-    attributes: list[Any] = ["TYPE", spec.element, "DIM", spec.dim, "DISTANCE_METRIC", spec.metric]
+def _vector_args(spec: VectorSpec, metric: str, params: VectorIndexParams) -> list[Any]:
+    attributes: list[Any] = ["TYPE", spec.element, "DIM", spec.dim, "DISTANCE_METRIC", metric]
     if params.algorithm == "HNSW":
         attributes += ["M", params.m, "EF_CONSTRUCTION", params.ef_construction, "EF_RUNTIME", params.ef_runtime]
     return [params.algorithm, len(attributes), *attributes]
@@ -184,7 +185,11 @@ def index_schema(
         name = feature.name if _ATTRIBUTE_NAME.fullmatch(feature.name) else f"f{len(fields)}"
         value_type = feature.codec.value_type
         if feature.vector is not None:
-            fields.append(IndexedField(feature.name, feature.field, name, "VECTOR", value_type, feature.vector))
+            for metric in feature.vector.metrics:  # the first under the feature's name
+                attribute = name if metric == feature.vector.metric else f"{name}__{metric.lower()}"
+                fields.append(
+                    IndexedField(feature.name, feature.field, attribute, "VECTOR", value_type, feature.vector, metric)
+                )
         elif value_type in _NUMERIC:
             fields.append(IndexedField(feature.name, feature.field, name, "NUMERIC", value_type))
         elif value_type in _TAG:

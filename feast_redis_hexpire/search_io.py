@@ -240,15 +240,17 @@ def drop_project_indexes(client: Any, project_prefix: str, where: str) -> int:
 # ---------------------------------------------------------------- searches
 
 
-def _per_target(plan: SearchPlan, tag: str) -> list[Any]:
-    args = list(plan.args)
+def _per_target(plan: SearchPlan, tag: str, query: Sequence[Any] | None) -> list[Any]:
+    args = list(plan.args if query is None else query)
     args[1] = plan.schema.alias + tag
     return args
 
 
-def search(client: Any, plan: SearchPlan, where: str, attempts: int) -> list[Any]:
+def search(client: Any, plan: SearchPlan, where: str, attempts: int, query: Sequence[Any] | None = None) -> list[Any]:
+    """The plan's FT.SEARCH (or `query`, another search of the same index) on every primary."""
+
     def run() -> list[Any]:
-        return [_on(client, node, *_per_target(plan, tag)) for node, tag in _targets(client, plan.schema.alias)]
+        return [_on(client, node, *_per_target(plan, tag, query)) for node, tag in _targets(client, plan.schema.alias)]
 
     try:
         return _with_failover(client, attempts, run)
@@ -256,7 +258,9 @@ def search(client: Any, plan: SearchPlan, where: str, attempts: int) -> list[Any
         raise _explained(client, exc, where, "a search", plan.layout.name) from exc
 
 
-async def search_async(client: Any, plan: SearchPlan, where: str, attempts: int) -> list[Any]:
+async def search_async(
+    client: Any, plan: SearchPlan, where: str, attempts: int, query: Sequence[Any] | None = None
+) -> list[Any]:
     for attempt in range(attempts + 1):
         try:
             if is_cluster(client):
@@ -265,9 +269,9 @@ async def search_async(client: Any, plan: SearchPlan, where: str, attempts: int)
             return list(
                 await asyncio.gather(
                     *(
-                        client.execute_command(*_per_target(plan, tag))
+                        client.execute_command(*_per_target(plan, tag, query))
                         if node is None
-                        else client.execute_command(*_per_target(plan, tag), target_nodes=node)
+                        else client.execute_command(*_per_target(plan, tag, query), target_nodes=node)
                         for node, tag in targets
                     )
                 )

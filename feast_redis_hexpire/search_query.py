@@ -63,6 +63,23 @@ class SearchPlan:
     top_k: int
     inline: bool = True
     loaded: list[bytes] = field(default_factory=list)  # the hash fields a hit needs
+    keywords: str | None = None  # the keyword clause of a hybrid search
+
+    def score_query(self, hits: Sequence[Hit]) -> list[Any] | None:
+        """A hybrid search ranks by distance, and the engine scores its KNN hits 0: the
+        hits' BM25 scores come from one more search, of the keywords over those keys."""
+        if self.keywords is None or self.vector is None or not hits:
+            return None
+        keys = [hit.key for hit in hits]
+        return ["FT.SEARCH", self.schema.alias, self.keywords, "WITHSCORES", "SCORER", "BM25", "NOCONTENT"] + [
+            "INKEYS", len(keys), *keys, "LIMIT", 0, len(keys), "DIALECT", DIALECT
+        ]  # fmt: skip
+
+    def with_scores(self, hits: Sequence[Hit], replies: Sequence[Sequence[Any]] | None) -> list[Hit]:
+        if replies is None:
+            return list(hits)
+        scores = {reply[i]: float(reply[i + 1]) for reply in replies for i in range(1, len(reply) - 1, 2)}
+        return [Hit(hit.key, hit.distance, scores.get(hit.key, 0.0), hit.fields) for hit in hits]
 
     def hits(self, reply: Sequence[Any]) -> list[Hit]:
         """FT.SEARCH's RESP2 reply: total, then per document its key, its BM25 score
@@ -119,8 +136,12 @@ class SearchPlan:
                 continue  # the view's data expired between matching and loading
             if self.vector is not None and hit.fields.get(self.vector.field) is None:
                 continue  # an expired embedding is never a result
+            key = entity_key_of(hit.key, self.schema, entity_types)
             values: dict[str, ValueProto] = {}
             for name in self.requested:
+                if name not in features:  # a join key asked for as a feature: the entity's value
+                    values[name] = key.entity_values[list(key.join_keys).index(name)]
+                    continue
                 raw = hit.fields.get(features[name].field)
                 values[name] = (
                     ValueProto() if raw is None else decode_value(features[name].codec, raw, view=view, feature=name)
@@ -129,7 +150,7 @@ class SearchPlan:
                 values["distance"] = ValueProto(float_val=hit.distance)
             if hit.score is not None:
                 values["text_rank"] = ValueProto(float_val=hit.score)
-            rows.append((decode_event_ts(ts), entity_key_of(hit.key, self.schema, entity_types), values))
+            rows.append((decode_event_ts(ts), key, values))
         rows.sort(key=_join_key_order)
         return rows
 
@@ -189,7 +210,7 @@ def plan_search(
         raise InvalidInput(f"view {view!r}: top_k must be a whole number >= 1, got {top_k!r}", view=view, value=top_k)
     names = list(requested) or [name for name in layout.features]
     for name in names:
-        if name not in layout.features:
+        if name not in layout.features and name not in layout.join_keys:
             raise UnknownFeature(
                 f"view {view!r} has no feature {name!r} (the view declares {', '.join(sorted(layout.features))})",
                 view=view,
@@ -203,17 +224,18 @@ def plan_search(
     if filters is not None:
         clauses.append(translate_filter(filters, schema, view))
     text = query_string is not None
+    keywords = None
     if text:
-        clauses.append(_text_clause(query_string or "", schema, view))
+        keywords = _text_clause(query_string or "", schema, view)
+        clauses.append(keywords)
     base = " ".join(clauses) or "*"
     params: list[Any] = []
-    returned = [layout.features[name].field for name in names]
+    returned = [layout.features[name].field for name in names if name in layout.features]
     vector = None
     if embedding is not None:
-        vector = _vector_field(schema, names, view)
+        vector = _vector_field(schema, names, view, distance_metric)
         spec = vector.vector
         assert spec is not None
-        _check_metric(distance_metric, vector, view)
         if len(embedding) != spec.dim:
             raise InvalidInput(
                 f"view {view!r}, feature {vector.feature!r}: the query vector has length {len(embedding)}, the "
@@ -240,31 +262,33 @@ def plan_search(
         content = ["RETURN", 1, *distance] if distance else ["NOCONTENT"]
     args: list[Any] = ["FT.SEARCH", schema.alias, query, *params, *order, *content]
     args += ["LIMIT", 0, top_k, "DIALECT", DIALECT]
-    return SearchPlan(schema, layout, args, names, vector, text, top_k, inline, returned)
+    return SearchPlan(schema, layout, args, names, vector, text, top_k, inline, returned, keywords)
 
 
-def _vector_field(schema: IndexSchema, requested: Sequence[str], view: str) -> IndexedField:
+def _vector_field(schema: IndexSchema, requested: Sequence[str], view: str, asked: str | None) -> IndexedField:
+    """The vector attribute to search: the requested vector feature's (else the view's),
+    for the metric asked (else the field's own)."""
     vectors = schema.vectors
-    chosen = next((f for f in vectors if f.feature in requested), vectors[0] if vectors else None)
-    if chosen is None:
+    if not vectors:
         raise InvalidInput(f"view {view!r} has no vector_index=True feature to search by embedding", view=view)
-    return chosen
-
-
-def _check_metric(asked: str | None, vector: IndexedField, view: str) -> None:
-    assert vector.vector is not None
+    feature = next((f.feature for f in vectors if f.feature in requested), vectors[0].feature)
+    candidates = [f for f in vectors if f.feature == feature]
     if not asked:
-        return
+        return candidates[0]
     metric = METRICS.get(asked.strip().upper().replace("-", "_"))
-    if metric != vector.vector.metric:
+    chosen = next((f for f in candidates if f.metric == metric), None)
+    if chosen is None:
+        served = ", ".join(str(f.metric) for f in candidates)
         raise InvalidInput(
-            f"view {view!r}, feature {vector.feature!r}: distance metric {asked!r} cannot be served: the index "
-            f"compares by {vector.vector.metric}. Declare vector_search_metric on the Field (Feast then asks for "
-            "it), or set the online store's similarity, and run feast apply",
+            f"view {view!r}, feature {feature!r}: distance metric {asked!r} cannot be served: the index compares "
+            f"by {served}. Declare vector_search_metric on the Field (Feast then asks for it), or leave it and "
+            "the online store's similarity unset (the field is then indexed for L2, COSINE and IP), and run "
+            "feast apply",
             view=view,
-            feature=vector.feature,
+            feature=feature,
             value=asked,
         )
+    return chosen
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -282,7 +306,7 @@ def _text_clause(query_string: str, schema: IndexSchema, view: str) -> str:
     if not words:
         raise InvalidInput(f"view {view!r}: query_string {query_string!r} has no words to search", view=view)
     attributes = "|".join(f.attribute for f in texts)
-    return f"@{attributes}:({'|'.join(words)})"
+    return f"@{attributes}:({' '.join(words)})"  # every word must match, as Feast's stores do
 
 
 # ---------------------------------------------------------------- filters

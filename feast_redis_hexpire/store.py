@@ -603,7 +603,10 @@ class RedisHexpireOnlineStore(OnlineStore):
         client = sync_client(store_config)
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
-        hits = plan.merge(search_io.search(client, plan, store_config.where, store_config.retry_attempts))
+        where, attempts = store_config.where, store_config.retry_attempts
+        hits = plan.merge(search_io.search(client, plan, where, attempts))
+        scoring = plan.score_query(hits)
+        hits = plan.with_scores(hits, scoring and search_io.search(client, plan, where, attempts, scoring))
         hits = plan.with_fields(hits, redis_io.hmget(client, plan.field_reads(hits)))
         return plan.rows(hits, self._entity_types(table))
 
@@ -623,7 +626,10 @@ class RedisHexpireOnlineStore(OnlineStore):
         client = await async_client(store_config)
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
-        hits = plan.merge(await search_io.search_async(client, plan, store_config.where, store_config.retry_attempts))
+        where, attempts = store_config.where, store_config.retry_attempts
+        hits = plan.merge(await search_io.search_async(client, plan, where, attempts))
+        scoring = plan.score_query(hits)
+        hits = plan.with_scores(hits, scoring and await search_io.search_async(client, plan, where, attempts, scoring))
         hits = plan.with_fields(hits, await redis_io.hmget_async(client, plan.field_reads(hits)))
         return plan.rows(hits, self._entity_types(table))
 

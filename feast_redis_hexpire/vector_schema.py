@@ -51,6 +51,13 @@ class VectorSpec:
     element: str  # FLOAT32 or FLOAT64
     dim: int
     metric: str  # L2, COSINE or IP
+    also: tuple[str, ...] = ()
+    """Further metrics the field is indexed for: a field that names no metric (and a config
+    that names none) is indexed for all three, since Feast's caller picks one per query."""
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (self.metric, *self.also)
 
     @property
     def numpy_dtype(self) -> str:
@@ -62,7 +69,7 @@ class VectorSpec:
 
 
 def vector_spec(
-    feature: Any, value_type: ValueType, *, view: str, default_dim: int | None, default_metric: str
+    feature: Any, value_type: ValueType, *, view: str, default_dim: int | None, default_metric: str | None
 ) -> VectorSpec | None:
     """The spec of a Feast Field marked `vector_index=True`, None for any other field."""
     if not getattr(feature, "vector_index", False):
@@ -84,12 +91,12 @@ def vector_spec(
             feature=feature.name,
         )
     declared = getattr(feature, "vector_search_metric", None)
-    metric = (
-        canonical_metric(declared, what=f"view {view!r}, feature {feature.name!r}: vector_search_metric {declared!r}")
-        if declared
-        else default_metric
-    )
-    return VectorSpec(element[0], dim, metric)
+    if declared:
+        what = f"view {view!r}, feature {feature.name!r}: vector_search_metric {declared!r}"
+        return VectorSpec(element[0], dim, canonical_metric(declared, what=what))
+    if default_metric:
+        return VectorSpec(element[0], dim, default_metric)
+    return VectorSpec(element[0], dim, "L2", ("COSINE", "IP"))
 
 
 def vector_codec(base: TypeCodec, spec: VectorSpec, *, view: str, feature: str) -> TypeCodec:

@@ -164,7 +164,7 @@ def _config_parts(config: RedisHexpireOnlineStoreConfig) -> tuple[Any, ...]:
         config.batch_ttl_seconds,
         config.stream_ttl_seconds,
         config.embedding_dim,
-        config.default_metric,
+        config.similarity or config.metric_type,
     )
 
 
@@ -251,7 +251,7 @@ def _build_layout(table: Any, config: RedisHexpireOnlineStoreConfig, version: in
             value_type,
             view=table.name,
             default_dim=config.embedding_dim,
-            default_metric=config.default_metric,
+            default_metric=config.similarity or config.metric_type,
         )
         if vector is not None:
             codec = vector_codec(codec, vector, view=table.name, feature=feature.name)

@@ -296,6 +296,7 @@ def test_hybrid_search_ranks_the_keyword_matches_by_distance(repo):
         features=refs("docs_l2", ["title"]), query=list(query), query_string="river", top_k=4
     ).to_dict()
     assert ids(got) == _filtered(frame, frame["title"].str.contains("river"), query, 4)
+    assert all(isinstance(rank, float) and rank > 0 for rank in got["text_rank"])  # each match's BM25 score
 
 
 def test_keyword_search_needs_text_search_enabled(search_server, tmp_path):
@@ -390,3 +391,28 @@ def test_without_the_query_engine_apply_warns_search_explains_and_the_rest_works
     assert "has no Query Engine" in message and "Redis 8 with the Query Engine, Redis Stack 7.4+" in message
     assert ("valkey-search" in message) and (("This is Valkey" in message) == (server_kind == "valkey"))
     fs.teardown()
+
+
+@pytest.mark.parametrize("metric", ["L2", "cosine", "ip"])
+def test_a_field_naming_no_metric_serves_each_metric_feast_asks_for(repo, metric):
+    """docs_l2's Field names no vector_search_metric and the config no similarity: the
+    field is indexed for L2, COSINE and IP, and Feast's distance_metric picks one."""
+    fs, frame = repo
+    query = np.random.default_rng(17).normal(size=DIM).astype(np.float32)
+    got = fs.retrieve_online_documents_v2(
+        features=refs("docs_l2", ["title", "item_id"]), query=list(query), top_k=6, distance_metric=metric
+    ).to_dict()
+    want_ids, want_distances = brute_force(frame, query, metric.upper(), 6)
+    ranked_got = ranked(got)
+    assert ranked_got["item_id"] == want_ids
+    assert ranked_got["distance"] == pytest.approx(want_distances, rel=1e-4, abs=1e-5)
+
+
+def test_every_keyword_must_match(repo):
+    fs, frame = repo
+    got = fs.retrieve_online_documents_v2(features=refs("docs_l2", ["title"]), query_string="red green", top_k=100)
+    got = got.to_dict()
+    both = frame["title"].str.contains("red") & frame["title"].str.contains("green")
+    assert sorted(got["item_id"]) == sorted(frame["item_id"][both]) and 0 < both.sum() < len(frame)
+    none = fs.retrieve_online_documents_v2(features=refs("docs_l2", ["title"]), query_string="red nonexistent", top_k=5)
+    assert none.to_dict()["title"] == []
