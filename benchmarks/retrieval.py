@@ -307,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=100, help="timed calls per p50")
     parser.add_argument("--quick", action="store_true", help="5k entities, 20 queries, 40 calls")
     parser.add_argument("--no-milvus", action="store_true")
+    parser.add_argument("--kinds", default="random,clustered", help="vector sets, comma-separated")
+    parser.add_argument("--no-write-cost", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
@@ -323,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
     try:
         with LocalRedisServer(search=True, log=log) as server:
-            for kind in ("random", "clustered"):
+            for kind in args.kinds.split(","):
                 log(f"{kind} vectors, {args.entities} x {DIM}")
                 data = vectors(kind, args.entities, seed=1)
                 queries = (
@@ -336,8 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if kind == "random" and not args.no_milvus:
                     results["milvus_lite_random"] = milvus_figures(tmp, data, queries, max(10, args.calls // 5))
                     log(f"  Feast's Milvus store on milvus-lite: {results['milvus_lite_random']}")
-            log("write cost (materialize)")
-            results["write_cost"] = write_cost(server, tmp, vectors("random", args.entities, seed=4))
+            if not args.no_write_cost:
+                log("write cost (materialize)")
+                results["write_cost"] = write_cost(server, tmp, vectors("random", args.entities, seed=4))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
