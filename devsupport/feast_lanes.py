@@ -159,7 +159,7 @@ def ensure(version: str, log: Log = print) -> Lane:
     return target
 
 
-def lane_env(redis_server_bin: str | None = None) -> dict[str, str]:
+def lane_env(redis_server_bin: str | None = None, version: str = "") -> dict[str, str]:
     """A lane's environment: this checkout first on PYTHONPATH; its tests start their own
     servers from the given redis-server (the build the main suite runs on)."""
     env = {
@@ -169,6 +169,7 @@ def lane_env(redis_server_bin: str | None = None) -> dict[str, str]:
     }
     env["PYTHONPATH"] = str(ROOT)
     env["FEAST_USAGE"] = "False"
+    env["FEAST_LANE"] = version
     if redis_server_bin:
         env["REDIS_SERVER_BIN"] = redis_server_bin
     return env
@@ -178,7 +179,7 @@ def fast_paths(target: Lane) -> dict[str, object]:
     """feast_hooks' report in the lane: which fast paths this Feast release gets."""
     proc = subprocess.run(
         [str(target.python), "-m", "feast_redis_hexpire.feast_hooks", "--json"],
-        env=lane_env(),
+        env=lane_env(version=target.version),
         capture_output=True,
         text=True,
         timeout=300,
@@ -206,7 +207,7 @@ def start_suite(target: Lane, redis_server_bin: str, basetemp: Path, output: Pat
     ]
     with open(output, "wb") as sink:
         return subprocess.Popen(
-            command, env=lane_env(redis_server_bin), stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT
+            command, env=lane_env(redis_server_bin, target.version), stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT
         )
 
 

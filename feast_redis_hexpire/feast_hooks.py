@@ -387,6 +387,12 @@ def check(warn: bool = True) -> HookReport:
     return HookReport(version, problems, tuple(absent))
 
 
+def changed(name: str, problem: str, fast_path: str) -> None:
+    """A hook found changed in use (what a signature cannot show, such as the shape of what
+    it returns): one WARNING, as `check()` gives."""
+    _warn_once(HookProblem(name, problem, (fast_path,)), feast_version())
+
+
 def _warn_once(problem: HookProblem, version: str) -> None:
     key = (problem.name, problem.problem)
     with _warned_lock:

@@ -256,3 +256,23 @@ def test_canary_without_the_field_mapping_hook_pushes_through_feasts_path(
         client.close()
     rows = [{"user_id": "p1"}, {"user_id": "p2"}]
     assert after.get_online_features(["activity:amount"], rows).to_dict()["amount"] == [3.75, 3.75]
+
+
+def test_a_request_context_of_another_shape_falls_back_with_one_warning(
+    make_store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a signature cannot show: the next Feast's cached request context holds one more
+    value. The plan is not built from it; Feast's generic path serves."""
+    from feast_redis_hexpire import serving
+
+    fs = make_store()
+    expected = _generic(fs)
+    original = serving.request_context
+    monkeypatch.setattr(serving, "request_context", lambda *args: (*original(*args), "something new"))
+    with caplog.at_level(logging.WARNING, logger="feast_redis_hexpire"):
+        served = _served(fs)
+        response = fs.get_online_features(**REQUESTS[0])
+    [warning] = _warnings(caplog, "feast.utils._get_cached_request_context")
+    assert "returning 10 values, not 9" in warning and f"Feast {feast_hooks.feast_version()}" in warning
+    assert type(response) is OnlineResponse
+    assert served == expected
