@@ -148,7 +148,9 @@ def ensure(version: str, log: Log = print) -> Lane:
         subprocess.run([sys.executable, "-m", "venv", str(target.path)], check=True, timeout=300)
         # As a user on this Feast would: Feast first, then the package, which must keep it.
         _pip(target.python, [f"feast=={version}", *_requirements()], log)
-        _pip(target.python, [str(ROOT)], log)
+        with open(target.path.parent / ".build.lock", "w") as build_lock:  # pip builds in the source tree
+            fcntl.flock(build_lock, fcntl.LOCK_EX)
+            _pip(target.python, [str(ROOT)], log)
         found = target.installed_feast()
         if found != version:
             raise LaneError(f"installing this package next to Feast {version} changed it to Feast {found}")

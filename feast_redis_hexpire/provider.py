@@ -181,9 +181,7 @@ class HexpireProvider(PassthroughProvider):
     ) -> None:
         engine = self.batch_engine
         route = None
-        if not self._arrow_on["materialization"]:
-            pass  # feast_hooks warned at start-up
-        elif type(engine) is not LocalComputeEngine:
+        if type(engine) is not LocalComputeEngine:
             logger.debug(
                 "HexpireProvider: materialization of view %r takes Feast's own path: the compute engine is %s",
                 feature_view.name,
