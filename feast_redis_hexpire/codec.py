@@ -278,10 +278,14 @@ def _build_codecs() -> dict[ValueType, TypeCodec]:
         _message(VT.STRUCT_LIST, "struct_list_val"),
         _message(VT.VALUE_LIST, "list_val"),
         _message(VT.VALUE_SET, "set_val"),
-        _message(VT.SCALAR_MAP, "scalar_map_val"),
-        _message(VT.ZONED_TIMESTAMP, "zoned_timestamp_val"),
     ]
+    # Newer than some supported Feast releases (SCALAR_MAP: 0.64, ZONED_TIMESTAMP: 0.65):
+    # offered where the installed Feast has them.
+    codecs += [_message(VT[name], field) for name, field in NEWER_MESSAGE_TYPES if name in VT.__members__]
     return {codec.value_type: codec for codec in codecs}
+
+
+NEWER_MESSAGE_TYPES = (("SCALAR_MAP", "scalar_map_val"), ("ZONED_TIMESTAMP", "zoned_timestamp_val"))
 
 
 CODECS: dict[ValueType, TypeCodec] = _build_codecs()

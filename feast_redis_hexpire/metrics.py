@@ -39,6 +39,11 @@ except ImportError:  # pragma: no cover - Feast builds without the metrics modul
 
 from prometheus_client import Counter, Gauge, Histogram
 
+FEAST_SERIES = all(
+    hasattr(feast_metrics, name) for name in ("online_features_status_total", "online_store_read_duration_seconds")
+)
+"""Feast's own series the store feeds where it reads past Feast's code (feast_hooks checks them)."""
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -127,8 +132,8 @@ EXPORTED = (SERVED_AGE, READ_OUTCOMES, VIEW_TTL, ROWS, ROUND_TRIPS, ROUND_TRIP_S
 
 def enabled() -> bool:
     """Feast's metrics are on in this process (`start_metrics_server` replaces the flags
-    object, so it is looked up each time)."""
-    return feast_metrics is not None and feast_metrics._config.enabled
+    object, so it is looked up each time; feast_hooks checks the name at start-up)."""
+    return bool(getattr(getattr(feast_metrics, "_config", None), "enabled", False))
 
 
 def exported_names() -> set[str]:
@@ -318,7 +323,7 @@ def _updates(
     for op, (count, seconds, buckets) in trips.items():
         yield (_inc, ROUND_TRIPS, (op,)), count
         yield (_observe_many, ROUND_TRIP_SECONDS, (op,)), (buckets, seconds)
-    if feast_metrics is not None:
+    if FEAST_SERIES:
         for (view, status), count in statuses.items():
             if count:
                 yield (_inc, feast_metrics.online_features_status_total, (view, status)), count

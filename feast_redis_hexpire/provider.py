@@ -28,19 +28,24 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-from feast.infra.common.materialization_job import MaterializationTask
-from feast.infra.compute_engines.dag.context import ExecutionContext
-from feast.infra.compute_engines.local.arrow_table_value import ArrowTableValue
-from feast.infra.compute_engines.local.compute import LocalComputeEngine
-from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
-from feast.infra.compute_engines.local.nodes import LocalOutputNode
+from feast import utils as feast_utils
 from feast.infra.passthrough_provider import PassthroughProvider
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
-from feast.utils import _run_pyarrow_field_mapping
 
-from . import redis_io
+try:  # the local engine's DAG, which the Arrow materialization extends (feast_hooks checks it)
+    from feast.infra.common.materialization_job import MaterializationTask
+    from feast.infra.compute_engines.dag.context import ExecutionContext
+    from feast.infra.compute_engines.local.arrow_table_value import ArrowTableValue
+    from feast.infra.compute_engines.local.compute import LocalComputeEngine
+    from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
+    from feast.infra.compute_engines.local.nodes import LocalOutputNode
+except ImportError:  # pragma: no cover - a Feast that moved them: feast_hooks turns the path off
+    MaterializationTask = ExecutionContext = ArrowTableValue = LocalComputeEngine = None
+    LocalFeatureBuilder = LocalOutputNode = object
+
+from . import feast_hooks, redis_io
 from .arrow_writes import ArrowViewEncoder, FeatureColumn, table_from_frame
 from .clients import async_client, sync_client
 from .config import RedisHexpireOnlineStoreConfig
@@ -73,11 +78,23 @@ class HexpireProvider(PassthroughProvider):
     """PassthroughProvider whose materialization (local engine) and push paths write Arrow
     batches through `arrow_writes`."""
 
+    def __init__(self, config: RepoConfig) -> None:
+        super().__init__(config)
+        # The private Feast hooks the Arrow paths need: what is missing or re-signed turns
+        # its path off (one WARNING each), and Feast's own write path serves.
+        self.hooks = feast_hooks.check()
+        self._arrow_on = {
+            "push": self.hooks.active(feast_hooks.ARROW_PUSH),
+            "materialization": self.hooks.active(feast_hooks.ARROW_MATERIALIZE),
+        }
+        for name in self.hooks.feasts_own("PassthroughProvider"):
+            setattr(self, name, getattr(super(), name))
+
     # ------------------------------------------------------------ routing
 
     def _route(self, feature_view: Any, what: str) -> _Route | None:
         """The Arrow route for a view, or None (Feast's own path, logged at DEBUG)."""
-        route = self._arrow_route(feature_view)
+        route = self._arrow_route(feature_view) if self._arrow_on[what] else f"the Arrow {what} is off in this Feast"
         if isinstance(route, str):
             logger.debug(
                 "HexpireProvider: %s of view %r takes Feast's own path: %s",
@@ -240,7 +257,7 @@ def _push_plan(route: _Route, df: pd.DataFrame) -> WritePlan:
     table = table_from_frame(df, route.encoder)
     source = route.encoder.feature_view.batch_source
     if source.field_mapping is not None:
-        table = _run_pyarrow_field_mapping(table, source.field_mapping)
+        table = feast_utils._run_pyarrow_field_mapping(table, source.field_mapping)
     plans = [route.encoder.plan(batch) for batch in table.to_batches()]
     return WritePlan(route.encoder.layout, route.encoder.head, _rows(plans))
 

