@@ -304,9 +304,13 @@ def test_short_ttls_stream_fields_vanish_then_the_entity(store, make_config, red
     config = make_config(stream_ttl_seconds=1, batch_ttl_seconds=3)
     batch, stream = batch_view(), stream_view()
     key = key_of(config, "u1")
-    event = now()
-    store.online_write_batch(config, batch, [row("u1", event, risk_segment="low", tx_count_7d=5)], None)
-    store.online_write_batch(config, stream, [row("u1", event, tx_count_5m=3, last_amount=9.5)], None)
+    for _ in range(10):  # a loaded machine may take the 1 s TTL between stamping and writing
+        event = now()
+        store.online_write_batch(config, batch, [row("u1", event, risk_segment="low", tx_count_7d=5)], None)
+        store.online_write_batch(config, stream, [row("u1", event, tx_count_5m=3, last_amount=9.5)], None)
+        if store.last_write_report.written == 1:
+            break
+    assert store.last_write_report.written == 1
     # When each goes is what Redis holds: the stream fields at event time + 1 s, the key
     # (batch TTL, from the write) later.
     stream_expiry = redis_client.hpexpiretime(key, "tx_count_5m", "last_amount", "_ts:user_activity")
