@@ -2,7 +2,8 @@
 
 `type: feast_redis_hexpire.RedisHexpireOnlineStore` in feature_store.yaml. Feast looks up
 `RedisHexpireOnlineStoreConfig` next to it. `provider: feast_redis_hexpire.HexpireProvider`
-opts into the Arrow-native write path (provider.py). Imports are lazy, so
+opts into the Arrow-native write path (provider.py). `EventWriter` / `AsyncEventWriter`
+write stream events one at a time or in batches without `store.push` (events.py). Imports are lazy, so
 `import feast_redis_hexpire` does not load Feast until one of these names is used.
 """
 
@@ -10,7 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["HexpireProvider", "RedisHexpireOnlineStore", "RedisHexpireOnlineStoreConfig"]
+__all__ = [
+    "AsyncEventWriter",
+    "EventWriteResult",
+    "EventWriter",
+    "HexpireProvider",
+    "RedisHexpireOnlineStore",
+    "RedisHexpireOnlineStoreConfig",
+]
+_EVENTS = ("AsyncEventWriter", "EventWriteResult", "EventWriter")
 __version__ = "0.2.0"
 
 
@@ -23,6 +32,10 @@ def __getattr__(name: str) -> Any:
         from .provider import HexpireProvider
 
         return HexpireProvider
+    if name in _EVENTS:
+        from . import events
+
+        return getattr(events, name)
     if name == "RedisHexpireOnlineStoreConfig":
         from .config import RedisHexpireOnlineStoreConfig
 

@@ -24,6 +24,7 @@ from redis.cluster import RedisCluster
 from . import metrics
 from .clients import AsyncClient, SyncClient, field_expiry_of, field_expiry_of_async
 from .reads import HmgetCommand
+from .redis_version import FieldExpiry
 from .write_script import SCRIPT_SHA, SCRIPT_SOURCE, is_noscript
 from .writes import ProgressCallback, ScriptCall, WritePlan, WriteReport, chunks, script_calls, tally
 
@@ -62,18 +63,37 @@ def write(client: SyncClient, plan: WritePlan, chunk_size: int, progress: Progre
     expiry = field_expiry_of(client)
     for chunk in chunks(plan.rows, chunk_size):
         calls = script_calls(plan, chunk, by_slot=cluster, expiry=expiry)
-        replies = _send_calls(client, calls)
-        for _ in range(SCRIPT_LOADS):  # the server lost the script: load it, rerun what did not run
-            rerun = _noscript_positions(replies)
-            if not rerun:
-                break
-            _load_script(client)
-            for position, reply in zip(rerun, _send_calls(client, [calls[i] for i in rerun])):
-                replies[position] = reply
-        report.add(tally(plan, calls, replies, where))
+        report.add(tally(plan, calls, run_calls(client, calls), where))
         if progress:
             progress(len(chunk))
     return report
+
+
+def plan_calls(plans: Sequence[WritePlan], *, cluster: bool, expiry: FieldExpiry) -> list[list[ScriptCall]]:
+    """Every row of every plan as script calls, per plan: sent together, in one round
+    trip (one per node on a cluster)."""
+    return [script_calls(plan, plan.rows, by_slot=cluster, expiry=expiry) for plan in plans]
+
+
+def write_plans(client: SyncClient, plans: Sequence[WritePlan]) -> tuple[list[list[ScriptCall]], list[Any]]:
+    """Several views' rows in one round trip (per node): the per-event writer's send. The
+    calls per plan and every call's reply, in order, for `writes.row_outcomes`."""
+    per_plan = plan_calls(plans, cluster=_is_cluster(client), expiry=field_expiry_of(client))
+    return per_plan, run_calls(client, [call for calls in per_plan for call in calls])
+
+
+def run_calls(client: SyncClient, calls: list[ScriptCall]) -> list[Any]:
+    """Send script calls in one round trip and return their replies; when the server lost
+    the script (restart, failover, SCRIPT FLUSH), load it and rerun the calls that did not run."""
+    replies = _send_calls(client, calls)
+    for _ in range(SCRIPT_LOADS):
+        rerun = _noscript_positions(replies)
+        if not rerun:
+            break
+        _load_script(client)
+        for position, reply in zip(rerun, _send_calls(client, [calls[i] for i in rerun])):
+            replies[position] = reply
+    return replies
 
 
 @metrics.timed("write")
@@ -196,18 +216,29 @@ async def write_async(
     expiry = await field_expiry_of_async(client)
     for chunk in chunks(plan.rows, chunk_size):
         calls = script_calls(plan, chunk, by_slot=cluster, expiry=expiry)
-        replies = await _send_calls_async(client, calls)
-        for _ in range(SCRIPT_LOADS):
-            rerun = _noscript_positions(replies)
-            if not rerun:
-                break
-            await _load_script_async(client)
-            for position, reply in zip(rerun, await _send_calls_async(client, [calls[i] for i in rerun])):
-                replies[position] = reply
-        report.add(tally(plan, calls, replies, where))
+        report.add(tally(plan, calls, await run_calls_async(client, calls), where))
         if progress:
             progress(len(chunk))
     return report
+
+
+async def write_plans_async(
+    client: AsyncClient, plans: Sequence[WritePlan]
+) -> tuple[list[list[ScriptCall]], list[Any]]:
+    per_plan = plan_calls(plans, cluster=_is_cluster(client), expiry=await field_expiry_of_async(client))
+    return per_plan, await run_calls_async(client, [call for calls in per_plan for call in calls])
+
+
+async def run_calls_async(client: AsyncClient, calls: list[ScriptCall]) -> list[Any]:
+    replies = await _send_calls_async(client, calls)
+    for _ in range(SCRIPT_LOADS):
+        rerun = _noscript_positions(replies)
+        if not rerun:
+            break
+        await _load_script_async(client)
+        for position, reply in zip(rerun, await _send_calls_async(client, [calls[i] for i in rerun])):
+            replies[position] = reply
+    return replies
 
 
 @metrics.timed_async("write")

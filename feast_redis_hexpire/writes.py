@@ -116,7 +116,7 @@ def plan_writes(
             )
         encoded = times.get(event_ts)
         if encoded is None:
-            encoded = times[event_ts] = _encode_time(event_ts, ttl_ms)
+            encoded = times[event_ts] = encode_time(event_ts, ttl_ms)
         encoded_time, expire_text, numeric = encoded
         record: list[Any] = [encoded_time] if expire_text is None else [expire_text, encoded_time]
         fields = [ts_field]
@@ -145,7 +145,7 @@ def plan_writes(
     return WritePlan(layout, write_head(layout, config), rows)
 
 
-def _encode_time(event_ts: datetime, ttl_ms: int | None) -> tuple[bytes, bytes | None, bool]:
+def encode_time(event_ts: datetime, ttl_ms: int | None) -> tuple[bytes, bytes | None, bool]:
     """The event time as the script receives it (epoch microseconds), for expiring stream
     rows its expiry (epoch milliseconds), and whether they must be compared as numbers."""
     micros = event_ts_micros(event_ts)
@@ -232,22 +232,49 @@ def tally(plan: WritePlan, calls: Sequence[ScriptCall], replies: Sequence[Any], 
     refused row (wrong type, expiry not set) raises, naming the key, the view and Redis's
     own message; rows of earlier calls stay written, each one whole."""
     report = WriteReport()
+    for _row, outcome in row_outcomes(plan, calls, replies, where):
+        if isinstance(outcome, HexpireError):
+            raise outcome from outcome.__cause__
+        count(report, outcome)
+    return report
+
+
+def count(report: WriteReport, code: int) -> None:
+    """Add one row's script code (WRITTEN, STALE, EXPIRED or FUTURE) to a report."""
+    if code == WRITTEN:
+        report.written += 1
+    elif code == STALE:
+        report.stale += 1
+    elif code == EXPIRED:
+        report.expired += 1
+    else:
+        report.future += 1
+
+
+def row_outcomes(
+    plan: WritePlan, calls: Sequence[ScriptCall], replies: Sequence[Any], where: str
+) -> Iterator[tuple[EntityWrite, int | HexpireError]]:
+    """Each row with its script code, or the error that refused it (a refused call refuses
+    every row of it). `tally` counts them; the per-event writer's coalescing hands each
+    caller its own rows' outcomes."""
     view = plan.layout.name
     for call, reply in zip(calls, replies):
         if isinstance(reply, BaseException):
-            raise _call_failed(call, reply, view, where) from reply
+            error = _call_failed(call, reply, view, where)
+            error.__cause__ = reply
+            for row in call.rows:
+                yield row, error
+            continue
         for row, code in zip(call.rows, reply):
-            if code == WRITTEN:
-                report.written += 1
-            elif code == STALE:
-                report.stale += 1
-            elif code == EXPIRED:
-                report.expired += 1
-            elif code == FUTURE:
-                report.future += 1
+            if code in _CODES:
+                yield row, code
             else:
-                raise _row_failed(row, code, view, where) from (code if isinstance(code, BaseException) else None)
-    return report
+                error = _row_failed(row, code, view, where)
+                error.__cause__ = code if isinstance(code, BaseException) else None
+                yield row, error
+
+
+_CODES = frozenset((WRITTEN, STALE, EXPIRED, FUTURE))
 
 
 def _call_failed(call: ScriptCall, error: BaseException, view: str, where: str) -> HexpireError:
