@@ -119,10 +119,22 @@ def _bool(raw: bytes) -> bool:
         raise ValueError(f"not a bool: {short_repr(raw)} (true, false, 1 or 0)") from None
 
 
-def _int(raw: bytes) -> int:
-    if raw[:1] == b"+":  # int() takes these; the store's text never has them
-        raise ValueError(raw)
-    return int(raw)
+def _int_in(bits: int) -> Parse:
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def parse(raw: bytes) -> int:
+        if raw[:1] == b"+":  # int() takes these; the store's text never has them
+            raise ValueError(raw)
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"out of the range of a {bits}-bit integer")
+        return value
+
+    return parse
+
+
+_int32 = _int_in(32)
+_int64 = _int_in(64)
 
 
 def _text(raw: bytes) -> str:
@@ -199,8 +211,8 @@ def parser_for(value_type: ValueType) -> Parse:
     """How text of one declared type becomes the Python value an event carries."""
     VT = ValueType
     direct: dict[ValueType, Parse] = {
-        VT.INT32: _int,
-        VT.INT64: _int,
+        VT.INT32: _int32,
+        VT.INT64: _int64,
         VT.DOUBLE: float,
         VT.FLOAT: float,
         VT.BOOL: _bool,
@@ -356,7 +368,7 @@ class EntryReader:
         parse = column.parse
         if None not in raws:
             try:
-                return list(map(parse, raws))  # the common case: one pass, no per-value frame
+                return list(map(parse, raws))  # type: ignore[arg-type]  # the common case: one pass, no per-value frame
             except (ValueError, TypeError, UnicodeDecodeError):
                 pass
         parsed: list[Any] = []
@@ -383,4 +395,3 @@ def _why(exc: BaseException, raw: bytes) -> str:
     if isinstance(exc, EntryError):
         return text
     return text if text else f"cannot read {short_repr(raw)}"
-

@@ -58,6 +58,10 @@ BLOCK_MARGIN_S = 0.25
 """A blocking read must return before the socket times out: `block_ms` is capped at the
 connection's socket_timeout minus this."""
 
+REFUSED = (InvalidInput, ValueError, TypeError, OverflowError)
+"""What the writer raises for an event it cannot take: a dead letter, not a retry. (Redis
+errors are neither: they leave the batch pending.)"""
+
 ERROR_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 STATS_INTERVAL_S = 1.0
 """How often the group's pending count and lag are asked for (XINFO GROUPS) while metrics are on."""
@@ -259,7 +263,7 @@ class StreamIngester:
     # ------------------------------------------------------------ Redis
 
     def _read(self, start: str, block_ms: int) -> list[Entry]:
-        reply = self.client.xreadgroup(
+        reply: Any = self.client.xreadgroup(
             self.group, self.consumer, {self.stream: start}, count=self.batch, block=block_ms or None
         )
         if not reply:
@@ -271,7 +275,7 @@ class StreamIngester:
     def _claim(self) -> list[Entry]:
         """Entries idle with any consumer for `claim_idle_ms`, a page at a time; a full pass
         over the pending list ends in waiting half the idle time before the next."""
-        reply = self.client.xautoclaim(
+        reply: Any = self.client.xautoclaim(
             self.stream, self.group, self.consumer, self.claim_idle_ms, start_id=self._claim_cursor, count=self.batch
         )
         cursor, entries = reply[0], reply[1]
@@ -313,7 +317,8 @@ class StreamIngester:
         if not metrics.enabled() or time.monotonic() < self._next_stats:
             return
         self._next_stats = time.monotonic() + STATS_INTERVAL_S
-        for info in self.client.xinfo_groups(self.stream):
+        groups: Any = self.client.xinfo_groups(self.stream)
+        for info in groups:
             name = info.get("name")
             if (name.decode() if isinstance(name, bytes) else name) == self.group:
                 metrics.ingest_group_state(self.stream, self.group, info.get("pending"), info.get("lag"))
@@ -326,13 +331,13 @@ class StreamIngester:
         live = [(entry_id, fields) for entry_id, fields in entries if fields]
         result.deleted = len(entries) - len(live)
         parsed = self.entry_reader().read(live)
-        self._write(parsed, result)
+        self._write(parsed, result, dict(live))
         result.dead_letters = parsed.rejected
         self._acknowledge([entry_id for entry_id, _ in entries], parsed.rejected)
         self._count(result)
         return result
 
-    def _write(self, parsed: ParsedBatch, result: StepResult) -> None:
+    def _write(self, parsed: ParsedBatch, result: StepResult, fields_of: dict[bytes, Any]) -> None:
         """Every readable event in one write call (one round trip per node); when the
         writer refuses the batch as input, each event is checked alone, the refused ones
         become dead letters and the rest are written."""
@@ -341,8 +346,8 @@ class StreamIngester:
             return
         try:
             outcome = self._send(groups)
-        except InvalidInput:
-            groups = self._sift(groups, parsed.rejected)
+        except REFUSED:
+            groups = self._sift(groups, parsed.rejected, fields_of)
             if not groups:
                 return
             outcome = self._send(groups)
@@ -357,7 +362,9 @@ class StreamIngester:
             return self.writer.write(groups[0].columns)
         return self.writer.write([event for group in groups for event in group.events()])
 
-    def _sift(self, groups: Sequence[EventGroup], rejected: list[Rejected]) -> list[EventGroup]:
+    def _sift(
+        self, groups: Sequence[EventGroup], rejected: list[Rejected], fields_of: dict[bytes, Any]
+    ) -> list[EventGroup]:
         """The events the writer takes; the others join `rejected` with its reason."""
         kept: list[EventGroup] = []
         for group in groups:
@@ -365,8 +372,9 @@ class StreamIngester:
             for entry_id, event, micros in zip(group.entry_ids, group.events(), group.event_micros):
                 try:
                     self.writer.check(event)
-                except InvalidInput as exc:
-                    rejected.append(Rejected(entry_id, {}, str(exc)))
+                except REFUSED as exc:
+                    reason = str(exc) if isinstance(exc, InvalidInput) else f"{type(exc).__name__}: {exc}"
+                    rejected.append(Rejected(entry_id, fields_of.get(entry_id, {}), reason))
                     continue
                 good.entry_ids.append(entry_id)
                 good.event_micros.append(micros)

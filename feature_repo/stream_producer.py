@@ -429,7 +429,6 @@ class StreamingWorker:
             body = exc.read().decode(errors="replace")[:300]
             raise RuntimeError(f"POST {self.push_url}/push -> HTTP {exc.code}: {body}") from exc
 
-
     def _add_to_stream(self, df: pd.DataFrame) -> None:
         """XADD each row to the stream, all in one pipelined round trip."""
         pipe = self.stream_client.pipeline(transaction=False)
