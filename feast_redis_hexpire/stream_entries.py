@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pyarrow as pa
 from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
 
@@ -159,6 +160,13 @@ def _int_items(raw: bytes) -> list[int]:
     return items
 
 
+def _int64_items(raw: bytes) -> list[int]:
+    items = _int_items(raw)
+    if not all(-(2**63) <= item < 2**63 for item in items):
+        raise ValueError(f"out of the range of a 64-bit integer: {short_repr(raw)}")
+    return items
+
+
 def _float_items(raw: bytes) -> list[float]:
     items = _json_items(raw)
     if not all(type(item) in (int, float) for item in items):
@@ -197,16 +205,6 @@ def _stored(value_type: ValueType) -> Parse:
     return parse
 
 
-def _either(first: Parse, second: Parse) -> Parse:
-    def parse(raw: bytes) -> Any:
-        try:
-            return first(raw)
-        except ValueError:
-            return second(raw)
-
-    return parse
-
-
 def parser_for(value_type: ValueType) -> Parse:
     """How text of one declared type becomes the Python value an event carries."""
     VT = ValueType
@@ -233,7 +231,7 @@ def parser_for(value_type: ValueType) -> Parse:
         element = name.rsplit("_", 1)[0]
         items: Parse | None = {
             "INT32": _int_items,
-            "INT64": _int_items,
+            "INT64": _int64_items,
             "DOUBLE": _float_items,
             "FLOAT": _float_items,
             "BOOL": _bool_items,
@@ -251,6 +249,62 @@ def parser_for(value_type: ValueType) -> Parse:
     raise KeyError(value_type)
 
 
+# ---------------------------------------------------------------- Arrow columns
+
+ArrowColumn = Callable[[list[bytes]], pa.Array]
+
+
+def _utf8(raws: list[bytes]) -> pa.Array:
+    return pa.array(raws, pa.binary()).cast(pa.string())  # refuses text that is not UTF-8
+
+
+def _cast(target: pa.DataType) -> ArrowColumn:
+    """Text parsed by Arrow in one pass (its integer and float syntax is Python's, minus
+    underscores and surrounding spaces; a column Arrow refuses is parsed value by value)."""
+
+    def column(raws: list[bytes]) -> pa.Array:
+        return _utf8(raws).cast(target)
+
+    return column
+
+
+def _parsed(parse: Parse, target: pa.DataType) -> ArrowColumn:
+    def column(raws: list[bytes]) -> pa.Array:
+        return pa.array(list(map(parse, raws)), target)
+
+    return column
+
+
+def _micros_column(raws: list[bytes]) -> pa.Array:
+    return pa.array(list(map(event_micros, raws)), _TIMESTAMP)
+
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def arrow_column_for(value_type: ValueType) -> tuple[ArrowColumn, pa.DataType] | None:
+    """How a column of one declared type becomes an Arrow array of the type a pushed frame
+    gives (the writer encodes it with push's own column encoders), or None for types that
+    go as Python values."""
+    VT = ValueType
+    text = (_utf8, pa.string())
+    columns: dict[ValueType, tuple[ArrowColumn, pa.DataType]] = {
+        VT.INT64: (_cast(pa.int64()), pa.int64()),
+        VT.INT32: (_cast(pa.int32()), pa.int32()),
+        VT.DOUBLE: (_cast(pa.float64()), pa.float64()),
+        VT.FLOAT: (_cast(pa.float64()), pa.float64()),
+        VT.BOOL: (_parsed(_bool, pa.bool_()), pa.bool_()),
+        VT.STRING: text,
+        VT.BYTES: (lambda raws: pa.array(raws, pa.binary()), pa.binary()),
+        VT.UNIX_TIMESTAMP: (_micros_column, _TIMESTAMP),
+        VT.INT64_LIST: (_parsed(_int64_items, pa.list_(pa.int64())), pa.list_(pa.int64())),
+        VT.DOUBLE_LIST: (_parsed(_float_items, pa.list_(pa.float64())), pa.list_(pa.float64())),
+        VT.STRING_LIST: (_parsed(_str_items, pa.list_(pa.string())), pa.list_(pa.string())),
+        VT.BOOL_LIST: (_parsed(_bool_items, pa.list_(pa.bool_())), pa.list_(pa.bool_())),
+    }
+    return columns.get(value_type)
+
+
 # ---------------------------------------------------------------- a batch of entries
 
 Fields = Mapping[bytes, bytes]
@@ -261,8 +315,9 @@ Entry = tuple[bytes, Fields]  # (id, fields) as XREADGROUP gives them
 class Column:
     name: str
     value_type: ValueType
-    required: bool  # a join key or the event time: an entry without it cannot be written
+    required: bool  # a join key: an entry without it cannot be written
     parse: Parse
+    arrow: tuple[ArrowColumn, pa.DataType] | None
     field: bytes = b""
 
     def __post_init__(self) -> None:
@@ -280,16 +335,25 @@ class Rejected:
 
 @dataclass
 class EventGroup:
-    """Entries that carry the same columns, as one column of values per name."""
+    """Entries that carry the same columns: an Arrow table (every column of a type Arrow
+    takes), else a list of Python values per column."""
 
     entry_ids: list[bytes]
-    columns: dict[str, list[Any]]
     event_micros: list[int]
+    table: pa.Table | None = None
+    columns: dict[str, list[Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.entry_ids)
 
+    @property
+    def events_arg(self) -> pa.Table | dict[str, list[Any]]:
+        """What EventWriter.write takes for the whole group."""
+        return self.table if self.table is not None else self.columns
+
     def events(self) -> list[dict[str, Any]]:
+        if self.table is not None:
+            return self.table.to_pylist()
         names = list(self.columns)
         return [dict(zip(names, values)) for values in zip(*self.columns.values())]
 
@@ -303,55 +367,109 @@ class ParsedBatch:
 class EntryReader:
     """Reads stream entries as events of one push source: `schema` is every column the
     source takes, by name, with its declared type; `required` the names every entry must
-    carry (join keys and the event time); `timestamp` the event time's column."""
+    carry (join keys; the event time always is); `timestamp` the event time's column.
+
+    A batch whose entries all carry the same columns, of types Arrow takes, becomes one
+    Arrow table, each column parsed in one pass; any other batch becomes Python values,
+    one group per set of columns present (a feature left out of an entry is not written,
+    so it must not become a null that deletes it)."""
 
     def __init__(self, schema: Mapping[str, ValueType], timestamp: str, required: Sequence[str]) -> None:
         self.timestamp = timestamp
         self.columns = [
-            Column(name, value_type, name in required or name == timestamp, parser_for(value_type))
+            Column(name, value_type, name in required, parser_for(value_type), arrow_column_for(value_type))
             for name, value_type in schema.items()
             if name != timestamp
         ]
         self._timestamp_field = timestamp.encode()
 
     def read(self, entries: Sequence[Entry]) -> ParsedBatch:
-        batch = ParsedBatch()
         reasons: dict[int, str] = {}
         times = self._times(entries, reasons)
-        present: dict[int, tuple[str, ...]] = {}
-        values: dict[str, list[Any]] = {}
+        raws = {column.name: [fields.get(column.field) for _, fields in entries] for column in self.columns}
         for column in self.columns:
-            raws = [fields.get(column.field) for _, fields in entries]
             if column.required:
-                for index, raw in enumerate(raws):
+                for index, raw in enumerate(raws[column.name]):
                     if raw is None and index not in reasons:
                         reasons[index] = f"missing join key {column.name!r}"
-            values[column.name] = self._parse_column(column, raws, reasons)
-        for index, (_, fields) in enumerate(entries):
-            if index not in reasons:
-                present[index] = tuple(c.name for c in self.columns if fields.get(c.field) is not None)
-        by_shape: dict[tuple[str, ...], EventGroup] = {}
-        for index, (entry_id, fields) in enumerate(entries):
-            if index in reasons:
-                batch.rejected.append(Rejected(entry_id, fields, reasons[index]))
+        arrays: dict[str, pa.Array] = {}
+        values: dict[str, list[Any]] = {}
+        for column in self.columns:
+            column_raws = raws[column.name]
+            if all(raw is None for raw in column_raws):
                 continue
-            shape = present[index]
+            array = self._arrow(column, column_raws) if None not in column_raws else None
+            if array is not None:
+                arrays[column.name] = array
+            else:
+                values[column.name] = self._parse_column(column, column_raws, reasons)
+        keep = [index for index in range(len(entries)) if index not in reasons]
+        batch = ParsedBatch(rejected=[Rejected(entries[i][0], entries[i][1], reasons[i]) for i in sorted(reasons)])
+        if not keep:
+            return batch
+        if not values:
+            batch.groups = [self._table_group(entries, keep, times, arrays)]
+        else:
+            for name, array in arrays.items():
+                values[name] = array.to_pylist()
+            batch.groups = self._value_groups(entries, keep, times, raws, values)
+        return batch
+
+    @staticmethod
+    def _arrow(column: Column, raws: list[bytes | None]) -> pa.Array | None:
+        """The column in one pass, or None (another type, or a value Arrow refuses: it is
+        parsed value by value then, which names the bad entry)."""
+        if column.arrow is None:
+            return None
+        try:
+            return column.arrow[0](raws)  # type: ignore[arg-type]
+        except (pa.ArrowException, ValueError, TypeError, UnicodeDecodeError, OverflowError):
+            return None
+
+    def _table_group(
+        self, entries: Sequence[Entry], keep: list[int], times: list[int], arrays: dict[str, pa.Array]
+    ) -> EventGroup:
+        micros = [times[i] for i in keep]
+        columns = dict(arrays)
+        columns[self.timestamp] = pa.array(micros, _TIMESTAMP)
+        table = pa.table(columns)
+        if len(keep) < len(entries):
+            rows = pa.array(keep, pa.int64())
+            table = pa.table({name: (a if name == self.timestamp else a.take(rows)) for name, a in columns.items()})
+        return EventGroup([entries[i][0] for i in keep], micros, table=table)
+
+    def _value_groups(
+        self,
+        entries: Sequence[Entry],
+        keep: list[int],
+        times: list[int],
+        raws: dict[str, list[bytes | None]],
+        values: dict[str, list[Any]],
+    ) -> list[EventGroup]:
+        names = [column.name for column in self.columns if column.name in values]
+        by_shape: dict[tuple[str, ...], EventGroup] = {}
+        for index in keep:
+            shape = tuple(name for name in names if raws[name][index] is not None)
             group = by_shape.get(shape)
             if group is None:
-                group = by_shape[shape] = EventGroup([], {name: [] for name in (*shape, self.timestamp)}, [])
-            group.entry_ids.append(entry_id)
+                group = by_shape[shape] = EventGroup([], [], columns={name: [] for name in (*shape, self.timestamp)})
+            group.entry_ids.append(entries[index][0])
             group.event_micros.append(times[index])
             for name in shape:
                 group.columns[name].append(values[name][index])
             group.columns[self.timestamp].append(micros_to_datetime(times[index]))
-        batch.groups = list(by_shape.values())
-        return batch
+        return list(by_shape.values())
 
     def _times(self, entries: Sequence[Entry], reasons: dict[int, str]) -> list[int]:
+        name, stamp = self.timestamp, self._timestamp_field
+        raws = [fields.get(stamp) for _, fields in entries]
+        if None not in raws:
+            try:
+                return [_epoch_digits(int(raw)) for raw in raws]  # type: ignore[arg-type]
+            except ValueError:
+                pass  # ISO text, fractions or bad values: one by one
         times: list[int] = []
-        name = self.timestamp
-        for index, (_, fields) in enumerate(entries):
-            raw = fields.get(self._timestamp_field)
+        for index, raw in enumerate(raws):
             if raw is None:
                 reasons[index] = f"missing event time {name!r}"
                 times.append(0)
@@ -368,8 +486,8 @@ class EntryReader:
         parse = column.parse
         if None not in raws:
             try:
-                return list(map(parse, raws))  # type: ignore[arg-type]  # the common case: one pass, no per-value frame
-            except (ValueError, TypeError, UnicodeDecodeError):
+                return list(map(parse, raws))  # type: ignore[arg-type]
+            except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
                 pass
         parsed: list[Any] = []
         for index, raw in enumerate(raws):
@@ -386,6 +504,16 @@ class EntryReader:
                         + (f" ({_why(exc, raw)})" if str(exc) and short_repr(raw) not in str(exc) else "")
                     )
         return parsed
+
+
+def _epoch_digits(digits: int) -> int:
+    """Whole digits since the epoch as microseconds, by magnitude (`EPOCH_UNITS`)."""
+    if digits < 0:
+        raise ValueError(digits)
+    for bound, micros in EPOCH_UNITS:
+        if digits < bound:
+            return digits * micros
+    return digits // 1000
 
 
 def _why(exc: BaseException, raw: bytes) -> str:

@@ -95,6 +95,10 @@ class StepResult:
     skipped: int = 0
     dead_letters: list[Rejected] = field(default_factory=list)
     deleted: int = 0
+    event_micros: list[int] = field(default_factory=list)
+    """The event times of the events written (or skipped by the rules), in microseconds."""
+    written_at_us: int = 0
+    """When the write's reply arrived (epoch microseconds): minus an event time, its age at write."""
 
 
 class StreamIngester:
@@ -351,15 +355,16 @@ class StreamIngester:
             if not groups:
                 return
             outcome = self._send(groups)
+        result.written_at_us = time.time_ns() // 1000
         written, skipped = write_counts(outcome)
         result.written += written
         result.skipped += skipped
-        now_us = time.time_ns() // 1000
-        metrics.ingest_ages(self.stream, self.group, now_us, [t for g in groups for t in g.event_micros])
+        result.event_micros = [t for group in groups for t in group.event_micros]
+        metrics.ingest_ages(self.stream, self.group, result.written_at_us, result.event_micros)
 
     def _send(self, groups: Sequence[EventGroup]) -> Any:
         if len(groups) == 1:
-            return self.writer.write(groups[0].columns)
+            return self.writer.write(groups[0].events_arg)
         return self.writer.write([event for group in groups for event in group.events()])
 
     def _sift(
@@ -368,7 +373,7 @@ class StreamIngester:
         """The events the writer takes; the others join `rejected` with its reason."""
         kept: list[EventGroup] = []
         for group in groups:
-            good = EventGroup([], {name: [] for name in group.columns}, [])
+            good = EventGroup([], [])
             for entry_id, event, micros in zip(group.entry_ids, group.events(), group.event_micros):
                 try:
                     self.writer.check(event)
@@ -379,7 +384,7 @@ class StreamIngester:
                 good.entry_ids.append(entry_id)
                 good.event_micros.append(micros)
                 for name, value in event.items():
-                    good.columns[name].append(value)
+                    good.columns.setdefault(name, []).append(value)
             if good.entry_ids:
                 kept.append(good)
         return kept

@@ -159,9 +159,11 @@ def test_a_batch_reads_as_columns_and_ignores_extra_fields() -> None:
     assert batch.rejected == []
     (group,) = batch.groups
     assert group.entry_ids == [b"1-1", b"1-2"]
-    assert group.columns["tx_count_5m"] == [1, 2]
-    assert group.columns["event_timestamp"] == [datetime(2026, 12, 7, 22, 51, 39, tzinfo=timezone.utc)] * 2
-    assert "extra" not in group.columns
+    assert group.table is not None  # every column of a type Arrow takes: one table
+    assert group.events() == [
+        {"user_id": f"u{n}", "tx_count_5m": n, "last_amount": 1.5, "event_timestamp": MOMENT.replace(microsecond=0)}
+        for n in (1, 2)
+    ]
     assert group.event_micros == [1796683899_000000] * 2
 
 
@@ -178,7 +180,7 @@ def test_bad_entries_are_named_and_the_rest_go_on() -> None:
     batch = reader().read(entries)
     (group,) = batch.groups
     assert group.entry_ids == [b"1-1", b"1-7"]
-    assert group.columns["tx_count_5m"] == [1, 7]
+    assert [event["tx_count_5m"] for event in group.events()] == [1, 7]
     reasons = {rejected.entry_id: rejected.reason for rejected in batch.rejected}
     assert set(reasons) == {b"1-2", b"1-3", b"1-4", b"1-5", b"1-6"}
     assert "'tx_count_5m'" in reasons[b"1-2"] and "INT64" in reasons[b"1-2"] and "abc" in reasons[b"1-2"]
@@ -194,8 +196,28 @@ def test_entries_leaving_out_a_feature_are_a_group_of_their_own() -> None:
     """A feature left out is not written (never deleted): such entries go as their own shape."""
     batch = reader().read([entry(1), entry(2, last_amount=None), entry(3)])
     assert batch.rejected == []
+    assert all(group.table is None for group in batch.groups)
     shapes = {tuple(group.columns): group.entry_ids for group in batch.groups}
     assert shapes == {
         ("user_id", "tx_count_5m", "last_amount", "event_timestamp"): [b"1-1", b"1-3"],
         ("user_id", "tx_count_5m", "event_timestamp"): [b"1-2"],
     }
+
+
+def test_a_column_arrow_refuses_is_read_value_by_value() -> None:
+    """Python's float syntax takes `1_000.5`; Arrow's does not: the batch still reads."""
+    batch = reader().read([entry(1, last_amount="1_000.5"), entry(2)])
+    assert batch.rejected == []
+    assert [event["last_amount"] for group in batch.groups for event in group.events()] == [1000.5, 1.5]
+
+
+def test_event_times_in_mixed_forms_in_one_batch() -> None:
+    batch = reader().read(
+        [
+            entry(1, event_timestamp="1796683899123"),
+            entry(2, event_timestamp="2026-12-07T22:51:39.123Z"),
+            entry(3, event_timestamp="1796683899.123"),
+        ]
+    )
+    (group,) = batch.groups
+    assert group.event_micros == [1796683899_123000] * 3
