@@ -11,13 +11,12 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import redis
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore
 from feast import metrics as feast_metrics
 from feast.data_source import PushMode
 
@@ -25,32 +24,12 @@ from devsupport.redis_server import LocalRedisServer
 from feast_redis_hexpire import clients, metrics
 from feast_redis_hexpire.stream_ingest import StreamIngester, run_until
 from tests.support.faults import ClientProcess, RetriedErrors, aof_workdir
-from tests.support.store import USER, stream_view
+from tests.support.ingest import SOURCE, drained, group_info, make_store, xadd_all
 from tests.support.topology import count_round_trips
 
 pytestmark = [pytest.mark.both_servers, pytest.mark.timeout(180)]
 
-ACTIVITY = stream_view("activity")  # tx_count_5m Int64, last_amount Float64, fed by activity_push
-SOURCE = "activity_push"
 FEATURES = ["activity:tx_count_5m", "activity:last_amount"]
-
-
-def make_store(tmp: Path, connection_string: str, project: str) -> FeatureStore:
-    config = RepoConfig(
-        project=project,
-        provider="local",
-        registry={"path": str(tmp / f"{project}.db"), "cache_ttl_seconds": 0},
-        online_store={
-            "type": "feast_redis_hexpire.RedisHexpireOnlineStore",
-            "connection_string": connection_string,
-            "stream_ttl_seconds": 600,
-        },
-        offline_store={"type": "file"},
-        entity_key_serialization_version=3,
-    )
-    store = FeatureStore(config=config, repo_path=str(tmp))
-    store.apply([USER, ACTIVITY])
-    return store
 
 
 @pytest.fixture
@@ -79,28 +58,10 @@ def entry(user: str, count: int, amount: float, when: datetime, **extra: str) ->
     return fields
 
 
-def xadd_all(client: redis.Redis, stream: str, entries: list[dict[str, str]]) -> list[bytes]:
-    pipe = client.pipeline(transaction=False)
-    for fields in entries:
-        pipe.xadd(stream, fields)
-    return pipe.execute()
-
-
 def group_state(client: redis.Redis, stream: str, group: str) -> dict[str, Any]:
-    for info in client.xinfo_groups(stream):
-        if info["name"] in (group, group.encode()):
-            return info
-    raise AssertionError(f"no group {group}")
-
-
-def drained(client: redis.Redis, stream: str, group: str) -> bool:
-    """Every entry delivered to the group and acknowledged (False before the group exists)."""
-    if not client.exists(stream) or not any(
-        info["name"] in (group, group.encode()) for info in client.xinfo_groups(stream)
-    ):
-        return False
-    state = group_state(client, stream, group)
-    return state["pending"] == 0 and state["lag"] == 0
+    info = group_info(client, stream, group)
+    assert info is not None, f"no group {group}"
+    return info
 
 
 def online(store: FeatureStore, users: list[str]) -> dict[str, list[Any]]:

@@ -26,6 +26,7 @@ from tests.support.e2e import (
     subprocess_env,
     ts_field_text,
 )
+from tests.support.ingest import drained
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -46,12 +47,22 @@ def repo(redis_server, tmp_path_factory) -> E2ERepo:
     return made
 
 
-def drained(raw, stream: str, group: str) -> bool:
-    if not raw.exists(stream):
-        return False
-    groups = {info["name"]: info for info in raw.xinfo_groups(stream)}
-    state = groups.get(group)
-    return state is not None and state["pending"] == 0 and state["lag"] == 0
+def ingest_command(repo: E2ERepo, source: str, stream: str, group: str, *more: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "feast_redis_hexpire.cli",
+        "ingest",
+        "--repo",
+        str(repo.path),
+        "--push-source",
+        source,
+        "--stream",
+        stream,
+        "--group",
+        group,
+        *more,
+    ]
 
 
 def test_stream_entries_are_text_the_ingester_reads() -> None:
@@ -113,24 +124,7 @@ def test_producer_to_stream_to_ingester_to_reads(repo, raw) -> None:
     assert len(produced) == status["rows_pushed"] >= 12
 
     ingest = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "feast_redis_hexpire.cli",
-            "ingest",
-            "--repo",
-            str(repo.path),
-            "--push-source",
-            "user_activity_push",
-            "--stream",
-            stream,
-            "--group",
-            group,
-            "--consumer",
-            "cli-1",
-            "--block-ms",
-            "200",
-        ],
+        ingest_command(repo, "user_activity_push", stream, group, "--consumer", "cli-1", "--block-ms", "200"),
         env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -175,20 +169,7 @@ def test_producer_to_stream_to_ingester_to_reads(repo, raw) -> None:
 
 def test_ingest_refuses_an_unknown_push_source(repo) -> None:
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "feast_redis_hexpire.cli",
-            "ingest",
-            "--repo",
-            str(repo.path),
-            "--push-source",
-            "no_such_source",
-            "--stream",
-            "s",
-            "--group",
-            "g",
-        ],
+        ingest_command(repo, "no_such_source", "s", "g"),
         env=subprocess_env(),
         capture_output=True,
         text=True,

@@ -9,42 +9,19 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore
 from redis.cluster import RedisCluster
 
 from devsupport.topologies import HOST, Cluster, SentinelGroup, admin
 from feast_redis_hexpire import clients
 from feast_redis_hexpire.stream_ingest import StreamIngester, run_until
-from tests.support.store import USER, stream_view
+from tests.support.ingest import SOURCE, drained, make_store, xadd_all
 from tests.support.topology import count_round_trips
 
 pytestmark = [pytest.mark.topology, pytest.mark.both_servers, pytest.mark.timeout(240)]
-
-ACTIVITY = stream_view("activity")
-SOURCE = "activity_push"
-
-
-def make_store(tmp: Path, project: str, connection_string: str, **online: Any) -> FeatureStore:
-    config = RepoConfig(
-        project=project,
-        provider="local",
-        registry={"path": str(tmp / f"{project}.db"), "cache_ttl_seconds": 0},
-        online_store={
-            "type": "feast_redis_hexpire.RedisHexpireOnlineStore",
-            "connection_string": connection_string,
-            "stream_ttl_seconds": 600,
-            **online,
-        },
-        offline_store={"type": "file"},
-        entity_key_serialization_version=3,
-    )
-    store = FeatureStore(config=config, repo_path=str(tmp))
-    store.apply([USER, ACTIVITY])
-    return store
 
 
 def entries(users: list[str], generation: int) -> list[dict[str, str]]:
@@ -58,22 +35,6 @@ def entries(users: list[str], generation: int) -> list[dict[str, str]]:
         }
         for u in users
     ]
-
-
-def xadd_all(client: Any, stream: str, fields: list[dict[str, str]]) -> None:
-    pipe = client.pipeline(transaction=False)
-    for entry in fields:
-        pipe.xadd(stream, entry)
-    pipe.execute()
-
-
-def drained(client: Any, stream: str, group: str) -> bool:
-    if not client.exists(stream):
-        return False
-    for info in client.xinfo_groups(stream):
-        if info["name"] in (group, group.encode()):
-            return info["pending"] == 0 and info["lag"] == 0
-    return False
 
 
 def served(store: FeatureStore, users: list[str]) -> list[Any]:
@@ -93,7 +54,7 @@ def cluster(tmp_path_factory, server_kind) -> Iterator[Cluster]:
 
 
 def test_on_a_cluster_a_batch_is_one_round_trip_per_node(cluster, tmp_path, unique_project):
-    store = make_store(tmp_path, unique_project, cluster.connection_string, redis_type="redis_cluster")
+    store = make_store(tmp_path, cluster.connection_string, unique_project, redis_type="redis_cluster")
     raw = RedisCluster(host=HOST, port=cluster.ports[0])
     stream = f"{{{unique_project}}}:events"  # a hash tag: the dead letters share its slot
     users = [f"u{i}" for i in range(300)]
@@ -134,8 +95,8 @@ def sentinel(tmp_path_factory, server_kind) -> Iterator[SentinelGroup]:
 def test_behind_sentinel_a_failover_during_ingestion_loses_no_event(sentinel, tmp_path, unique_project):
     store = make_store(
         tmp_path,
-        unique_project,
         sentinel.connection_string,
+        unique_project,
         redis_type="redis_sentinel",
         sentinel_master=sentinel.master_name,
     )
