@@ -6,8 +6,9 @@
 Each step reads up to `batch` entries (`XREADGROUP`), writes the batch through
 `EventWriter` (one round trip per node, every rule of every other write: newest-wins,
 event-time expiry, skipped rows counted), and only then acknowledges (`XACK`) what Redis
-acknowledged writing. A consumer that dies leaves its entries pending; any consumer of the
-group claims them once they have been idle `claim_idle_ms` (`XAUTOCLAIM`) and writes them.
+acknowledged writing, in the round trip of the next read. A consumer that dies leaves its
+entries pending; any consumer of the group claims them once they have been idle
+`claim_idle_ms` (`XAUTOCLAIM`) and writes them.
 Delivery is at-least-once; newest-wins makes a redelivered event rewrite the value it
 already wrote (the same event time is rewritten), so what readers see is exactly-once.
 
@@ -38,7 +39,7 @@ import redis
 
 from . import metrics
 from .clients import sync_client
-from .config import DEFAULT_SOCKET_TIMEOUT_SECONDS
+from .config import DEFAULT_SOCKET_TIMEOUT_SECONDS, RedisType
 from .errors import InvalidInput, WriteFailed
 from .stream_entries import Entry, EntryReader, EventGroup, ParsedBatch, Rejected
 
@@ -155,6 +156,8 @@ class StreamIngester:
         self._next_claim = 0.0
         self._next_stats = 0.0
         self._group_ready = False
+        self._unacked: list[bytes] = []
+        self._piggyback = self._store_config.redis_type is not RedisType.redis_cluster
 
     # ------------------------------------------------------------ set-up
 
@@ -218,6 +221,10 @@ class StreamIngester:
                     failures += 1
                     logger.warning("stream %r: %s; trying again in %.1f s", self.stream, self.stats.last_error, wait)
                     self._stop.wait(wait)
+            try:
+                self.flush_acks()
+            except (redis.RedisError, OSError) as exc:  # they are delivered again: at least once
+                logger.warning("stream %r: last acknowledgements not sent: %s", self.stream, exc)
         metrics.flush_ingest()
         return self.stats
 
@@ -267,9 +274,22 @@ class StreamIngester:
     # ------------------------------------------------------------ Redis
 
     def _read(self, start: str, block_ms: int) -> list[Entry]:
-        reply: Any = self.client.xreadgroup(
-            self.group, self.consumer, {self.stream: start}, count=self.batch, block=block_ms or None
-        )
+        """XREADGROUP; the acknowledgements of the batch before go in the same round trip."""
+        acks, self._unacked = self._unacked, []
+        read = (self.group, self.consumer, {self.stream: start})
+        options = {"count": self.batch, "block": block_ms or None}
+        reply: Any
+        if acks:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xack(self.stream, self.group, *acks)
+            pipe.xreadgroup(*read, **options)  # type: ignore[arg-type]
+            try:
+                _, reply = pipe.execute()
+            except BaseException:
+                self._unacked = acks + self._unacked  # sent again with the next read
+                raise
+        else:
+            reply = self.client.xreadgroup(*read, **options)  # type: ignore[arg-type]
         if not reply:
             return []
         if isinstance(reply, dict):  # RESP3: {stream: [entries]}
@@ -279,6 +299,7 @@ class StreamIngester:
     def _claim(self) -> list[Entry]:
         """Entries idle with any consumer for `claim_idle_ms`, a page at a time; a full pass
         over the pending list ends in waiting half the idle time before the next."""
+        self.flush_acks()
         reply: Any = self.client.xautoclaim(
             self.stream, self.group, self.consumer, self.claim_idle_ms, start_id=self._claim_cursor, count=self.batch
         )
@@ -288,9 +309,21 @@ class StreamIngester:
             self._next_claim = time.monotonic() + min(self.claim_idle_ms / 2000, 5.0)
         return list(entries)
 
+    def flush_acks(self) -> None:
+        """Acknowledge now what is written and not yet acknowledged (the next read would)."""
+        acks, self._unacked = self._unacked, []
+        if acks:
+            try:
+                self.client.xack(self.stream, self.group, *acks)
+            except BaseException:
+                self._unacked = acks + self._unacked
+                raise
+
     def _acknowledge(self, ids: Sequence[bytes], dead: Sequence[Rejected]) -> None:
         """Dead letters first, then every handled id: an entry leaves the pending list only
-        once its event is written or its dead letter is stored."""
+        once its event is written or its dead letter is stored. The XACK goes with the next
+        read (one round trip fewer per batch), except on a cluster, where redis-py would
+        look up the read's node with an extra round trip inside a pipeline."""
         client = self.client
         if dead:
             pipe = client.pipeline(transaction=False)
@@ -302,8 +335,9 @@ class StreamIngester:
                     approximate=True,
                 )
             pipe.execute()
-        if ids:
-            client.xack(self.stream, self.group, *ids)
+        self._unacked.extend(ids)
+        if not self._piggyback:
+            self.flush_acks()
 
     def _dead_letter(self, rejected: Rejected) -> dict[bytes, bytes]:
         letter = {

@@ -108,16 +108,20 @@ def test_entries_are_written_as_push_writes_them_and_read_back(
         )
 
 
-def test_a_batch_is_one_read_one_write_and_one_ack(redis_client, store, stream):
+def test_a_batch_is_one_read_and_one_write_and_its_ack_rides_with_the_next_read(redis_client, store, stream):
     when = utc_now() - timedelta(seconds=1)
     ingester = StreamIngester(store, SOURCE, stream, "feast", consumer="c1", batch=500)
     ingester.run_once(block_ms=0)  # creates the group, reads its own (empty) history
-    ingester._next_claim = time.monotonic() + 3600  # no claim pass in the measured step
+    ingester._next_claim = time.monotonic() + 3600  # no claim pass in the measured steps
     xadd_all(redis_client, stream, [entry(f"u{i}", i, 1.0, when) for i in range(300)])
     with count_round_trips() as trips:
         step = ingester.run_once(block_ms=0)
     assert (step.source, step.entries, step.written) == ("new", 300, 300)
-    assert sum(trips.values()) == 3, trips  # XREADGROUP, the write, XACK
+    assert sum(trips.values()) == 2, trips  # XREADGROUP, the write
+    assert group_state(redis_client, stream, "feast")["pending"] == 300  # written, not yet acknowledged
+    with count_round_trips() as trips:
+        assert ingester.run_once(block_ms=0).entries == 0
+    assert sum(trips.values()) == 1, trips  # XACK and the next XREADGROUP, pipelined
     assert drained(redis_client, stream, "feast")
 
 
@@ -286,6 +290,7 @@ def test_a_restarted_consumer_finishes_its_own_pending_entries_first(redis_clien
     again = StreamIngester(store, SOURCE, stream, "feast", consumer="worker")
     step = again.run_once(block_ms=0)
     assert (step.source, step.written) == ("own", 20)
+    assert again.run_once(block_ms=0).source == "none"  # its history is done (and acknowledged)
     assert drained(redis_client, stream, "feast")
 
 
