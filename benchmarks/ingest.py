@@ -338,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
         try:
             project = f"bi{os.getpid()}"
+            load_before = round(os.getloadavg()[0], 2)
             store = make_store(tmp, server.connection_string, project)
             backlog = entries(args.events, args.users, seed=1)
             log(f"throughput: draining {len(backlog):,} entries (ingester, then the raw floor)")
@@ -353,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = {
                 "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "machine": machine_info(client),
+                "load_average_1m": {"before": load_before, "after": round(os.getloadavg()[0], 2)},
                 "server": args.server,
                 "throughput": {"ingester": ingest, "floor_xreadgroup_hsetex_xack": floor, "readable": readable},
                 "steady": steady,
