@@ -26,7 +26,7 @@ from feast.value_type import ValueType
 from .arrow_writes import INT32_RANGE, INT64_RANGE, encode_column, join_key_texts
 from .codec import FALSE_TEXT, TRUE_TEXT, TypeCodec, event_ts_micros, float32_text, short_repr
 from .errors import InvalidEntityKey, InvalidFeatureValue
-from .keys import bytes_value_text, escape_component
+from .keys import NEEDS_ESCAPE, bytes_value_text, escape_component
 
 VT = ValueType
 
@@ -47,19 +47,65 @@ def _one_row(name: str, value: Any) -> pa.Array:
     return table.column(0).combine_chunks()
 
 
+_NUMBERS = frozenset((VT.INT32, VT.INT64, VT.FLOAT, VT.DOUBLE, VT.UNIX_TIMESTAMP))
+_TEXTS = frozenset((VT.STRING, VT.UUID, VT.TIME_UUID, VT.DECIMAL, VT.JSON))
+_BYTES = frozenset((VT.BYTES, VT.PDF_BYTES, VT.IMAGE_BYTES))
+
+
+def _wrong_kind(declared: ValueType, value: Any) -> bool:
+    """A value whose kind is not the declared one. Push converts more than it should (a
+    str "7" or a float 7.5 for an Int64 becomes 7, an int for a String "5", a list for a
+    Float64 nothing at all); an event's value must at least be of the declared kind:
+    a number for a number, a str for text, bytes for bytes, a bool for a bool, a list
+    for a list or set."""
+    name = declared.name
+    if name.endswith(("_LIST", "_SET")):
+        return not isinstance(value, (list, tuple, set, frozenset, np.ndarray))
+    if declared in _NUMBERS:
+        if isinstance(value, (str, bytes, bool, np.bool_, list, tuple, dict, set)):
+            return True
+        if declared in (VT.INT32, VT.INT64) and isinstance(value, float):
+            return not value.is_integer()
+        return False
+    if declared is VT.BOOL:
+        return not isinstance(value, (bool, np.bool_))
+    if declared in _TEXTS:
+        return isinstance(value, (bytes, bool, int, float, list, tuple, set))
+    if declared in _BYTES:
+        return not isinstance(value, (bytes, bytearray, memoryview))
+    return False
+
+
 def _as_pushed(view: str, name: str, value: Any, what: str, declared: ValueType) -> pa.Array:
     error = InvalidEntityKey if what == "join key" else InvalidFeatureValue
-    try:
-        return _one_row(name, value)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
-        raise error(
-            f"view {view!r}, {what} {name!r}: declared {declared.name} but got "
-            f"{type(value).__name__} = {short_repr(value)} ({exc})",
-            view=view,
-            feature=name,
-            value=value,
-            cause=exc,
-        ) from exc
+    problem = "" if not _wrong_kind(declared, value) else "not a value of that kind"
+    if not problem:
+        try:
+            return _one_row(name, value)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
+            problem = str(exc)
+    raise error(
+        f"view {view!r}, {what} {name!r}: declared {declared.name} but got "
+        f"{type(value).__name__} = {short_repr(value)} ({problem})",
+        view=view,
+        feature=name,
+        value=value,
+    )
+
+
+def _one(encoded: list[Any], view: str, what: str, name: str, declared: ValueType, value: Any) -> Any:
+    """The one encoded value of a one-row column; Feast's conversion drops a value it
+    cannot read as the declared type (a list for a Float64) instead of refusing it."""
+    if len(encoded) == 1:
+        return encoded[0]
+    error = InvalidEntityKey if what == "join key" else InvalidFeatureValue
+    raise error(
+        f"view {view!r}, {what} {name!r}: declared {declared.name} but got "
+        f"{type(value).__name__} = {short_repr(value)} (not a value of that type)",
+        view=view,
+        feature=name,
+        value=value,
+    )
 
 
 def _in(bounds: tuple[int, int]) -> Callable[[int], bool]:
@@ -185,15 +231,18 @@ def value_encoder(codec: TypeCodec, view: str, feature: str) -> ValueEncoder:
     def as_pushed(value: Any) -> bytes | None:
         array = _as_pushed(view, feature, value, "feature", codec.value_type)
         encoded: list[bytes | None] = encode_column(array, codec, view, feature).tolist()
-        return encoded[0]
+        one: bytes | None = _one(encoded, view, "feature", feature, codec.value_type, value)
+        return one
 
+    def other(value: Any) -> bytes | None:
+        return None if value is None else as_pushed(value)
+
+    common = _common_encoder(codec.value_type, other)
+    if common is not None:
+        return common
     fast = _fast_encoder(codec)
     if fast is None:
-
-        def slow(value: Any) -> bytes | None:
-            return None if value is None else as_pushed(value)
-
-        return slow
+        return other
 
     def encode(value: Any) -> bytes | None:
         if value is None:
@@ -207,9 +256,44 @@ def value_encoder(codec: TypeCodec, view: str, feature: str) -> ValueEncoder:
     return encode
 
 
+def _common_encoder(kind: ValueType, other: ValueEncoder) -> ValueEncoder | None:
+    """The scalar types nearly every stream feature has, as one function call per value
+    (the same bytes as their `_fast_encoder`; `other` takes every other value)."""
+    if kind in (VT.INT64, VT.INT32):
+        low, high = INT64_RANGE if kind is VT.INT64 else INT32_RANGE
+
+        def integer(value: Any) -> bytes | None:
+            if type(value) is int and low <= value <= high:
+                return b"%d" % value
+            return other(value)
+
+        return integer
+    if kind is VT.DOUBLE:
+
+        def double(value: Any) -> bytes | None:
+            if type(value) is float:
+                return repr(value).encode() if value == value else None  # NaN is a null to Feast
+            return other(value)
+
+        return double
+    if kind is VT.STRING:
+
+        def text(value: Any) -> bytes | None:
+            if type(value) is str:
+                try:
+                    return value.encode()
+                except UnicodeEncodeError:  # a lone surrogate: push's path names it
+                    pass
+            return other(value)
+
+        return text
+    return None
+
+
 def key_encoder(view: str, name: str, value_type: ValueType) -> KeyEncoder:
     """The encoder of one join key's values (keys.py spells them; a one-row push decides
     what any other value means)."""
+    needs_escape = NEEDS_ESCAPE.search
 
     def as_pushed(value: Any) -> str:
         if value is None:
@@ -219,12 +303,16 @@ def key_encoder(view: str, name: str, value_type: ValueType) -> KeyEncoder:
                 feature=name,
                 value=None,
             )
-        return join_key_texts(name, value_type, _as_pushed(view, name, value, "join key", value_type), view)[0]
+        texts = join_key_texts(name, value_type, _as_pushed(view, name, value, "join key", value_type), view)
+        text: str = _one(texts, view, "join key", name, value_type, value)
+        return text
 
     if value_type is VT.STRING:
 
         def string(value: Any) -> str:
-            return escape_component(value) if type(value) is str else as_pushed(value)
+            if type(value) is str:
+                return value if needs_escape(value) is None else escape_component(value)
+            return as_pushed(value)
 
         return string
     if value_type in (VT.INT64, VT.INT32):

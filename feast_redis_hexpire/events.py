@@ -53,6 +53,12 @@ logger = logging.getLogger("feast_redis_hexpire")
 PATH = "events"
 """The `path` label of this API's rows in feast_hexpire_rows_total."""
 
+REGISTRY_CHECK_INTERVAL_S = 0.01
+"""How often a writer asks Feast's registry cache whether it changed (_RegistryVersion):
+that check reads the clock and stats the registry file (~7 µs), as much as the rest of a
+one-event write's client work; at most every 10 ms it costs nothing measurable, and a
+change is seen within 10 ms of Feast seeing it."""
+
 Events: TypeAlias = Mapping[str, Any] | Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pa.Table
 """One event (a dict), a list of them, columns (name -> list of values), or an Arrow table."""
 
@@ -93,47 +99,83 @@ class _ViewEvents:
     timestamp: str  # input name of the event-time column
     encoder: ArrowViewEncoder  # for Arrow tables: arrow_writes, column by column
     mapping: dict[str, str]  # input name -> the view's column name (batch_source.field_mapping)
-    shapes: dict[Shape, Shape] = field(default_factory=dict)
+    shapes: dict[tuple[int, int], Shape] = field(default_factory=dict)  # by (set, deleted) feature bits
 
     def row(self, event: Mapping[str, Any], micros: tuple[bytes, bytes | None, bool]) -> EntityWrite | None:
-        """The event's row, or None when it carries none of the view's features."""
-        fields = [self.layout.ts_field]
+        """The event's row, or None when it carries none of the view's features. The
+        features it sets and deletes, as bits, pick its shape (interned: a call groups its
+        rows by shape, and field names travel once per script call)."""
         encoded_time, expire_text, numeric = micros
         record: list[Any] = [encoded_time] if expire_text is None else [expire_text, encoded_time]
-        deletes: list[bytes] = []
-        found = False
-        for name, hash_field, encode in self.features:
+        append = record.append
+        written = deleted = 0
+        bit = 1
+        for name, _field, encode in self.features:
             if name in event:
-                found = True
                 value = encode(event[name])
                 if value is None:
-                    deletes.append(hash_field)
+                    deleted |= bit
                 else:
-                    fields.append(hash_field)
-                    record.append(value)
-        if not found:
+                    append(value)
+                    written |= bit
+            bit <<= 1
+        if not (written or deleted):
             return None
-        key = self.key(event)
+        shape = self.shapes.get((written, deleted))
+        if shape is None:
+            shape = self._shape(written, deleted)
+        return EntityWrite(self.key(event), record, shape, numeric)
+
+    def _shape(self, written: int, deleted: int) -> Shape:
+        fields = [self.layout.ts_field]
+        deletes = []
+        for position, (_name, hash_field, _encode) in enumerate(self.features):
+            if written >> position & 1:
+                fields.append(hash_field)
+            elif deleted >> position & 1:
+                deletes.append(hash_field)
         shape = (tuple(fields), tuple(deletes))
-        shape = self.shapes.setdefault(shape, shape)
-        if len(self.shapes) > 1024:  # many null patterns: stop interning rather than grow
+        if len(self.shapes) > 1024:  # many patterns of left-out features: stop growing
             self.shapes.clear()
-        return EntityWrite(key, record, shape, numeric)
+        self.shapes[(written, deleted)] = shape
+        return shape
 
     def key(self, event: Mapping[str, Any]) -> bytes:
+        """keys.key_texts' spelling for one event: `<prefix><join key>=<value>[:...]`."""
+        heads = self.heads
+        if len(heads) == 1:
+            name, head, encode = heads[0]
+            if name in event:
+                return (head + encode(event[name])).encode()
+            self._missing(name)
         parts = []
-        for name, join_key, encode in self.keys:
-            try:
-                value = event[name]
-            except KeyError:
-                raise InvalidEntityKey(
-                    f"view {self.layout.name!r}: the event has no join key {name!r} "
-                    f"(it sets the view's features; its keys are {', '.join(n for n, _, _ in self.keys)})",
-                    view=self.layout.name,
-                    feature=name,
-                ) from None
-            parts.append(join_key_head(join_key) + encode(value))
+        for name, head, encode in heads:
+            if name not in event:
+                self._missing(name)
+            parts.append(head + encode(event[name]))
         return (self.prefix + ":".join(parts)).encode()
+
+    def _missing(self, name: str) -> None:
+        raise InvalidEntityKey(
+            f"view {self.layout.name!r}: the event has no join key {name!r} "
+            f"(it sets the view's features; its keys are {', '.join(n for n, _, _ in self.keys)})",
+            view=self.layout.name,
+            feature=name,
+        )
+
+    @property
+    def heads(self) -> list[tuple[str, str, KeyEncoder]]:
+        """(input name, `<join key>=` with the prefix in front when it is the only key, encoder)."""
+        heads = self._heads
+        if heads is None:
+            single = len(self.keys) == 1
+            heads = self._heads = [
+                (name, (self.prefix if single else "") + join_key_head(join_key), encode)
+                for name, join_key, encode in self.keys
+            ]
+        return heads
+
+    _heads: list[tuple[str, str, KeyEncoder]] | None = None
 
 
 def _view_events(view: Any, store: Any) -> _ViewEvents:
@@ -258,8 +300,11 @@ class _RegistryVersion:
     (`cache_ttl_seconds`) and, in the default `cache_mode: sync`, the registry file's
     modification time, replacing `cached_registry_proto` when either says so. A writer asks
     that same check (`_get_registry_proto(allow_cache=True)`: a lock, a clock read and a
-    stat) and takes the proto's identity plus its `last_updated` (set in place by every
-    commit, so an apply through the same FeatureStore counts too) as the version. Caching
+    stat) and takes the proto's `last_updated` as the version: every commit sets it, in
+    place on the cached proto too, so an apply through the same FeatureStore counts. Not
+    the proto's identity: `store.push` itself re-reads the registry file on every call
+    (`_precompute_for_push` lists feature services without the cache), which replaces
+    the proto with an equal one. Caching
     registries (SQL, remote) get their own `_refresh_cached_registry_if_necessary` and the
     same token; any other registry is re-read every `cache_ttl_seconds`. `refresh()` on a
     writer forces it."""
@@ -284,7 +329,9 @@ class _RegistryVersion:
             elapsed = time.monotonic() - self._started
             return registry, int(elapsed // self._ttl) if self._ttl > 0 else 0
         stamp = proto.last_updated if proto is not None else None
-        return proto, stamp.seconds if stamp is not None else 0, stamp.nanos if stamp is not None else 0
+        if stamp is not None and (stamp.seconds or stamp.nanos):
+            return None, stamp.seconds, stamp.nanos
+        return proto, 0, 0  # a registry that stamps no commit: its proto's identity
 
 
 # ---------------------------------------------------------------- the shared writer
@@ -304,16 +351,24 @@ class _Writer:
         self._online_store = online_store
         self._config = store.config
         self.store_config: RedisHexpireOnlineStoreConfig = store_config_of(store.config)
+        self.where = self.store_config.where  # redacted once: messages only
+        self._client: Any = None
+        self._async_client: tuple[asyncio.AbstractEventLoop, Any] | None = None
         self.source = source
         self._version = _RegistryVersion(store)
         self._lock = threading.Lock()
         self._token: Any = None
         self._resolved: _Resolution | None = None
+        self._next_check = 0.0
         self._resolution()  # an unknown source fails here, not at the first write
 
     def _resolution(self) -> _Resolution:
-        token = self._version.token()
         resolved = self._resolved
+        now = time.monotonic()
+        if resolved is not None and now < self._next_check:
+            return resolved
+        token = self._version.token()
+        self._next_check = now + REGISTRY_CHECK_INTERVAL_S
         if resolved is not None and _same(token, self._token):
             return resolved
         with self._lock:
@@ -329,6 +384,7 @@ class _Writer:
         with self._lock:
             self._resolved = None
             self._token = None
+            self._next_check = 0.0
         self._resolution()
 
     @property
@@ -401,8 +457,28 @@ class _Writer:
                 plans.append(WritePlan(view.layout, view.head, rows))
         return plans
 
+    def sync_client(self) -> Any:
+        """The store's shared client for this config, looked up once (sync_client builds
+        its cache key from the whole config on every call)."""
+        client = self._client
+        if client is None:
+            client = self._client = sync_client(self.store_config)
+        return client
+
+    async def async_client(self) -> Any:
+        """The store's shared async client of the running loop, looked up once per loop."""
+        loop = asyncio.get_running_loop()
+        cached = self._async_client
+        if cached is not None and cached[0] is loop:
+            return cached[1]
+        client = await async_client(self.store_config)
+        self._async_client = (loop, client)
+        return client
+
     def prepare(self, events: Events) -> tuple[_Resolution, list[WritePlan]]:
         resolved = self._resolution()
+        if type(events) is list:  # the common shapes first: ABC isinstance checks cost µs
+            return resolved, self.plans(resolved, events)
         if isinstance(events, pa.Table):
             return resolved, self.table_plans(resolved, events)
         return resolved, self.plans(resolved, _as_rows(events))
@@ -424,7 +500,7 @@ class _Writer:
         reports = []
         failure: HexpireError | None = None
         position = 0
-        where = self.store_config.where
+        where = self.where
         for plan, calls in zip(plans, per_plan):
             report = WriteReport()
             for _row, outcome in row_outcomes(plan, calls, replies[position : position + len(calls)], where):
@@ -510,7 +586,7 @@ def _no_features(resolved: _Resolution, event: Mapping[str, Any], number: int) -
 
 def _as_rows(events: Any) -> Sequence[Mapping[str, Any]]:
     """One event, a list of events, or columns, as a sequence of events."""
-    if isinstance(events, Mapping):
+    if type(events) is dict or isinstance(events, Mapping):
         values = list(events.values())
         if values and all(isinstance(value, _COLUMN_TYPES) for value in values):
             if len({len(value) for value in values}) != 1:
@@ -583,8 +659,7 @@ class EventWriter(_Facade):
         resolved, plans = writer.prepare(events)
         if not plans:
             return EventWriteResult()
-        client = sync_client(writer.store_config)
-        per_plan, replies = redis_io.write_plans(client, plans)
+        per_plan, replies = redis_io.write_plans(writer.sync_client(), plans)
         return writer.finish(resolved, plans, writer.outcomes(plans, per_plan, replies))
 
     def close(self) -> None:
@@ -650,7 +725,7 @@ class AsyncEventWriter(_Facade):
 
     async def _send(self, resolved: _Resolution, plans: list[WritePlan]) -> EventWriteResult:
         writer = self._writer
-        client = await async_client(writer.store_config)
+        client = await writer.async_client()
         per_plan, replies = await redis_io.write_plans_async(client, plans)
         return writer.finish(resolved, plans, writer.outcomes(plans, per_plan, replies))
 
@@ -676,7 +751,7 @@ class AsyncEventWriter(_Facade):
                 target.rows.extend(plan.rows)
         plans = list(merged.values())
         try:
-            client = await async_client(writer.store_config)
+            client = await writer.async_client()
             per_plan, replies = await redis_io.write_plans_async(client, plans)
         except BaseException as exc:
             for waiting in batch:
@@ -689,7 +764,7 @@ class AsyncEventWriter(_Facade):
         reports: list[dict[str, WriteReport]] = [{} for _ in batch]
         failures: list[HexpireError | None] = [None] * len(batch)
         position = 0
-        where = writer.store_config.where
+        where = writer.where
         for plan, calls in zip(plans, per_plan):
             for row, outcome in row_outcomes(plan, calls, replies[position : position + len(calls)], where):
                 index = owner[id(row)]

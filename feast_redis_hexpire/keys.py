@@ -27,7 +27,7 @@ from .errors import InvalidEntityKey
 _ESCAPED = {ord(c): f"%{ord(c):02X}" for c in "%:={}"}
 _ESCAPED.update({c: f"%{c:02X}" for c in range(0x21)})
 _ESCAPED[0x7F] = "%7F"
-_NEEDS_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ESCAPED)) + "]")
+NEEDS_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ESCAPED)) + "]")
 _GLOB_SPECIAL = {ord(c): "\\" + c for c in "*?[]\\"}
 
 
@@ -39,7 +39,7 @@ def string_texts(values: Sequence[str]) -> list[str]:
     """A column of string join-key values as keys spell them (escape_component): one regex
     search over the joined values decides whether any needs escaping (almost none does)."""
     texts = list(values)
-    if _NEEDS_ESCAPE.search("".join(texts)):
+    if NEEDS_ESCAPE.search("".join(texts)):
         return [escape_component(text) for text in texts]
     return texts
 
