@@ -308,7 +308,7 @@ def arrow_column_for(value_type: ValueType) -> tuple[ArrowColumn, pa.DataType] |
 # ---------------------------------------------------------------- a batch of entries
 
 Fields = Mapping[bytes, bytes]
-Entry = tuple[bytes, Fields]  # (id, fields) as XREADGROUP gives them
+Entry = tuple[bytes, Any]  # (id, fields): a mapping, or Redis's flat [name, value, ...] list
 
 
 @dataclass(frozen=True)
@@ -384,9 +384,13 @@ class EntryReader:
         self._timestamp_field = timestamp.encode()
 
     def read(self, entries: Sequence[Entry]) -> ParsedBatch:
+        """Entries as (id, fields): fields a mapping, or the flat [name, value, ...] list
+        Redis sends (no dict per entry: when every entry lists its fields in one order,
+        as a producer's entries do, each column is taken by position)."""
+        entries, field_values = _by_field(entries)
         reasons: dict[int, str] = {}
-        times = self._times(entries, reasons)
-        raws = {column.name: [fields.get(column.field) for _, fields in entries] for column in self.columns}
+        times = self._times(field_values(self._timestamp_field), reasons)
+        raws = {column.name: field_values(column.field) for column in self.columns}
         for column in self.columns:
             if column.required:
                 for index, raw in enumerate(raws[column.name]):
@@ -404,7 +408,9 @@ class EntryReader:
             else:
                 values[column.name] = self._parse_column(column, column_raws, reasons)
         keep = [index for index in range(len(entries)) if index not in reasons]
-        batch = ParsedBatch(rejected=[Rejected(entries[i][0], entries[i][1], reasons[i]) for i in sorted(reasons)])
+        batch = ParsedBatch(
+            rejected=[Rejected(entries[i][0], _as_mapping(entries[i][1]), reasons[i]) for i in sorted(reasons)]
+        )
         if not keep:
             return batch
         if not values:
@@ -460,9 +466,8 @@ class EntryReader:
             group.columns[self.timestamp].append(micros_to_datetime(times[index]))
         return list(by_shape.values())
 
-    def _times(self, entries: Sequence[Entry], reasons: dict[int, str]) -> list[int]:
-        name, stamp = self.timestamp, self._timestamp_field
-        raws = [fields.get(stamp) for _, fields in entries]
+    def _times(self, raws: list[bytes | None], reasons: dict[int, str]) -> list[int]:
+        name = self.timestamp
         if None not in raws:
             try:
                 return [_epoch_digits(int(raw)) for raw in raws]  # type: ignore[arg-type]
@@ -504,6 +509,34 @@ class EntryReader:
                         + (f" ({_why(exc, raw)})" if str(exc) and short_repr(raw) not in str(exc) else "")
                     )
         return parsed
+
+
+def _as_mapping(fields: Any) -> Fields:
+    return fields if isinstance(fields, Mapping) else dict(zip(fields[0::2], fields[1::2]))
+
+
+def _by_field(entries: Sequence[Any]) -> tuple[Sequence[Any], Callable[[bytes], list[bytes | None]]]:
+    """The entries, and how to take one field's value from each (None where absent)."""
+    if entries and all(type(fields) is list for _, fields in entries):
+        names = entries[0][1][0::2]
+        if all(fields[0::2] == names for _, fields in entries):
+            at = {name: 2 * index + 1 for index, name in enumerate(names)}
+
+            def by_position(name: bytes) -> list[bytes | None]:
+                index = at.get(name)
+                if index is None:
+                    return [None] * len(entries)
+                return [fields[index] for _, fields in entries]
+
+            return entries, by_position
+        entries = [(entry_id, _as_mapping(fields)) for entry_id, fields in entries]
+    elif any(type(fields) is list for _, fields in entries):
+        entries = [(entry_id, _as_mapping(fields)) for entry_id, fields in entries]
+
+    def by_name(name: bytes) -> list[bytes | None]:
+        return [fields.get(name) for _, fields in entries]
+
+    return entries, by_name
 
 
 def _epoch_digits(digits: int) -> int:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from . import metrics
-from .clients import sync_client
+from .clients import build_sync_client, sync_client
 from .config import DEFAULT_SOCKET_TIMEOUT_SECONDS, RedisType
 from .errors import InvalidInput, WriteFailed
 from .stream_entries import Entry, EntryReader, EventGroup, ParsedBatch, Rejected
@@ -158,14 +158,25 @@ class StreamIngester:
         self._group_ready = False
         self._unacked: list[bytes] = []
         self._piggyback = self._store_config.redis_type is not RedisType.redis_cluster
+        self._stream_client: Any = None
+        self._stream_client_pid = 0
 
     # ------------------------------------------------------------ set-up
 
     @property
     def client(self) -> SyncClient:
-        """The store's client for its config (checked once per process, retries as every
-        store command does): the stream sits on the store's Redis."""
-        return sync_client(self._store_config)
+        """The client of the stream commands: the stream sits on the store's Redis. Outside a
+        Cluster it is a client of its own (retrying as every store command does), whose
+        reads return Redis's flat field lists as they come: redis-py would build a dict per
+        entry. On a Cluster, the store's client."""
+        if not self._piggyback:
+            return sync_client(self._store_config)
+        if self._stream_client is None or self._stream_client_pid != os.getpid():
+            client = build_sync_client(self._store_config)
+            for command in ("XREADGROUP", "XAUTOCLAIM"):
+                client.set_response_callback(command, _as_sent)
+            self._stream_client, self._stream_client_pid = client, os.getpid()
+        return self._stream_client
 
     def _block_cap_ms(self) -> int:
         params = self._store_config.parsed_connection.params
@@ -292,9 +303,12 @@ class StreamIngester:
             reply = self.client.xreadgroup(*read, **options)  # type: ignore[arg-type]
         if not reply:
             return []
-        if isinstance(reply, dict):  # RESP3: {stream: [entries]}
-            return list(next(iter(reply.values()))[0] if reply else [])
-        return list(reply[0][1])
+        if isinstance(reply, dict):  # RESP3 (protocol=3): {stream: entries}
+            entries = next(iter(reply.values()))
+            if entries and isinstance(entries[0], list) and entries[0] and isinstance(entries[0][0], (list, tuple)):
+                entries = entries[0]  # redis-py's parsed form nests them once more
+            return [(entry[0], entry[1]) for entry in entries]
+        return [(entry[0], entry[1]) for entry in reply[0][1]]
 
     def _claim(self) -> list[Entry]:
         """Entries idle with any consumer for `claim_idle_ms`, a page at a time; a full pass
@@ -303,7 +317,7 @@ class StreamIngester:
         reply: Any = self.client.xautoclaim(
             self.stream, self.group, self.consumer, self.claim_idle_ms, start_id=self._claim_cursor, count=self.batch
         )
-        cursor, entries = reply[0], reply[1]
+        cursor, entries = reply[0], [(entry[0], entry[1]) for entry in reply[1]]
         self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
         if self._claim_cursor == "0-0":
             self._next_claim = time.monotonic() + min(self.claim_idle_ms / 2000, 5.0)
@@ -465,6 +479,11 @@ def source_columns(store: FeatureStore, push_source: str) -> tuple[str, list[str
                 if column.name not in join_keys:
                     join_keys.append(column.name)
     return batch.timestamp_field, join_keys
+
+
+def _as_sent(response: Any, **options: Any) -> Any:
+    """A reply as Redis sent it (no dict per stream entry)."""
+    return response
 
 
 @contextmanager

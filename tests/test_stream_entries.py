@@ -221,3 +221,21 @@ def test_event_times_in_mixed_forms_in_one_batch() -> None:
     )
     (group,) = batch.groups
     assert group.event_micros == [1796683899_123000] * 3
+
+
+def flat(entry_id_and_fields: tuple[bytes, dict[bytes, bytes]], reverse: bool = False) -> tuple[bytes, list[bytes]]:
+    """An entry as Redis sends it: [name, value, name, value, ...]."""
+    entry_id, fields = entry_id_and_fields
+    pairs = list(fields.items())[::-1] if reverse else list(fields.items())
+    return entry_id, [item for pair in pairs for item in pair]
+
+
+@pytest.mark.parametrize("mixed_order", [False, True], ids=["one_order", "mixed_orders"])
+def test_entries_as_redis_sends_them(mixed_order: bool) -> None:
+    third = entry(3, extra="x") if mixed_order else entry(3)  # one order: columns taken by position
+    entries = [flat(entry(1)), flat(entry(2, tx_count_5m="bad"), reverse=mixed_order), flat(third)]
+    batch = reader().read(entries)
+    assert [event["tx_count_5m"] for group in batch.groups for event in group.events()] == [1, 3]
+    (rejected,) = batch.rejected
+    assert rejected.entry_id == b"1-2" and rejected.fields[b"tx_count_5m"] == b"bad"  # a mapping again
+    assert rejected.fields[b"user_id"] == b"u2"
