@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 
 import pandas as pd
 import pytest
 
-from devsupport.net import wait_until
+from devsupport.net import free_port, wait_until
 from feature_repo.stream_producer import StreamingWorker, stream_entries, user_ids_for
 from tests.support.e2e import (
     FEATURES,
@@ -92,8 +93,17 @@ def test_stream_entries_are_text_the_ingester_reads() -> None:
     }
 
 
+def scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
+
+
 def test_producer_to_stream_to_ingester_to_reads(repo, raw) -> None:
     stream, group = f"activity:{repo.project}", "feast"
+    metrics_port = free_port()
     producer = subprocess.run(
         [
             sys.executable,
@@ -124,7 +134,18 @@ def test_producer_to_stream_to_ingester_to_reads(repo, raw) -> None:
     assert len(produced) == status["rows_pushed"] >= 12
 
     ingest = subprocess.Popen(
-        ingest_command(repo, "user_activity_push", stream, group, "--consumer", "cli-1", "--block-ms", "200"),
+        ingest_command(
+            repo,
+            "user_activity_push",
+            stream,
+            group,
+            "--consumer",
+            "cli-1",
+            "--block-ms",
+            "200",
+            "--metrics-port",
+            str(metrics_port),
+        ),
         env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -143,6 +164,20 @@ def test_producer_to_stream_to_ingester_to_reads(repo, raw) -> None:
         assert worker.tick() == 12
         latest = worker.last_batch
         wait_until(lambda: drained(raw, stream, group), timeout=30, interval=0.1, what="the new entries")
+        labels = f'group="{group}",stream="{stream}"'
+        wait_until(
+            lambda: (
+                f"feast_hexpire_stream_event_age_seconds_count{{{labels}}} {len(produced) + 12}.0"
+                in scrape(metrics_port)
+            ),
+            timeout=30,
+            interval=0.5,
+            what="the ingester's metrics",
+        )
+        scraped = scrape(metrics_port)
+        assert f'feast_hexpire_stream_entries_total{{group="{group}",outcome="written",stream="{stream}"}}' in scraped
+        assert f"feast_hexpire_stream_lag_entries{{{labels}}} 0.0" in scraped
+        assert f"feast_hexpire_stream_pending_entries{{{labels}}}" in scraped
         started = time.monotonic()
         ingest.send_signal(signal.SIGTERM)
         out, err = ingest.communicate(timeout=20)
