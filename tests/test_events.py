@@ -37,6 +37,7 @@ from tests.support.parity import KeyState, clear, differences, project_state
 from tests.support.store import _SOURCE, USER, stream_view
 from tests.support.store import repo_config as plain_config
 from tests.support.topology import count_round_trips
+from tests.test_metrics import metrics_on, rows_by_outcome  # noqa: F401 - metrics_on is a fixture
 from tests.test_provider import EVENT_OFFSETS, EVERYTHING, KEY_PREFIX, KEY_TEXT, REDIS_PROPERTY, VALUES, define
 from tests.test_provider import repo_config as provider_config
 
@@ -147,6 +148,7 @@ def _write_each(writer: EventWriter, events: list[dict[str, Any]]) -> list[Excep
     return outcomes
 
 
+@pytest.mark.both_servers
 @REDIS_PROPERTY
 @given(
     everything=st.lists(everything_events(), min_size=1, max_size=4),
@@ -191,6 +193,7 @@ def test_events_store_what_one_row_pushes_store(twins, everything, shops, how):
     )
 
 
+@pytest.mark.both_servers
 @settings(REDIS_PROPERTY, max_examples=10)
 @given(everything=st.lists(everything_events(), min_size=1, max_size=4))
 def test_a_batch_view_by_name_stores_what_write_to_online_store_stores(twins, everything):
@@ -204,6 +207,7 @@ def test_a_batch_view_by_name_stores_what_write_to_online_store_stores(twins, ev
     twins.assert_same()
 
 
+@pytest.mark.both_servers
 def test_an_arrow_table_stores_what_push_stores(twins):
     now = datetime.now(UTC)
     frame = pd.DataFrame(
@@ -407,6 +411,7 @@ def _widened_view() -> FeatureView:
     )
 
 
+@pytest.mark.both_servers
 @pytest.mark.parametrize("where", ["this store", "another process"])
 def test_a_new_feast_apply_is_picked_up(repo, where):
     """An apply through the writer's own FeatureStore, or by anyone else into the same
@@ -423,6 +428,7 @@ def test_a_new_feast_apply_is_picked_up(repo, where):
     assert repo.hash("u1")[b"user_activity:risk"] == b"high"
 
 
+@pytest.mark.both_servers
 def test_refresh_rereads_the_registry(repo):
     writer = EventWriter(repo.store, "user_activity_push")
     FeatureStore(config=repo.store.config).apply([USER, _widened_view()])
@@ -474,3 +480,29 @@ def test_coalescing_is_bounded_by_its_batch_size(repo):
     trips, results = asyncio.run(write_async())
     assert list(trips.values()) == [3]
     assert [result.written for result in results] == [1] * 30
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@pytest.mark.usefixtures("metrics_on")
+def test_rows_are_counted_by_outcome_under_the_events_path(repo):
+    project = repo.store.project
+    writer = EventWriter(repo.store, "user_activity_push")
+    writer.write([event("a", seconds_ago=5), event("b", seconds_ago=5)])
+    writer.write(event("a", seconds_ago=50))  # stale
+    writer.write(event("c", seconds_ago=10 * 86400))  # expired
+
+    async def coalesced() -> None:
+        async_writer = AsyncEventWriter(repo.store, "user_activity_push", coalesce_window_ms=5)
+        await asyncio.gather(async_writer.write(event("d")), async_writer.write(event("e", seconds_ago=-3 * 86400)))
+        await repo.store._get_provider().online_store.close()
+
+    asyncio.run(coalesced())
+    assert rows_by_outcome(project, "user_activity", "events") == {
+        "written": 3,
+        "skipped_stale": 1,
+        "skipped_expired": 1,
+        "skipped_future": 1,
+    }
+    assert rows_by_outcome(project, "user_activity", "push")["written"] == 0
