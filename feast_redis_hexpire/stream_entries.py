@@ -409,7 +409,7 @@ class EntryReader:
                 values[column.name] = self._parse_column(column, column_raws, reasons)
         keep = [index for index in range(len(entries)) if index not in reasons]
         batch = ParsedBatch(
-            rejected=[Rejected(entries[i][0], _as_mapping(entries[i][1]), reasons[i]) for i in sorted(reasons)]
+            rejected=[Rejected(entries[i][0], as_mapping(entries[i][1]), reasons[i]) for i in sorted(reasons)]
         )
         if not keep:
             return batch
@@ -511,7 +511,7 @@ class EntryReader:
         return parsed
 
 
-def _as_mapping(fields: Any) -> Fields:
+def as_mapping(fields: Any) -> Fields:
     return fields if isinstance(fields, Mapping) else dict(zip(fields[0::2], fields[1::2]))
 
 
@@ -529,9 +529,9 @@ def _by_field(entries: Sequence[Any]) -> tuple[Sequence[Any], Callable[[bytes], 
                 return [fields[index] for _, fields in entries]
 
             return entries, by_position
-        entries = [(entry_id, _as_mapping(fields)) for entry_id, fields in entries]
+        entries = [(entry_id, as_mapping(fields)) for entry_id, fields in entries]
     elif any(type(fields) is list for _, fields in entries):
-        entries = [(entry_id, _as_mapping(fields)) for entry_id, fields in entries]
+        entries = [(entry_id, as_mapping(fields)) for entry_id, fields in entries]
 
     def by_name(name: bytes) -> list[bytes | None]:
         return [fields.get(name) for _, fields in entries]

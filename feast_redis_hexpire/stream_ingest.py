@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,7 @@ from . import metrics
 from .clients import build_sync_client, sync_client
 from .config import DEFAULT_SOCKET_TIMEOUT_SECONDS, RedisType
 from .errors import InvalidInput, WriteFailed
-from .stream_entries import Entry, EntryReader, EventGroup, ParsedBatch, Rejected
+from .stream_entries import Entry, EntryReader, EventGroup, ParsedBatch, Rejected, as_mapping
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -62,6 +63,10 @@ connection's socket_timeout minus this."""
 REFUSED = (InvalidInput, ValueError, TypeError, OverflowError)
 """What the writer raises for an event it cannot take: a dead letter, not a retry. (Redis
 errors are neither: they leave the batch pending.)"""
+
+RETRIED = (redis.RedisError, OSError, WriteFailed)
+"""Errors `run()` waits out: Redis unreachable past the retry budget, or refusing a write
+(OOM, a failover's READONLY). The batch stays pending and is read again."""
 
 ERROR_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 STATS_INTERVAL_S = 1.0
@@ -100,6 +105,16 @@ class StepResult:
     """The event times of the events written (or skipped by the rules), in microseconds."""
     written_at_us: int = 0
     """When the write's reply arrived (epoch microseconds): minus an event time, its age at write."""
+
+
+@dataclass
+class _Batch:
+    """Entries read and parsed, on their way to the writer."""
+
+    result: StepResult
+    ids: list[bytes]
+    parsed: ParsedBatch
+    fields_of: dict[bytes, Any]
 
 
 class StreamIngester:
@@ -213,31 +228,84 @@ class StreamIngester:
 
     # ------------------------------------------------------------ the loop
 
-    def run(self, *, handle_signals: bool = False) -> IngestStats:
+    def run(self, *, handle_signals: bool = False, overlap: bool = True) -> IngestStats:
         """Step until `stop()` (or SIGTERM / SIGINT with `handle_signals`, from the main
         thread): the batch in hand is written and acknowledged first. Redis errors are
-        logged and waited out; the entries they left pending are claimed again."""
+        logged and waited out; this consumer's pending entries are then read again.
+
+        With `overlap`, a batch is written in a second thread while the next one is read
+        and parsed: the client's work on one batch overlaps Redis's on the other (at most
+        one batch ahead; each is still acknowledged only after its write returns)."""
         with self._signals_stop() if handle_signals else _nothing():
-            failures = 0
-            while not self._stop.is_set():
-                try:
-                    if not self._group_ready:
-                        self.ensure_group()
-                    self.run_once()
-                    failures = 0
-                except (redis.RedisError, OSError, WriteFailed) as exc:
-                    self.stats.errors += 1
-                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                    wait = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
-                    failures += 1
-                    logger.warning("stream %r: %s; trying again in %.1f s", self.stream, self.stats.last_error, wait)
-                    self._stop.wait(wait)
+            if overlap:
+                self._run_overlapped()
+            else:
+                self._run_serial()
             try:
                 self.flush_acks()
             except (redis.RedisError, OSError) as exc:  # they are delivered again: at least once
                 logger.warning("stream %r: last acknowledgements not sent: %s", self.stream, exc)
         metrics.flush_ingest()
         return self.stats
+
+    def _run_serial(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+                failures = 0
+            except RETRIED as exc:
+                failures = self._failed(exc, failures)
+
+    def _run_overlapped(self) -> None:
+        failures = 0
+        in_flight: tuple[_Batch, Future[StepResult]] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="feast-hexpire-ingest") as pool:
+            while not self._stop.is_set():
+                try:
+                    if not self._group_ready:
+                        self.ensure_group()
+                    self._report_group()
+                    # While a write is in flight, take only what is there: never wait on it.
+                    source, entries = self._next(0 if in_flight is not None else self.block_ms)
+                    batch = self._prepare(source, entries) if entries else None
+                    if in_flight is not None:
+                        done, in_flight = in_flight, None
+                        done[1].result()
+                        self._finish(done[0])
+                    if batch is not None:
+                        in_flight = (batch, pool.submit(self._complete, batch))
+                    failures = 0
+                except RETRIED as exc:
+                    self._settle(in_flight)
+                    in_flight = None
+                    failures = self._failed(exc, failures)
+            self._settle(in_flight)
+
+    def _settle(self, in_flight: tuple[_Batch, Future[StepResult]] | None) -> None:
+        """Wait for a write in flight; acknowledge it if it succeeded (its error, if any,
+        leaves its entries pending: they are read again)."""
+        if in_flight is None:
+            return
+        try:
+            in_flight[1].result()
+        except RETRIED as exc:
+            self._failed(exc, len(ERROR_BACKOFF_S), wait=False)
+        else:
+            self._finish(in_flight[0])
+
+    def _failed(self, exc: BaseException, failures: int, *, wait: bool = True) -> int:
+        """Count and log a Redis error, wait (backing off), and read this consumer's own
+        pending entries again next: what it read and did not write is retried at once."""
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self._own_history_done = False
+        if not wait:
+            return failures
+        pause = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
+        logger.warning("stream %r: %s; trying again in %.1f s", self.stream, self.stats.last_error, pause)
+        self._stop.wait(pause)
+        return failures + 1
 
     def stop(self) -> None:
         """End `run()` after the current step (a blocked read returns within `block_ms`)."""
@@ -267,20 +335,26 @@ class StreamIngester:
         if not self._group_ready:
             self.ensure_group()
         self._report_group()
+        source, entries = self._next(self.block_ms if block_ms is None else block_ms)
+        if not entries:
+            return StepResult("none")
+        batch = self._prepare(source, entries)
+        self._complete(batch)
+        return self._finish(batch)
+
+    def _next(self, block_ms: int) -> tuple[str, list[Entry]]:
+        """The next entries to handle, and where they come from."""
         if not self._own_history_done:
             entries = self._read("0", 0)
             if entries:
-                return self._handle("own", entries)
+                return "own", entries
             self._own_history_done = True
         if time.monotonic() >= self._next_claim:
             claimed = self._claim()
             if claimed:
                 self.stats.claimed += len(claimed)
-                return self._handle("claimed", claimed)
-        entries = self._read(">", self.block_ms if block_ms is None else block_ms)
-        if not entries:
-            return StepResult("none")
-        return self._handle("new", entries)
+                return "claimed", claimed
+        return "new", self._read(">", block_ms)
 
     # ------------------------------------------------------------ Redis
 
@@ -333,25 +407,23 @@ class StreamIngester:
                 self._unacked = acks + self._unacked
                 raise
 
-    def _acknowledge(self, ids: Sequence[bytes], dead: Sequence[Rejected]) -> None:
-        """Dead letters first, then every handled id: an entry leaves the pending list only
-        once its event is written or its dead letter is stored. The XACK goes with the next
-        read (one round trip fewer per batch), except on a cluster, where redis-py would
-        look up the read's node with an extra round trip inside a pipeline."""
-        client = self.client
-        if dead:
-            pipe = client.pipeline(transaction=False)
-            for rejected in dead:
-                pipe.xadd(
-                    self.dead_letter_stream,
-                    self._dead_letter(rejected),  # type: ignore[arg-type]
-                    maxlen=self.dead_letter_maxlen,
-                    approximate=True,
-                )
-            pipe.execute()
-        self._unacked.extend(ids)
-        if not self._piggyback:
-            self.flush_acks()
+    def _store_dead_letters(self, dead: Sequence[Rejected]) -> None:
+        """Dead letters are stored before their entries are acknowledged: an entry leaves
+        the pending list only once its event is written or its dead letter is stored. The
+        XACK goes with the next read (one round trip fewer per batch), except on a cluster,
+        where redis-py would look up the read's node with an extra round trip inside a
+        pipeline."""
+        if not dead:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for rejected in dead:
+            pipe.xadd(
+                self.dead_letter_stream,
+                self._dead_letter(rejected),  # type: ignore[arg-type]
+                maxlen=self.dead_letter_maxlen,
+                approximate=True,
+            )
+        pipe.execute()
 
     def _dead_letter(self, rejected: Rejected) -> dict[bytes, bytes]:
         letter = {
@@ -378,16 +450,29 @@ class StreamIngester:
 
     # ------------------------------------------------------------ a batch
 
-    def _handle(self, source: str, entries: Sequence[Entry]) -> StepResult:
+    def _prepare(self, source: str, entries: Sequence[Entry]) -> _Batch:
+        """Entries read as events (no I/O)."""
         result = StepResult(source, entries=len(entries))
         live = [(entry_id, fields) for entry_id, fields in entries if fields]
         result.deleted = len(entries) - len(live)
         parsed = self.entry_reader().read(live)
-        self._write(parsed, result, dict(live))
-        result.dead_letters = parsed.rejected
-        self._acknowledge([entry_id for entry_id, _ in entries], parsed.rejected)
-        self._count(result)
-        return result
+        return _Batch(result, [entry_id for entry_id, _ in entries], parsed, dict(live))
+
+    def _complete(self, batch: _Batch) -> StepResult:
+        """The batch written and its dead letters stored (safe in another thread: it
+        touches neither the acknowledgements nor the counts)."""
+        self._write(batch.parsed, batch.result, batch.fields_of)
+        batch.result.dead_letters = batch.parsed.rejected
+        self._store_dead_letters(batch.parsed.rejected)
+        return batch.result
+
+    def _finish(self, batch: _Batch) -> StepResult:
+        """A completed batch acknowledged (with the next read, or now on a Cluster) and counted."""
+        self._unacked.extend(batch.ids)
+        if not self._piggyback:
+            self.flush_acks()
+        self._count(batch.result)
+        return batch.result
 
     def _write(self, parsed: ParsedBatch, result: StepResult, fields_of: dict[bytes, Any]) -> None:
         """Every readable event in one write call (one round trip per node); when the
@@ -427,7 +512,7 @@ class StreamIngester:
                     self.writer.check(event)
                 except REFUSED as exc:
                     reason = str(exc) if isinstance(exc, InvalidInput) else f"{type(exc).__name__}: {exc}"
-                    rejected.append(Rejected(entry_id, fields_of.get(entry_id, {}), reason))
+                    rejected.append(Rejected(entry_id, as_mapping(fields_of.get(entry_id, {})), reason))
                     continue
                 good.entry_ids.append(entry_id)
                 good.event_micros.append(micros)
