@@ -31,7 +31,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -228,19 +227,22 @@ class StreamIngester:
 
     # ------------------------------------------------------------ the loop
 
-    def run(self, *, handle_signals: bool = False, overlap: bool = True) -> IngestStats:
+    def run(self, *, handle_signals: bool = False) -> IngestStats:
         """Step until `stop()` (or SIGTERM / SIGINT with `handle_signals`, from the main
         thread): the batch in hand is written and acknowledged first. Redis errors are
         logged and waited out; this consumer's pending entries are then read again.
 
-        With `overlap`, a batch is written in a second thread while the next one is read
-        and parsed: the client's work on one batch overlaps Redis's on the other (at most
-        one batch ahead; each is still acknowledged only after its write returns)."""
+        One step after the other: writing a batch in a second thread while the next is
+        read and parsed measured slower (the two threads contend for the GIL; see
+        benchmarks/ingest.py)."""
         with self._signals_stop() if handle_signals else _nothing():
-            if overlap:
-                self._run_overlapped()
-            else:
-                self._run_serial()
+            failures = 0
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                    failures = 0
+                except RETRIED as exc:
+                    failures = self._failed(exc, failures)
             try:
                 self.flush_acks()
             except (redis.RedisError, OSError) as exc:  # they are delivered again: at least once
@@ -248,60 +250,12 @@ class StreamIngester:
         metrics.flush_ingest()
         return self.stats
 
-    def _run_serial(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-                failures = 0
-            except RETRIED as exc:
-                failures = self._failed(exc, failures)
-
-    def _run_overlapped(self) -> None:
-        failures = 0
-        in_flight: tuple[_Batch, Future[StepResult]] | None = None
-        with ThreadPoolExecutor(1, thread_name_prefix="feast-hexpire-ingest") as pool:
-            while not self._stop.is_set():
-                try:
-                    if not self._group_ready:
-                        self.ensure_group()
-                    self._report_group()
-                    # While a write is in flight, take only what is there: never wait on it.
-                    source, entries = self._next(0 if in_flight is not None else self.block_ms)
-                    batch = self._prepare(source, entries) if entries else None
-                    if in_flight is not None:
-                        done, in_flight = in_flight, None
-                        done[1].result()
-                        self._finish(done[0])
-                    if batch is not None:
-                        in_flight = (batch, pool.submit(self._complete, batch))
-                    failures = 0
-                except RETRIED as exc:
-                    self._settle(in_flight)
-                    in_flight = None
-                    failures = self._failed(exc, failures)
-            self._settle(in_flight)
-
-    def _settle(self, in_flight: tuple[_Batch, Future[StepResult]] | None) -> None:
-        """Wait for a write in flight; acknowledge it if it succeeded (its error, if any,
-        leaves its entries pending: they are read again)."""
-        if in_flight is None:
-            return
-        try:
-            in_flight[1].result()
-        except RETRIED as exc:
-            self._failed(exc, len(ERROR_BACKOFF_S), wait=False)
-        else:
-            self._finish(in_flight[0])
-
-    def _failed(self, exc: BaseException, failures: int, *, wait: bool = True) -> int:
+    def _failed(self, exc: BaseException, failures: int) -> int:
         """Count and log a Redis error, wait (backing off), and read this consumer's own
         pending entries again next: what it read and did not write is retried at once."""
         self.stats.errors += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         self._own_history_done = False
-        if not wait:
-            return failures
         pause = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
         logger.warning("stream %r: %s; trying again in %.1f s", self.stream, self.stats.last_error, pause)
         self._stop.wait(pause)
@@ -459,8 +413,7 @@ class StreamIngester:
         return _Batch(result, [entry_id for entry_id, _ in entries], parsed, dict(live))
 
     def _complete(self, batch: _Batch) -> StepResult:
-        """The batch written and its dead letters stored (safe in another thread: it
-        touches neither the acknowledgements nor the counts)."""
+        """The batch written and its dead letters stored."""
         self._write(batch.parsed, batch.result, batch.fields_of)
         batch.result.dead_letters = batch.parsed.rejected
         self._store_dead_letters(batch.parsed.rejected)

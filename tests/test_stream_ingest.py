@@ -222,14 +222,13 @@ def test_a_redelivered_entry_rewrites_the_same_value(redis_client, store, stream
     assert online(store, users)["tx_count_5m"] == list(range(40))
 
 
-@pytest.mark.parametrize("overlap", [True, False], ids=["overlapped", "serial"])
-def test_consumers_of_one_group_share_the_entries(redis_client, store, stream, overlap):
+def test_consumers_of_one_group_share_the_entries(redis_client, store, stream):
     users = [f"u{i}" for i in range(2000)]
     when = utc_now() - timedelta(seconds=1)
     xadd_all(redis_client, stream, [entry(u, i, 0.5, when) for i, u in enumerate(users)])
     ingesters = [StreamIngester(store, SOURCE, stream, "feast", consumer=f"c{i}", batch=50) for i in range(3)]
     ingesters[0].ensure_group()
-    threads = [threading.Thread(target=ingester.run, kwargs={"overlap": overlap}) for ingester in ingesters]
+    threads = [threading.Thread(target=ingester.run) for ingester in ingesters]
     for thread in threads:
         thread.start()
     try:
