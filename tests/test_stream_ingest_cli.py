@@ -186,7 +186,7 @@ def test_producer_to_stream_to_ingester_to_reads(repo, raw) -> None:
             ingest.kill()
             ingest.wait()
     assert ingest.returncode == 0, err[-3000:]
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # a stop, not a hang (generous: a busy machine)
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["entries"] == len(produced) + 12
     assert stats["dead_letters"] == 0 and stats["errors"] == 0
