@@ -289,6 +289,20 @@ def server_cost(store: Any, writer: Any, client: Any, hsetex: bool, count: int) 
     return out
 
 
+def script_overhead(client: Any, count: int) -> dict[str, Any]:
+    """The server's time per EVALSHA of a script that does nothing (`return 1`) with as
+    many keys and arguments as a one-event write: what calling a script costs before its
+    Lua runs. Beside server_cost's EVALSHA and HSETEX times it splits the script's cost
+    into that dispatch, the script's own commands and its Lua."""
+    noop = client.script_load("return 1")
+    args = [b"x" * 16] * 19  # a one-event write's 19 arguments: head, flags, counts, 6 fields, record
+    before = measure.commandstats(client)
+    for _ in range(count):
+        client.evalsha(noop, 1, b"bench:noop", *args)
+    delta = measure.command_delta(before, measure.commandstats(client))
+    return {"calls": count, "noop_evalsha_usec_per_call": delta.get("evalsha", {}).get("usec_per_call")}
+
+
 def push_share(store: Any, count: int) -> dict[str, Any]:
     """Where a one-row `store.push` spends its time: Feast's lookup of the push source's
     views (`_fvs_for_push_source_or_raise`), the store's `ingest_df` (Arrow table, plan,
@@ -397,6 +411,9 @@ def report(results: dict[str, Any]) -> str:
         )
     share = results["push_share"]
     lines.append("")
+    lines.append(
+        f"EVALSHA of a no-op script, same arguments: {results['script_overhead']['noop_evalsha_usec_per_call']} µs"
+    )
     for label in ("cpu", "wall"):
         part = share[label]
         lines.append(
@@ -465,6 +482,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             count = 300 if args.quick else 1000
             log(f"server CPU: {count} single-event calls per path")
             results["server_cost"] = server_cost(store, writer, client, hsetex, count)
+            results["script_overhead"] = script_overhead(client, count)
             log(f"store.push's parts: {count // 2} one-row pushes")
             results["push_share"] = push_share(store, count // 2)
             results["targets"] = check(results)
