@@ -179,11 +179,14 @@ class StreamIngester:
 
     @property
     def client(self) -> SyncClient:
-        """The client of the stream commands: the stream sits on the store's Redis. Outside a
-        Cluster it is a client of its own (retrying as every store command does), whose
-        reads return Redis's flat field lists as they come: redis-py would build a dict per
-        entry. On a Cluster, the store's client."""
-        if not self._piggyback:
+        """The client of the stream commands: the stream sits on the store's Redis. On a
+        single server it is a client of its own (retrying as every store command does),
+        whose reads return Redis's flat field lists as they come: redis-py would build a
+        dict per entry. Behind Sentinel and on a Cluster it is the store's own client, so
+        that a batch's acknowledgement goes where its write went: were they to reach two
+        primaries in the middle of a failover, an entry could be acknowledged on the new
+        one while its write was lost with the old."""
+        if self._store_config.redis_type is not RedisType.redis:
             return sync_client(self._store_config)
         if self._stream_client is None or self._stream_client_pid != os.getpid():
             client = build_sync_client(self._store_config)
