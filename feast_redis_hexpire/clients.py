@@ -276,6 +276,18 @@ class StoreRedisCluster(RedisCluster):
             pipe._policy_resolver = self._policy_resolver  # redis-py gives pipelines a default one
         return pipe
 
+    def determine_slot(self, *args: Any) -> Any:
+        """XREADGROUP's keys follow its STREAMS word; redis-py, which cannot place them,
+        would ask a node `COMMAND GETKEYS` before every read of the stream ingester."""
+        if args and str(args[0]).upper() == "XREADGROUP":
+            words = [word.upper() if isinstance(word, (str, bytes)) else word for word in args]
+            at = words.index(b"STREAMS") if b"STREAMS" in words else words.index("STREAMS")
+            keys = args[at + 1 : at + 1 + (len(args) - at - 1) // 2]
+            slots = {self.keyslot(key) for key in keys}
+            if len(slots) == 1:
+                return slots.pop()
+        return super().determine_slot(*args)
+
 
 class _GuardedSend:
     """An asyncio connection that refuses to send on a writer another task closed.

@@ -126,7 +126,51 @@ DROPPED = Counter(
     ["kind"],
 )
 
-EXPORTED = (SERVED_AGE, READ_OUTCOMES, VIEW_TTL, ROWS, ROUND_TRIPS, ROUND_TRIP_SECONDS, RETRIES, ERRORS, DROPPED)
+LAG_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+"""Event age at write time: a millisecond to five minutes (a backlog being caught up on)."""
+
+INGEST_ENTRIES = Counter(
+    "feast_hexpire_stream_entries_total",
+    "Redis Stream entries the ingester handled, by outcome: written, skipped (by the write "
+    "rules: older than stored, expired, future), dead_letter, deleted (pending but gone from "
+    "the stream), claimed (taken over from an idle consumer; also counted by their outcome)",
+    ["stream", "group", "outcome"],
+)
+INGEST_PENDING = Gauge(
+    "feast_hexpire_stream_pending_entries",
+    "Entries delivered to the group's consumers and not yet acknowledged (XINFO GROUPS pending)",
+    ["stream", "group"],
+    multiprocess_mode="mostrecent",
+)
+INGEST_LAG = Gauge(
+    "feast_hexpire_stream_lag_entries",
+    "Entries in the stream not yet delivered to the group (XINFO GROUPS lag; absent while the "
+    "server cannot tell, e.g. after XDEL)",
+    ["stream", "group"],
+    multiprocess_mode="mostrecent",
+)
+INGEST_AGE = Histogram(
+    "feast_hexpire_stream_event_age_seconds",
+    "Age of each ingested event when Redis acknowledged writing it: event time to write reply",
+    ["stream", "group"],
+    buckets=LAG_BUCKETS_SECONDS,
+)
+
+EXPORTED = (
+    SERVED_AGE,
+    READ_OUTCOMES,
+    VIEW_TTL,
+    ROWS,
+    ROUND_TRIPS,
+    ROUND_TRIP_SECONDS,
+    RETRIES,
+    ERRORS,
+    INGEST_ENTRIES,
+    INGEST_PENDING,
+    INGEST_LAG,
+    INGEST_AGE,
+    DROPPED,
+)
 """Every metric this store exports (the dashboard test checks its queries against these)."""
 
 
@@ -232,6 +276,7 @@ class _Pending:
         self.flushing = threading.Lock()  # one flush at a time: the thread, atexit, tests
         self.failures = 0  # failed flushes since the last one logged
         self.logged_at: float | None = None
+        self.ingest: dict[tuple[str, str], list[Any]] = {}  # (stream, group): [outcome counts, age sum, age buckets]
         self._pid = 0
 
     def slot(self, project: str, layout: ViewLayout) -> _ReadSlot:
@@ -287,8 +332,9 @@ class _Pending:
                 statuses, self.feast_statuses = self.feast_statuses, {}
                 read_seconds, self.feast_read_seconds = self.feast_read_seconds, []
                 dropped, self.dropped = self.dropped, {}
+                ingest, self.ingest = self.ingest, {}
             updates = self.unpublished
-            for series, value in _updates(reads, trips, statuses, read_seconds, dropped):
+            for series, value in _updates(reads, trips, statuses, read_seconds, dropped, ingest):
                 _merge(updates, series, value)
             failed: BaseException | None = None
             for series in list(updates):
@@ -309,6 +355,7 @@ def _updates(
     statuses: dict[tuple[str, str], int],
     read_seconds: list[float],
     dropped: dict[str, int],
+    ingest: dict[tuple[str, str], list[Any]],
 ) -> Iterator[tuple[Series, Any]]:
     """What one flush adds to each series."""
     for (project, view), slot in reads.items():
@@ -331,6 +378,11 @@ def _updates(
             yield (_observe_each, feast_metrics.online_store_read_duration_seconds, ()), read_seconds
     for kind, count in dropped.items():
         yield (_inc, DROPPED, (kind,)), count
+    for (stream, group), (outcomes, age_sum, buckets) in ingest.items():
+        for outcome, count in outcomes.items():
+            yield (_inc, INGEST_ENTRIES, (stream, group, outcome)), count
+        if any(buckets):
+            yield (_observe_many, INGEST_AGE, (stream, group)), (buckets, age_sum)
 
 
 def _merge(updates: dict[Series, Any], series: Series, value: Any) -> None:
@@ -606,3 +658,59 @@ class AttemptCounter:
     def record(self) -> None:
         if self.attempts > 1 and enabled():
             RETRIES.inc(self.attempts - 1)
+
+
+# ---------------------------------------------------------------- the stream ingester
+
+
+def _ingest_slot(stream: str, group: str) -> list[Any]:
+    """A (stream, group)'s counts since the last flush (hold the lock)."""
+    slot = PENDING.ingest.get((stream, group))
+    if slot is None:
+        slot = PENDING.ingest[(stream, group)] = [{}, 0.0, [0] * (len(LAG_BUCKETS_SECONDS) + 1)]
+    return slot
+
+
+def ingest_entries(stream: str, group: str, counts: Iterable[tuple[str, int]]) -> None:
+    """Entries of one ingested batch, by outcome."""
+    if not enabled():
+        return
+    with PENDING.lock:
+        outcomes = _ingest_slot(stream, group)[0]
+        for outcome, count in counts:
+            if count:
+                outcomes[outcome] = outcomes.get(outcome, 0) + count
+    PENDING.started()
+
+
+def ingest_ages(stream: str, group: str, now_us: int, event_micros: Sequence[int]) -> None:
+    """Ages (`now_us` minus each event time, 0 for one ahead of this clock) of a batch the
+    store just acknowledged writing, bucketed here: one sort and a bisection per bound."""
+    if not enabled() or not event_micros:
+        return
+    ages = sorted(max(0, now_us - micros) for micros in event_micros)
+    buckets, below = [0] * (len(LAG_BUCKETS_SECONDS) + 1), 0
+    for index, bound in enumerate(LAG_BUCKETS_SECONDS):
+        within = bisect.bisect_right(ages, bound * 1_000_000)
+        buckets[index] = within - below
+        below = within
+    buckets[-1] = len(ages) - below
+    with PENDING.lock:
+        slot = _ingest_slot(stream, group)
+        slot[1] += sum(ages) / 1_000_000
+        slot[2] = [a + b for a, b in zip(slot[2], buckets)]
+    PENDING.started()
+
+
+def ingest_group_state(stream: str, group: str, pending: int | None, lag: int | None) -> None:
+    """The group's pending count and lag as XINFO GROUPS reported them (lag may be unknown)."""
+    if pending is not None:
+        INGEST_PENDING.labels(stream, group).set(pending)
+    if lag is not None:
+        INGEST_LAG.labels(stream, group).set(lag)
+
+
+def flush_ingest() -> None:
+    """Hand the ingester's counts over now (it is stopping)."""
+    if enabled():
+        PENDING.flush_logged()

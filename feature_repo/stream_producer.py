@@ -4,7 +4,8 @@ It plays the part of a stream processor: every tick it draws login and transacti
 events for the next users in a round-robin over all of them, keeps per-user rolling
 windows, and pushes the resulting ``user_activity`` rows through Feast's push API, either
 in-process (``FeatureStore.push(..., to=PushMode.ONLINE)``) or over HTTP to a
-``feast serve`` ``/push`` endpoint. The online store turns each push into HSET +
+``feast serve`` ``/push`` endpoint, or adds them to a Redis Stream (``--stream``, one
+``XADD`` per row, pipelined) for ``feast-redis-hexpire ingest`` to write. The online store turns each push into HSET +
 per-field HPEXPIREAT, so a user the worker stops touching loses its activity features
 after the stream TTL while keeping its batch features.
 
@@ -17,7 +18,7 @@ CLI::
 
     python -m feature_repo.stream_producer --repo feature_repo \
         [--interval 1] [--users 200] [--batch-size 20] [--ttl-seconds N] [--seed 7] \
-        [--push-url http://127.0.0.1:6566] [--ticks N]
+        [--push-url http://127.0.0.1:6566 | --stream events [--redis-url redis://...]] [--ticks N]
 
 Ctrl-C or SIGTERM stops it cleanly (the in-flight push finishes first).
 """
@@ -132,6 +133,9 @@ class StreamingWorker:
         push_source_name: str = PUSH_SOURCE,
         http_timeout: float = 10.0,
         clock: Callable[[], datetime] = _utc_now,
+        stream_key: str | None = None,
+        stream_client: Any = None,
+        stream_maxlen: int | None = None,
     ) -> None:
         if not user_ids:
             raise ValueError("user_ids must not be empty")
@@ -139,8 +143,10 @@ class StreamingWorker:
             raise ValueError("interval_seconds must be > 0")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if store is None and push_url is None:
-            raise ValueError("give a FeatureStore / repo path, or a push_url")
+        if stream_key is not None and push_url is not None:
+            raise ValueError("give a push_url or a stream_key, not both")
+        if store is None and push_url is None and stream_client is None:
+            raise ValueError("give a FeatureStore / repo path, a push_url, or a stream_key and its stream_client")
         if isinstance(store, (str, Path)):
             from feast import FeatureStore
 
@@ -153,6 +159,14 @@ class StreamingWorker:
         self.push_url = push_url.rstrip("/") if push_url else None
         self.push_source_name = push_source_name
         self.http_timeout = http_timeout
+        self.stream_key = stream_key
+        self.stream_maxlen = stream_maxlen
+        if stream_key is not None and stream_client is None:
+            assert self.store is not None
+            from feast_redis_hexpire.clients import sync_client
+
+            stream_client = sync_client(self.store.config.online_store)  # the store's own Redis
+        self.stream_client = stream_client
         self._clock = clock
         self._rng = random.Random(seed)
         self._users: dict[str, UserActivityState] = {}
@@ -260,7 +274,7 @@ class StreamingWorker:
                 "ttl_seconds": self.ttl_seconds,
                 "cycle_seconds": round(math.ceil(len(self.user_ids) / batch) * self.interval_seconds, 3),
                 "rate_rows_per_second": round(rate, 2),
-                "push_mode": "http" if self.push_url else "python",
+                "push_mode": "http" if self.push_url else "stream" if self.stream_key else "python",
             }
 
     def _run(self) -> None:
@@ -387,6 +401,8 @@ class StreamingWorker:
     def _push(self, df: pd.DataFrame) -> None:
         if self.push_url:
             self._push_http(df)
+        elif self.stream_key:
+            self._add_to_stream(df)
         else:
             from feast.data_source import PushMode
 
@@ -412,6 +428,34 @@ class StreamingWorker:
         except urllib.error.HTTPError as exc:
             body = exc.read().decode(errors="replace")[:300]
             raise RuntimeError(f"POST {self.push_url}/push -> HTTP {exc.code}: {body}") from exc
+
+    def _add_to_stream(self, df: pd.DataFrame) -> None:
+        """XADD each row to the stream, all in one pipelined round trip."""
+        pipe = self.stream_client.pipeline(transaction=False)
+        for entry in stream_entries(df):
+            pipe.xadd(self.stream_key, entry, maxlen=self.stream_maxlen, approximate=True)
+        pipe.execute()
+
+
+def stream_entries(df: pd.DataFrame) -> list[dict[str, str]]:
+    """One Redis Stream entry per row, every value as text the way ``redis-cli XADD`` sends
+    it: the event and created times as ISO 8601 with their offset, UnixTimestamp features
+    as epoch seconds, numbers and strings as their text (what ``feast-redis-hexpire
+    ingest`` reads)."""
+    columns = http_push_columns(df)
+    names = list(columns)
+    return [
+        {name: _entry_text(value) for name, value in zip(names, values) if value is not None}
+        for values in zip(*columns.values())
+    ]
+
+
+def _entry_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
 
 def http_push_columns(df: pd.DataFrame) -> dict[str, list[Any]]:
@@ -462,7 +506,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="stream TTL to pace the round-robin by (default: the repo's, in-process; none with --push-url)",
     )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--push-url", help="feast serve base URL; default: in-process push")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--push-url", help="feast serve base URL; default: in-process push")
+    target.add_argument(
+        "--stream", metavar="KEY", help="XADD the rows to this Redis Stream instead of pushing them (for `ingest`)"
+    )
+    parser.add_argument(
+        "--redis-url", help="with --stream: the Redis holding the stream (default: the repo's online store)"
+    )
+    parser.add_argument("--stream-maxlen", type=int, default=None, help="with --stream: trim it to about N entries")
     parser.add_argument("--ticks", type=int, help="stop after N ticks (default: run until Ctrl-C)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -475,6 +527,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     store = None
     ttl = args.ttl_seconds
+    stream_client = None
+    if args.stream and args.redis_url:
+        import redis
+
+        stream_client = redis.Redis.from_url(args.redis_url)
     if not args.push_url:
         from feast import FeatureStore
 
@@ -489,6 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         push_url=args.push_url,
         ttl_seconds=ttl,
+        stream_key=args.stream,
+        stream_client=stream_client,
+        stream_maxlen=args.stream_maxlen,
     )
     _stop_on_signals()
     try:

@@ -22,6 +22,8 @@ PANELS = {
     "Rows written by path",
     "Redis round-trip latency p50/p99 by op",
     "Redis round trips, retries and errors",
+    "Stream ingester: event age at write p50 / p99",
+    "Stream ingester: entries, pending and lag",
 }
 
 

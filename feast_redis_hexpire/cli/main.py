@@ -1,8 +1,9 @@
-"""The `feast-redis-hexpire` command: argument parsing and the three subcommands.
+"""The `feast-redis-hexpire` command: argument parsing and the subcommands.
 
     feast-redis-hexpire inspect u0001 [--repo feature_repo] [--redis-url redis://...]
     feast-redis-hexpire stats  [--repo feature_repo] [--sample 1000]
     feast-redis-hexpire doctor [--repo feature_repo] [--role reader|writer|operator]
+    feast-redis-hexpire ingest --push-source P --stream S --group G [--repo feature_repo] [--consumer C]
 
 The repo's feature_store.yaml gives the project, key prefix and connection string;
 `--redis-url` / `--connection-string` overrides the latter (a redis:// URL or Feast's
@@ -67,12 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="fail unless the user may run what this kind of process sends (default: report each role)",
     )
+
+    from .ingest import add_ingest_parser
+
+    add_ingest_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"inspect": cmd_inspect, "stats": cmd_stats, "doctor": cmd_doctor}[args.command]
+    handler = {"inspect": cmd_inspect, "stats": cmd_stats, "doctor": cmd_doctor, "ingest": cmd_ingest}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -183,6 +188,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import run_doctor
 
     return run_doctor(args)
+
+
+# ------------------------------------------------------------------ ingest
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from .ingest import run_ingest
+
+    return run_ingest(args)
 
 
 if __name__ == "__main__":
