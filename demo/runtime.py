@@ -47,6 +47,7 @@ DEFAULT_SEED = 42
 DEFAULT_WORKER_BATCH = 5
 USERS_LISTED = 50
 """Loaded user ids the page offers as suggestions."""
+READ_COUNTERS = ("read_calls", "entities_read", "plans_built")
 ENTITY_COUNT_SECONDS = 5.0
 """How stale the Entities tile's count may be (keys also go by expiry, unseen)."""
 
@@ -210,11 +211,11 @@ class DemoRuntime:
                 entity_rows=[{self.catalog.join_key: self.users.ids[0]}],
             )
             stats = self.online_store.stats.as_dict()  # the page's Reads tile counts the page's reads
-            self._uncounted = Counter({name: stats[name] for name in ("read_calls", "entities_read", "plans_built")})
+            self._uncounted = Counter({name: stats[name] for name in READ_COUNTERS})
         worker = self.worker_status()
         self.log(
             f"[demo] streaming worker: round-robin over all {worker.get('users', 0)} users, "
-            f"{worker.get('batch_size', 0)} per push every {self.worker_interval:g}s: every user is "
+            f"{worker.get('batch_size', 0)} events per tick every {self.worker_interval:g}s (one EventWriter.write each): every user is "
             f"refreshed every {worker.get('cycle_seconds', 0):g}s, within the {self.stream_ttl_seconds}s stream TTL"
             + ("" if self.start_worker else "; starts paused (--no-worker): resume it on the page")
         )
@@ -437,11 +438,13 @@ class DemoRuntime:
         return dict(status)
 
     def counters(self, worker: dict[str, Any] | None = None) -> dict[str, int]:
-        """The store's counters, of this process and of the worker's (its pushes)."""
+        """The store's counters, of this process and of the worker's writes. The worker's
+        reads are its lag probes, not the page's: the Reads tile leaves them out."""
         assert self.worker is not None, "setup() first"
         totals = Counter(self.online_store.stats.as_dict())
         totals.subtract(self._uncounted)
-        totals.update((worker if worker is not None else self.worker.status()).get("store_counters") or {})
+        theirs = (worker if worker is not None else self.worker.status()).get("store_counters") or {}
+        totals.update({name: value for name, value in theirs.items() if name not in READ_COUNTERS})
         return dict(totals)
 
     def toggle_worker(self, action: str | None = None) -> dict[str, Any]:

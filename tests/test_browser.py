@@ -3,7 +3,7 @@ without `playwright install`), against the demo server on a free port in a backg
 thread, backed by a working copy of feature_repo/ and the test Redis.
 
 Three scenarios on one demo, in file order: the worker keeps every user fresh and the
-tile shows it (coverage from Redis, rate, last tick, the Pause/Resume label right after a
+tile shows it (coverage from Redis, events/s, event-to-visible lag, last tick, the Pause/Resume label right after a
 click); the page's forms, tables, number checks and latency chart; 10,000 users keep the
 id format and the default user. Saves test-artifacts/demo.png (and demo-10k.png).
 """
@@ -160,7 +160,13 @@ def test_worker_keeps_every_user_fresh_and_the_tile_says_so(demo, page, raw):
     assert fresh_in_redis(raw, demo.runtime) >= 0.99 * USERS  # the page shows what Redis holds
     assert "users have fresh stream fields in Redis" in text(page, "#coverage-sub")
     rate = text(page, "#worker-rate")
-    assert rate.endswith("rows/s") and float(rate.split()[0]) > 0
+    assert rate.endswith("events/s") and float(rate.split()[0]) > 0
+    # Event-to-visible lag, measured by the worker reading its events back: shown, bounded.
+    lag = page.locator("#worker-lag")
+    sync_api.expect(lag).to_contain_text("ms p50")
+    assert 0 < float(lag.get_attribute("data-p50")) < 2000
+    assert "p99" in lag.get_attribute("title") and "samples" in lag.get_attribute("title")
+    assert "events written (one per EventWriter.write)" in text(page, "#worker-sub")
     assert text(page, "#worker-last-tick").endswith("s ago")
     assert "round-robin" in text(page, "#worker-sub")
     # Served age: the stream view, refreshed twice per TTL, is served younger than its TTL.
@@ -180,6 +186,8 @@ def test_worker_keeps_every_user_fresh_and_the_tile_says_so(demo, page, raw):
     wait_text(page, "#worker-state", "paused")
     page.wait_for_timeout(2500)  # a poll or two later, still right
     sync_api.expect(button).to_have_text("Resume", timeout=1000)
+    assert page.locator("#worker-rate").get_attribute("data-value") == "0"  # paused: no events
+    assert text(page, "#worker-rate") == "–"
     click_with_polls_held(page, "#worker-btn")
     sync_api.expect(button).to_have_text("Pause", timeout=1000)
     wait_text(page, "#worker-state", "running")

@@ -419,6 +419,12 @@ def test_worker_toggle_pause_and_resume(client, runtime):
             break
         time.sleep(0.1)
     assert worker["ticks"] >= 2 and worker["rows_pushed"] >= 10 and worker["failed_ticks"] == 0
+    # One EventWriter.write per event; the page's figures: events/s, and the lag from an
+    # event's event time to get_online_features returning it (read back in the worker).
+    assert worker["write_mode"] == "events" and worker["events_per_second"] > 0, worker
+    lag = worker["lag"]
+    assert lag["samples"] >= 1 and lag["unseen"] == 0, lag
+    assert 0 < lag["p50_ms"] <= lag["p99_ms"] <= lag["max_ms"] < 2000, lag
     # The pushes come from the worker's own process (its GIL is not the reads'), and the
     # page's counters add them to this process's own.
     assert runtime.online_store.stats.write_batches == own_batches
@@ -427,7 +433,9 @@ def test_worker_toggle_pause_and_resume(client, runtime):
     assert body["action"] == "pause" and body["worker"]["state"] == "paused"
     ticks = body["worker"]["ticks"]
     time.sleep(0.6)
-    assert client.get("/state").json()["worker"]["ticks"] == ticks  # really paused
+    paused = client.get("/state").json()["worker"]
+    assert paused["ticks"] == ticks  # really paused
+    assert paused["events_per_second"] == 0 and paused["rate_rows_per_second"] == 0, paused
     # An explicit pause of a paused worker is fine; a bad action is not.
     assert client.post("/worker/toggle", json={"action": "pause"}).json()["worker"]["state"] == "paused"
     assert_client_error(client.post("/worker/toggle", json={"action": "faster"}), 422, "action")
