@@ -33,6 +33,7 @@ from .redis_binary import (
     find_valkey_server,
     tail,
 )
+from .search_module import find_search_module
 
 SERVER_KINDS = ("redis", "valkey")
 _default_kind = ["redis"]
@@ -72,6 +73,17 @@ def sentinel_launch(kind: str | None = None) -> tuple[Path, list[str]]:
     return find_tool("redis-sentinel"), []
 
 
+def search_module_args(log: Log = print, kind: str | None = None) -> list[str]:
+    """`--loadmodule <redisearch.so>`: the Query Engine for a Redis data node. Valkey's
+    search module (valkey-search) is not on PyPI, so Valkey servers cannot have it here."""
+    if (kind or server_kind()) == "valkey":
+        raise RedisProvisioningError(
+            "no search module for Valkey here: valkey-search is not on PyPI, so vector retrieval is "
+            "tested on Redis only"
+        )
+    return ["--loadmodule", str(find_search_module(log=log))]
+
+
 def _resp_command(host: str, port: int, *args: str, timeout: float = 1.0) -> bytes:
     """One raw RESP round trip. Used for readiness so it works whatever
     redis-py client options (TLS, auth) the caller's server needs."""
@@ -94,7 +106,8 @@ class LocalRedisServer:
 
     ``extra_args`` are appended after the defaults (Redis lets later options
     win), e.g. ``["--cluster-enabled", "yes"]``, TLS options, or
-    ``["--requirepass", "secret"]``. The server is started with an empty,
+    ``["--requirepass", "secret"]``. ``search=True`` loads the Redis Query Engine module
+    (`search_module.find_search_module`, Redis only). The server is started with an empty,
     writable config file in its own directory, so ``CONFIG REWRITE``, cluster
     ``nodes.conf`` and sentinel mode (``binary=find_tool("redis-sentinel")``)
     all work.
@@ -110,8 +123,10 @@ class LocalRedisServer:
         extra_args: Sequence[str] = (),
         workdir: Path | None = None,
         log: Log = print,
+        search: bool = False,
     ) -> None:
         self._requested_port = port
+        self.search = search
         self._port: int | None = port
         self._binary = binary
         self.extra_args = list(extra_args)
@@ -156,6 +171,8 @@ class LocalRedisServer:
         if self.running:
             return self
         binary = self._binary or server_binary(log=self._log)
+        if self.search and not any(arg == "--loadmodule" for arg in self.extra_args):
+            self.extra_args += search_module_args(self._log)
         # A kernel-chosen port can be grabbed by someone else before Redis binds
         # it; retry with a new one in that case (only when we chose the port).
         attempts = 1 if self._requested_port is not None else 3

@@ -16,7 +16,7 @@ import redis
 from .net import free_port
 from .net import wait_until as _wait_until
 from .redis_binary import find_tool
-from .redis_server import LocalRedisServer, sentinel_launch
+from .redis_server import LocalRedisServer, search_module_args, sentinel_launch
 
 HOST = "127.0.0.1"
 
@@ -81,8 +81,11 @@ class Topology:
 class Cluster(Topology):
     """`primaries` primaries with `replicas` replica each, made by `redis-cli --cluster create`."""
 
-    def __init__(self, root: Path, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
+    def __init__(
+        self, root: Path, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 2000, search: bool = False
+    ) -> None:
         super().__init__(root)
+        self.search = search  # every node loads the Query Engine (redis_server.search_module_args)
         self.primaries_count = primaries
         self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
@@ -102,6 +105,7 @@ class Cluster(Topology):
                         # Explicit bus port: the default (port + 10000) may be out of range or taken.
                         "--cluster-port",
                         str(free_port()),
+                        *(search_module_args() if self.search else ()),
                     ],
                 )
             redis_cli(

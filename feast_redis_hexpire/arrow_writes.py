@@ -262,8 +262,12 @@ def _list_column(read_items: ItemReader) -> FastEncoder:
             return None
         encode_items = codec.encode_items
         bounds = (offsets - start).tolist()
-        texts = [encode_items(items[lo:hi]) for lo, hi in pairwise(bounds)]
-        return _with_nulls(texts, _null_mask(array))
+        nulls = _null_mask(array)
+        if nulls.any():  # a null row is no value, not an empty list (a vector's length is checked)
+            texts = [None if null else encode_items(items[lo:hi]) for (lo, hi), null in zip(pairwise(bounds), nulls)]
+        else:
+            texts = [encode_items(items[lo:hi]) for lo, hi in pairwise(bounds)]
+        return _with_nulls(texts, nulls)
 
     return encode
 

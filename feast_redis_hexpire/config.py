@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -158,6 +159,35 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
     full_scan_for_deletion: bool | None = None
     skip_dedup: bool | None = None
 
+    # ------------------------------------------------------------ vector and text retrieval
+    # Feast's own names for vector stores (VectorStoreConfig and the Milvus, Elasticsearch,
+    # Postgres and SQLite stores' settings), where they mean the same thing here.
+
+    vector_enabled: bool = False
+    """`feast apply` keeps a Redis Query Engine index per view with vector (or, with
+    `text_search_enabled`, text) fields, and `retrieve_online_documents_v2` searches it.
+    Off: no index is made and retrieval is refused. Vector fields are stored as raw floats
+    either way (they are what an index reads), so turning it on needs no rewrite."""
+
+    text_search_enabled: bool = False
+    """Also index the String features of indexed views as TEXT, for `query_string` (BM25)."""
+
+    similarity: StrictStr | None = None
+    """The index's distance metric when a vector field names none (`vector_search_metric`):
+    `L2`, `COSINE` or `IP` (inner product; `inner_product`, `dot_product` too). Feast's
+    VectorStoreConfig name. Unset (and no metric_type): such a field is indexed for all
+    three, and each query's distance_metric picks one (Feast asks for L2 by default)."""
+
+    metric_type: StrictStr | None = None
+    """Milvus's name for `similarity`; setting both to different metrics is an error."""
+
+    embedding_dim: int | None = None
+    """The vector length when a vector field declares no `vector_length` (Milvus's name)."""
+
+    index_type: StrictStr | None = None
+    """`FLAT` (exact, the default) or `HNSW` (approximate, for collections too large to scan
+    per query) for every index; a view's `hexpire.vector.index_type` tag overrides it."""
+
     # ------------------------------------------------------------ validation
 
     @model_validator(mode="wrap")
@@ -208,6 +238,29 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
             )
         return value
 
+    @field_validator("similarity", "metric_type")
+    @classmethod
+    def _known_metric(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        from .vector_schema import canonical_metric  # the metric names live there
+
+        return canonical_metric(value, what=f"{info.field_name} {value!r}")
+
+    @field_validator("index_type")
+    @classmethod
+    def _known_index_type(cls, value: str | None) -> str | None:
+        if value is not None and value.upper() not in ("HNSW", "FLAT"):
+            raise ConfigError(f"index_type {value!r} must be HNSW or FLAT", setting="index_type", value=value)
+        return None if value is None else value.upper()
+
+    @field_validator("embedding_dim")
+    @classmethod
+    def _positive_dim(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ConfigError(f"embedding_dim must be >= 1, got {value}", setting="embedding_dim", value=value)
+        return value
+
     # ------------------------------------------------------------ whole-block rules
 
     @model_validator(mode="after")
@@ -254,6 +307,13 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
                 setting="read_from_replicas",
                 value=True,
             )
+        if self.similarity and self.metric_type and self.similarity != self.metric_type:
+            raise ConfigError(
+                f"similarity ({self.similarity}) and metric_type ({self.metric_type}) disagree: they name the "
+                "same default distance metric (metric_type is Feast's Milvus store's name for it). Set one of them.",
+                setting="metric_type",
+                value=self.metric_type,
+            )
         for name, why in _IGNORED_BUILTIN_OPTIONS.items():
             if getattr(self, name) is not None:
                 _log_ignored_once(name, why)
@@ -268,6 +328,11 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
         if self.key_ttl_seconds is not None:
             return self.key_ttl_seconds
         return self.batch_ttl_seconds or 0
+
+    @property
+    def default_metric(self) -> str:
+        """The distance metric of a vector field that names none."""
+        return self.similarity or self.metric_type or "L2"
 
     @property
     def parsed_connection(self) -> ParsedConnection:

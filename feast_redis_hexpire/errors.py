@@ -6,7 +6,8 @@
     │   ├── InvalidViewConfig
     │   └── FieldConflictError
     ├── ServerCheckError                       the server cannot run this store
-    │   └── UnsupportedServer                  a server or version without hash-field expiry
+    │   ├── UnsupportedServer                  a server or version without hash-field expiry
+    │   └── SearchUnavailable                  no Query Engine, or no index for the view
     ├── RedisPermissionError                   the Redis user lacks a command or key (NOPERM)
     ├── WriteFailed                            Redis refused a write (OOM, WRONGTYPE, ...)
     │   └── FieldExpiryError                   a per-field expiry was not set
@@ -176,3 +177,11 @@ class InvalidEntityKey(InvalidInput):
 class CorruptStoredValue(HexpireError):
     """A stored value does not decode as its feature's declared type (written by something
     else, or the view's dtype changed without rewriting the data)."""
+
+
+# ---------------------------------------------------------------- vector and text retrieval
+
+
+class SearchUnavailable(ServerCheckError):
+    """Retrieval needs the Redis Query Engine (FT.* commands), and the server has none, or
+    the view has no index yet. Every other feature of the store keeps working."""

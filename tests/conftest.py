@@ -111,3 +111,26 @@ def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def unique_project() -> str:
     """A Feast project name no other test (or user data in REDIS_URL) uses."""
     return f"t_{uuid.uuid4().hex[:8]}"
+
+
+# --------------------------------------------------------------------------
+# Search-enabled servers (the Redis Query Engine module loaded)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def search_server(pytestconfig: pytest.Config) -> Iterator[LocalRedisServer]:
+    """A private Redis 8 with the Query Engine (`redisearch.so`, fetched and cached once by
+    devsupport.search_module) for the vector and text retrieval tests."""
+    with use_server_kind("redis"), LocalRedisServer(log=_live_log(pytestconfig), search=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def search_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The suite's 3-primary / 3-replica Redis Cluster, every node with the Query Engine."""
+    from devsupport.topologies import Cluster
+
+    with use_server_kind("redis"), Cluster(tmp_path_factory.mktemp("search-cluster"), search=True) as cluster:
+        cluster.start()
+        yield cluster

@@ -101,7 +101,7 @@ def _check_permissions(report: _Report, client: Any, repo: Any, role: str | None
     roles = [role] if role else list(ROLES)
     allowed = 0
     for name in roles:
-        sent = commands(name, hsetex)
+        sent = commands(name, hsetex, search=bool(store_config.vector_enabled))
         reasons = probe_permissions(client, [[part.format(key=key) for part in command.probe] for command in sent])
         denied = [command.acl.upper().replace("|", " ") for command, reason in zip(sent, reasons) if reason]
         if not denied:

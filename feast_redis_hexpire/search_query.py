@@ -1,0 +1,377 @@
+"""`retrieve_online_documents_v2` without I/O: a request becomes one `FT.SEARCH`, and the
+replies of every node become Feast's result rows.
+
+- vector KNN (`embedding`): `(<filters>)=>[KNN k @vec $BLOB AS __distance]`, nearest first;
+- keyword search (`query_string`): BM25 over the view's TEXT attributes, best first;
+- both: KNN among the documents matching the keywords (the keywords narrow, the vector ranks).
+
+Feast's ComparisonFilter / CompoundFilter become query clauses, so `top_k` holds after
+filtering. Every query also requires the view's `_ts` field: a hash is a document of the
+view only while it holds the view's data (expired stream fields, dropped features and
+other views' entities never match). Results carry each document's stored vector, read
+back from the hash by the same query, and a hit whose vector or event time is gone is
+never returned.
+
+On Redis Cluster every primary indexes its own hashes: the query runs on each and
+`merge` keeps the global top k.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.value_type import ValueType
+
+from .codec import decode_event_ts, decode_value
+from .errors import InvalidInput, UnknownFeature
+from .keys import parse_entity_suffix
+from .search_index import DISTANCE_ATTRIBUTE, TS_ATTRIBUTE, IndexedField, IndexSchema
+from .vector_schema import METRICS
+from .views import ViewLayout
+
+DIALECT = "2"
+ResultRow = tuple["datetime | None", "EntityKeyProto | None", "dict[str, ValueProto] | None"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    key: bytes
+    distance: float | None
+    score: float | None
+    fields: dict[bytes, bytes]
+
+
+@dataclass
+class SearchPlan:
+    """One FT.SEARCH (sent to every primary) and how to read its replies. With `inline`
+    the search returns each document's fields itself; otherwise (Redis Cluster, where the
+    module loads no hash fields) it returns keys and scores, and the fields come from one
+    HMGET per hit (`field_reads`, `with_fields`)."""
+
+    schema: IndexSchema
+    layout: ViewLayout
+    args: list[Any]
+    requested: list[str]
+    vector: IndexedField | None
+    text: bool
+    top_k: int
+    inline: bool = True
+    loaded: list[bytes] = field(default_factory=list)  # the hash fields a hit needs
+    keywords: str | None = None  # the keyword clause of a hybrid search
+
+    def score_query(self, hits: Sequence[Hit]) -> list[Any] | None:
+        """A hybrid search ranks by distance, and the engine scores its KNN hits 0: the
+        hits' BM25 scores come from one more search, of the keywords over those keys."""
+        if self.keywords is None or self.vector is None or not hits:
+            return None
+        keys = [hit.key for hit in hits]
+        return ["FT.SEARCH", self.schema.alias, self.keywords, "WITHSCORES", "SCORER", "BM25", "NOCONTENT"] + [
+            "INKEYS", len(keys), *keys, "LIMIT", 0, len(keys), "DIALECT", DIALECT
+        ]  # fmt: skip
+
+    def with_scores(self, hits: Sequence[Hit], replies: Sequence[Sequence[Any]] | None) -> list[Hit]:
+        if replies is None:
+            return list(hits)
+        scores = {reply[i]: float(reply[i + 1]) for reply in replies for i in range(1, len(reply) - 1, 2)}
+        return [Hit(hit.key, hit.distance, scores.get(hit.key, 0.0), hit.fields) for hit in hits]
+
+    def hits(self, reply: Sequence[Any]) -> list[Hit]:
+        """FT.SEARCH's RESP2 reply: total, then per document its key, its BM25 score
+        (keyword searches) and its fields (with `inline`, or `__distance`)."""
+        hits: list[Hit] = []
+        scored = self.text and self.vector is None
+        with_fields = self.inline or self.vector is not None
+        at = 1
+        while at < len(reply):
+            key = reply[at]
+            at += 1
+            score = None
+            if scored:
+                score = float(reply[at])
+                at += 1
+            fields: dict[bytes, bytes] = {}
+            if with_fields:
+                flat = reply[at] or []
+                fields = {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+                at += 1
+            distance = fields.pop(DISTANCE_ATTRIBUTE.encode(), None)
+            hits.append(Hit(key, None if distance is None else float(distance), score, fields))
+        return hits
+
+    def field_reads(self, hits: Sequence[Hit]) -> list[tuple[bytes, list[bytes]]]:
+        """The HMGET of each hit's fields, when the search did not return them."""
+        return [] if self.inline else [(hit.key, self.loaded) for hit in hits]
+
+    def with_fields(self, hits: Sequence[Hit], replies: Sequence[Sequence[bytes | None]]) -> list[Hit]:
+        if self.inline:
+            return list(hits)
+        return [
+            Hit(hit.key, hit.distance, hit.score, {f: v for f, v in zip(self.loaded, reply) if v is not None})
+            for hit, reply in zip(hits, replies)
+        ]
+
+    def merge(self, replies: Sequence[Sequence[Any]]) -> list[Hit]:
+        """The global top k of every node's top k: nearest first, or best BM25 score first."""
+        hits = [hit for reply in replies for hit in self.hits(reply)]
+        if self.vector is not None:
+            hits.sort(key=lambda hit: (hit.distance if hit.distance is not None else float("inf"), hit.key))
+        else:
+            hits.sort(key=lambda hit: (-(hit.score or 0.0), hit.key))
+        return hits[: self.top_k]
+
+    def rows(self, hits: Sequence[Hit], entity_types: dict[str, ValueType]) -> list[ResultRow]:
+        """Feast's result rows: (event time, entity key, features + `distance` / `text_rank`)."""
+        features = self.layout.features
+        view = self.layout.name
+        rows: list[ResultRow] = []
+        for hit in hits:
+            ts = hit.fields.get(self.layout.ts_field)
+            if ts is None:
+                continue  # the view's data expired between matching and loading
+            if self.vector is not None and hit.fields.get(self.vector.field) is None:
+                continue  # an expired embedding is never a result
+            key = entity_key_of(hit.key, self.schema, entity_types)
+            values: dict[str, ValueProto] = {}
+            for name in self.requested:
+                if name not in features:  # a join key asked for as a feature: the entity's value
+                    values[name] = key.entity_values[list(key.join_keys).index(name)]
+                    continue
+                raw = hit.fields.get(features[name].field)
+                values[name] = (
+                    ValueProto() if raw is None else decode_value(features[name].codec, raw, view=view, feature=name)
+                )
+            if hit.distance is not None:
+                values["distance"] = ValueProto(float_val=hit.distance)
+            if hit.score is not None:
+                values["text_rank"] = ValueProto(float_val=hit.score)
+            rows.append((decode_event_ts(ts), key, values))
+        rows.sort(key=_join_key_order)
+        return rows
+
+
+def _join_key_order(row: ResultRow) -> tuple[Any, ...]:
+    """Feast's FeatureStore builds the response from these rows assuming they come in the
+    order of their join-key values (utils._get_unique_entities_from_values sorts entities
+    and pairs the n-th sorted entity with the n-th row): rows in rank order would pair one
+    document's values with another's key. So rows come in join-key order, each row whole;
+    `distance` / `text_rank` carry the rank."""
+    key = row[1]
+    return tuple(getattr(value, value.WhichOneof("val") or "null_val") for value in key.entity_values) if key else ()
+
+
+def entity_key_of(key: bytes, schema: IndexSchema, entity_types: dict[str, ValueType]) -> EntityKeyProto:
+    """The EntityKey of a stored key, its values typed as the view's join keys declare."""
+    project_prefix = schema.key_prefix[: schema.key_prefix.rindex(":") + 1]
+    parts = parse_entity_suffix(key.decode()[len(project_prefix) :])
+    proto = EntityKeyProto()
+    for name in sorted(parts):
+        proto.join_keys.append(name)
+        proto.entity_values.append(_entity_value(parts[name], entity_types.get(name, ValueType.STRING)))
+    return proto
+
+
+def _entity_value(text: str, value_type: ValueType) -> ValueProto:
+    if value_type is ValueType.INT64:
+        return ValueProto(int64_val=int(text))
+    if value_type is ValueType.INT32:
+        return ValueProto(int32_val=int(text))
+    if value_type is ValueType.UNIX_TIMESTAMP:
+        return ValueProto(unix_timestamp_val=int(text))
+    if value_type is ValueType.BYTES:
+        return ValueProto(bytes_val=text.encode("latin-1"))
+    return ValueProto(string_val=text)
+
+
+# ---------------------------------------------------------------- building the query
+
+
+def plan_search(
+    schema: IndexSchema,
+    layout: ViewLayout,
+    requested: Sequence[str],
+    embedding: Sequence[float] | None,
+    top_k: int,
+    distance_metric: str | None,
+    query_string: str | None,
+    filters: Any,
+    *,
+    inline: bool = True,
+) -> SearchPlan:
+    view = layout.name
+    if embedding is None and query_string is None:
+        raise InvalidInput(f"view {view!r}: give an embedding, a query_string or both", view=view)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise InvalidInput(f"view {view!r}: top_k must be a whole number >= 1, got {top_k!r}", view=view, value=top_k)
+    names = list(requested) or [name for name in layout.features]
+    for name in names:
+        if name not in layout.features and name not in layout.join_keys:
+            raise UnknownFeature(
+                f"view {view!r} has no feature {name!r} (the view declares {', '.join(sorted(layout.features))})",
+                view=view,
+                feature=name,
+            )
+    # The view's _ts narrows keyword and filtered searches to hashes holding the view's
+    # data. A plain KNN goes without it where vector fields name their view: any clause
+    # makes the engine filter first (brute force over the matches, not the HNSW graph).
+    plain_knn = embedding is not None and filters is None and query_string is None and schema.view_fields
+    clauses = [] if plain_knn else [f"@{TS_ATTRIBUTE}:[-inf +inf]"]
+    if filters is not None:
+        clauses.append(translate_filter(filters, schema, view))
+    text = query_string is not None
+    keywords = None
+    if text:
+        keywords = _text_clause(query_string or "", schema, view)
+        clauses.append(keywords)
+    base = " ".join(clauses) or "*"
+    params: list[Any] = []
+    returned = [layout.features[name].field for name in names if name in layout.features]
+    vector = None
+    if embedding is not None:
+        vector = _vector_field(schema, names, view, distance_metric)
+        spec = vector.vector
+        assert spec is not None
+        if len(embedding) != spec.dim:
+            raise InvalidInput(
+                f"view {view!r}, feature {vector.feature!r}: the query vector has length {len(embedding)}, the "
+                f"field's vector_length is {spec.dim}",
+                view=view,
+                feature=vector.feature,
+                value=len(embedding),
+            )
+        ef = f" EF_RUNTIME {max(schema.params.ef_runtime, top_k)}" if schema.params.algorithm == "HNSW" else ""
+        scope = base if base == "*" else f"({base})"
+        query = f"{scope}=>[KNN {top_k} @{vector.attribute} $BLOB{ef} AS {DISTANCE_ATTRIBUTE}]"
+        params = ["PARAMS", "2", "BLOB", spec.pack(embedding)]
+        if vector.field not in returned:
+            returned.append(vector.field)
+        order = ["SORTBY", DISTANCE_ATTRIBUTE, "ASC"]
+    else:
+        query = base
+        order = ["WITHSCORES", "SCORER", "BM25"]
+    returned.append(layout.ts_field)
+    distance = [DISTANCE_ATTRIBUTE.encode()] if vector is not None else []
+    if inline:
+        content = ["RETURN", len(returned) + len(distance), *returned, *distance]
+    else:
+        content = ["RETURN", 1, *distance] if distance else ["NOCONTENT"]
+    args: list[Any] = ["FT.SEARCH", schema.alias, query, *params, *order, *content]
+    args += ["LIMIT", 0, top_k, "DIALECT", DIALECT]
+    return SearchPlan(schema, layout, args, names, vector, text, top_k, inline, returned, keywords)
+
+
+def _vector_field(schema: IndexSchema, requested: Sequence[str], view: str, asked: str | None) -> IndexedField:
+    """The vector attribute to search: the requested vector feature's (else the view's),
+    for the metric asked (else the field's own)."""
+    vectors = schema.vectors
+    if not vectors:
+        raise InvalidInput(f"view {view!r} has no vector_index=True feature to search by embedding", view=view)
+    feature = next((f.feature for f in vectors if f.feature in requested), vectors[0].feature)
+    candidates = [f for f in vectors if f.feature == feature]
+    if not asked:
+        return candidates[0]
+    metric = METRICS.get(asked.strip().upper().replace("-", "_"))
+    chosen = next((f for f in candidates if f.metric == metric), None)
+    if chosen is None:
+        served = ", ".join(str(f.metric) for f in candidates)
+        raise InvalidInput(
+            f"view {view!r}, feature {feature!r}: distance metric {asked!r} cannot be served: the index compares "
+            f"by {served}. Declare vector_search_metric on the Field (Feast then asks for it), or leave it and "
+            "the online store's similarity unset (the field is then indexed for L2, COSINE and IP), and run "
+            "feast apply",
+            view=view,
+            feature=feature,
+            value=asked,
+        )
+    return chosen
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _text_clause(query_string: str, schema: IndexSchema, view: str) -> str:
+    texts = schema.texts
+    if not texts:
+        raise InvalidInput(
+            f"view {view!r}: query_string needs text search: set text_search_enabled: true in the online store "
+            "config (String features are then indexed as TEXT) and run feast apply",
+            view=view,
+        )
+    words = _WORD.findall(query_string)
+    if not words:
+        raise InvalidInput(f"view {view!r}: query_string {query_string!r} has no words to search", view=view)
+    attributes = "|".join(f.attribute for f in texts)
+    return f"@{attributes}:({' '.join(words)})"  # every word must match, as Feast's stores do
+
+
+# ---------------------------------------------------------------- filters
+
+
+def translate_filter(filters: Any, schema: IndexSchema, view: str) -> str:
+    """A Feast ComparisonFilter / CompoundFilter as a query clause (dialect 2)."""
+    kind = getattr(filters, "type", None)
+    if kind in ("and", "or"):
+        parts = [translate_filter(f, schema, view) for f in filters.filters]
+        if not parts:
+            return f"@{TS_ATTRIBUTE}:[-inf +inf]"
+        return "(" + (" " if kind == "and" else " | ").join(f"({p})" for p in parts) + ")"
+    return _comparison(filters, schema, view)
+
+
+_RANGES = {"gt": "[({v} +inf]", "gte": "[{v} +inf]", "lt": "[-inf ({v}]", "lte": "[-inf {v}]"}
+
+
+def _refused(view: str, feature: str, value: Any, why: str) -> InvalidInput:
+    return InvalidInput(f"view {view!r}, feature {feature!r}: {why}", view=view, feature=feature, value=value)
+
+
+def _comparison(f: Any, schema: IndexSchema, view: str) -> str:
+    field = schema.attribute_of(f.key, ("NUMERIC", "TAG"))
+    if field is None:
+        filterable = ", ".join(a.feature for a in schema.fields if a.kind in ("NUMERIC", "TAG"))
+        raise _refused(
+            view,
+            f.key,
+            f.value,
+            f"cannot filter on {f.key!r}: only numeric, String and Bool features are ({filterable})",
+        )
+    op = f.type
+    values = f.value if op in ("in", "nin") else [f.value]
+    if op in ("in", "nin") and (not isinstance(f.value, (list, tuple, set)) or not f.value):
+        raise _refused(view, f.key, f.value, f"{op} needs a non-empty list of values")
+    if field.kind == "NUMERIC":
+        numbers = [_number(v, f.key, view) for v in values]
+        if op in _RANGES:
+            return f"@{field.attribute}:" + _RANGES[op].format(v=numbers[0])
+        clause = " | ".join(f"@{field.attribute}:[{n} {n}]" for n in numbers)
+    else:
+        if op in _RANGES:
+            raise _refused(view, f.key, f.value, f"{op} compares numbers; it is a {field.value_type.name} feature")
+        clause = f"@{field.attribute}:{{{' | '.join(_tag_text(v, field, view) for v in values)}}}"
+    if op in ("ne", "nin"):
+        return f"-({clause})"
+    return f"({clause})"
+
+
+def _number(value: Any, key: str, view: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _refused(view, key, value, f"filter value {value!r} is not a number")
+    return repr(value)
+
+
+_TAG_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
+
+
+def _tag_text(value: Any, field: IndexedField, view: str) -> str:
+    if field.value_type is ValueType.BOOL:
+        if not isinstance(value, bool):
+            raise _refused(view, field.feature, value, f"filter value {value!r} is not a bool")
+        return "true" if value else "false"
+    if not isinstance(value, str):
+        raise _refused(view, field.feature, value, f"filter value {value!r} is not a string")
+    return _TAG_SPECIAL.sub(r"\\\1", value)
