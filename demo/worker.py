@@ -24,7 +24,7 @@ from .errors import Conflict, DemoError, shown
 logger = logging.getLogger(__name__)
 
 WORKER_SEED = 7
-TOTALS = ("ticks", "rows_pushed", "failed_ticks", "rows_skipped")
+TOTALS = ("ticks", "rows_pushed", "failed_ticks", "rows_skipped", "embeddings_written", "events_written")
 WRITE_MODE = "events"
 """One event per write through EventWriter (feature_repo.stream_producer's write_mode)."""
 
@@ -124,8 +124,7 @@ class DemoWorker:
                 # The retired round-robin is no plan any more: say none rather than its pace.
                 status.update(state="idle", note="no users loaded", users=0, batch_size=0, cycle_seconds=None)
                 status["rate_rows_per_second"] = 0.0
-            # Each row is one event written by one call: the page says events/s.
-            status["events_per_second"] = status.get("rate_rows_per_second") or 0.0
+                status["events_per_second"] = 0.0
             return status
 
     def close(self) -> None:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .generate_data import user_ids_for
+from .generate_data import user_embedding, user_ids_for
 
 if TYPE_CHECKING:  # feast is imported lazily: the HTTP mode does not need it in-process
     from feast import FeatureStore
@@ -67,6 +67,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PUSH_SOURCE = "user_activity_push"
+EMBEDDING_PUSH_SOURCE = "user_embedding_push"
+"""Each activity row's embedding (generate_data.user_embedding) goes to this source too,
+in-process, when the repo has it: the user_embedding view's per-field expiry follows the
+stream like the activity's."""
 TX_WINDOW = timedelta(minutes=5)
 FAILED_LOGIN_WINDOW = timedelta(minutes=15)
 COUNTRIES = ["US", "GB", "DE", "FR", "NL", "ES", "BR", "IN", "JP", "CA"]
@@ -224,6 +228,7 @@ class StreamingWorker:
         clock: Callable[[], datetime] = _utc_now,
         write_mode: str = "push",
         sample_lag: bool | None = None,
+        embedding_source: str | None = EMBEDDING_PUSH_SOURCE,
     ) -> None:
         if not user_ids:
             raise ValueError("user_ids must not be empty")
@@ -252,6 +257,8 @@ class StreamingWorker:
         self._clock = clock
         self.write_mode = write_mode
         self._writer: Any = None  # EventWriter, made on the first events write
+        self._embedding_writer: Any = None
+        self.embedding_source = _push_source_of(store, embedding_source) if push_url is None else None
         self.lag: LagSampler | None = None
         if sample_lag is None:  # by default where the demo shows it: the per-event writes
             sample_lag = write_mode == "events"
@@ -274,6 +281,7 @@ class StreamingWorker:
         self._ticks = 0
         self._rows_pushed = 0
         self._failed_ticks = 0
+        self._embeddings = 0  # embedding rows written beside the activity rows
         self._skipped = 0  # rows the store skipped (stale, expired, future): events mode
         self._last_error: str | None = None
         self._last_tick_at: datetime | None = None
@@ -364,6 +372,10 @@ class StreamingWorker:
                 "ttl_seconds": self.ttl_seconds,
                 "cycle_seconds": round(math.ceil(len(self.user_ids) / batch) * self.interval_seconds, 3),
                 "rate_rows_per_second": round(rate, 2),
+                # Each activity row is one event, and its embedding another, when written.
+                "events_per_second": round(rate * (2 if self.embedding_source else 1), 2),
+                "embeddings_written": self._embeddings,
+                "events_written": self._rows_pushed + self._embeddings,
                 "push_mode": "http" if self.push_url else "python",
                 "write_mode": "http" if self.push_url else self.write_mode,
                 "rows_skipped": self._skipped,
@@ -508,6 +520,12 @@ class StreamingWorker:
         self.store.push(self.push_source_name, df, to=PushMode.ONLINE)
         if df.empty:
             return None
+        if self.embedding_source:
+            embeddings = df[["user_id", "event_timestamp", "created"]].copy()
+            embeddings["embedding"] = [_embedding_of(row) for row in df.to_dict("records")]
+            self.store.push(self.embedding_source, embeddings, to=PushMode.ONLINE)
+            with self._status_lock:
+                self._embeddings += len(embeddings)
         last = df.iloc[-1]
         return str(last["user_id"]), last["event_timestamp"].to_pydatetime(), started
 
@@ -518,8 +536,10 @@ class StreamingWorker:
             from feast_redis_hexpire.events import EventWriter
 
             self._writer = EventWriter(self.store, self.push_source_name)
+            if self.embedding_source:
+                self._embedding_writer = EventWriter(self.store, self.embedding_source)
         last: tuple[str, datetime, float] | None = None
-        skipped = 0
+        skipped = embeddings = 0
         for event in df.drop(columns=["created"], errors="ignore").to_dict("records"):
             event["last_login_ts"] = event["last_login_ts"].to_pydatetime()
             stamp = self._clock()
@@ -529,8 +549,15 @@ class StreamingWorker:
             skipped += result.skipped
             # A skipped event (an older one than stored, say) never shows: no lag sample.
             last = (str(event["user_id"]), stamp, started) if result.written else None
+            if self._embedding_writer is not None:
+                embedded = self._embedding_writer.write(
+                    {"user_id": event["user_id"], "embedding": _embedding_of(event), "event_timestamp": self._clock()}
+                )
+                skipped += embedded.skipped
+                embeddings += embedded.written
         with self._status_lock:
             self._skipped += skipped
+            self._embeddings += embeddings
         return last
 
     def _push_http(self, df: pd.DataFrame) -> None:
@@ -552,6 +579,19 @@ class StreamingWorker:
         except urllib.error.HTTPError as exc:
             body = exc.read().decode(errors="replace")[:300]
             raise RuntimeError(f"POST {self.push_url}/push -> HTTP {exc.code}: {body}") from exc
+
+
+def _embedding_of(row: dict[str, Any]) -> list[float]:
+    return user_embedding(
+        str(row["user_id"]), int(row["tx_count_5m"]), int(row["failed_logins_15m"]), str(row["session_country"])
+    )
+
+
+def _push_source_of(store: FeatureStore | None, name: str | None) -> str | None:
+    """``name`` if ``store``'s registry has that push source, else None (an older repo)."""
+    if store is None or name is None:
+        return None
+    return name if any(source.name == name for source in store.list_data_sources()) else None
 
 
 def http_push_columns(df: pd.DataFrame) -> dict[str, list[Any]]:
