@@ -1,7 +1,8 @@
-"""Feature definitions for the hexpire demo: two batch views, two streaming views.
+"""Feature definitions for the hexpire demo: two batch views, one streaming view (and
+``user_embedding.py``: a second streaming view, vector-indexed).
 
 Storage layout produced by the feast_redis_hexpire online store: every user is ONE
-Redis hash (``fs:hexpire_demo:user_id=u0001``) holding the features of all four
+Redis hash (``fs:hexpire_demo:user_id=u0001``) holding the features of all three
 views plus one ``_ts:<view>`` field per view.
 
 * ``user_profile`` / ``user_tx_stats`` are *batch* views: written by
@@ -12,11 +13,6 @@ views plus one ``_ts:<view>`` field per view.
   ``FeatureStore.push`` / ``feast serve``'s ``/push``; each written field gets its own
   expiry at event_time + ``stream_ttl_seconds``, so stale streaming features read
   as missing while the batch features on the same key are still served.
-* ``user_embedding`` is a second *stream* view (its own PushSource): a small 8-dim
-  embedding of the user's activity, indexed for vector search (``vector_index=True``),
-  so ``retrieve_online_documents_v2`` finds similar users. With ``vector_enabled: true``
-  (the demo sets it) ``feast apply`` builds a Redis Query Engine index over the same
-  hashes; an embedding past its per-field expiry is no longer a result.
 
 On the batch views, ``ttl`` is Feast's *offline* max-age (point-in-time joins and the
 start of the first ``materialize-incremental`` window), not the Redis key TTL. On a stream
@@ -27,7 +23,7 @@ view a non-zero ``ttl`` would also be its per-field TTL online; ``user_activity`
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource
-from feast.types import Array, Float32, Float64, Int64, String, UnixTimestamp
+from feast.types import Float64, Int64, String, UnixTimestamp
 from feast.value_type import ValueType
 
 # Paths are relative to this repo directory (Feast resolves them against repo_path);
@@ -71,21 +67,6 @@ user_activity_push = PushSource(
     batch_source=user_activity_batch_source,
     description="Realtime login / transaction aggregates from feature_repo/stream_producer.py.",
 )
-
-user_embedding_batch_source = FileSource(
-    name="user_embedding_batch_source",
-    path=f"{DATA_DIR}/user_embedding.parquet",
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created",
-)
-
-user_embedding_push = PushSource(
-    name="user_embedding_push",
-    batch_source=user_embedding_batch_source,
-    description="Activity embeddings (generate_data.user_embedding) from feature_repo/stream_producer.py.",
-)
-
-EMBEDDING_DIM = 8
 
 # --- feature views -----------------------------------------------------------------
 
@@ -138,24 +119,6 @@ user_activity = FeatureView(
     # A PushSource makes this a stream view for the store (per-field HPEXPIREAT);
     # the tag says the same thing explicitly.
     source=user_activity_push,
-    online=True,
-    tags={"team": "risk", "hexpire.kind": "stream"},
-)
-
-user_embedding = FeatureView(
-    name="user_embedding",
-    entities=[user],
-    ttl=timedelta(0),  # as user_activity: stream_ttl_seconds decides how long it lives online
-    schema=[
-        Field(
-            name="embedding",
-            dtype=Array(Float32),
-            vector_index=True,
-            vector_length=EMBEDDING_DIM,
-            vector_search_metric="COSINE",
-        ),
-    ],
-    source=user_embedding_push,
     online=True,
     tags={"team": "risk", "hexpire.kind": "stream"},
 )

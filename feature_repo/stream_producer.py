@@ -10,6 +10,10 @@ event time as a stream processor emits it. The online store gives each written f
 own expiry, so a user the worker stops touching loses its activity features after the
 stream TTL while keeping its batch features.
 
+In-process, each row's embedding (``generate_data.user_embedding``) goes to the
+``user_embedding_push`` source too when the repo has it (``user_embedding.py``), so the
+vector view's per-field expiry follows the stream like the activity's.
+
 In-process, each tick also measures the event-to-visible lag honestly: it reads the tick's
 last event back through ``get_online_features`` until the event time it was written with
 shows (:class:`LagSampler`).

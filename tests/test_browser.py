@@ -199,7 +199,7 @@ def test_demo_page_end_to_end(demo, page, raw):
     wait_text(page, "#stat-entities", str(USERS))
     wait_text(page, "#worker-state", "running")
     assert "Redis" in text(page, "#conn") and "_browser" in text(page, "#conn")
-    assert page.locator("#feature-picker input[type=checkbox]").count() == 11
+    assert page.locator("#feature-picker input[type=checkbox]").count() == 12  # with user_embedding:embedding
     # The TTL tiles are settings for writes; a key's own TTL is in Inspect.
     assert "Inspect shows a key's own" in text(page, "#stat-batch-ttl-sub")
     assert "Inspect shows a field's own" in text(page, "#stat-stream-ttl-sub")
@@ -349,11 +349,86 @@ def test_demo_page_end_to_end(demo, page, raw):
     wait_text(page, "#inspect-result .stream-only", "stream fields only")
     assert "key TTL none" in text(page, "#inspect-result")
 
+    # This demo's Redis has no Query Engine: the similar-users panel says so, plainly.
+    page.fill("#similar-user", "u0001")
+    page.click("#similar-btn")
+    wait_text(page, "#similar-unavailable", "No vector search on this Redis")
+    assert "the rest of the demo works" in text(page, "#similar-unavailable")
+
     page.wait_for_timeout(2500)  # one more poll: the tiles show the reads above
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
     assert os.path.getsize(ARTIFACTS / "demo.png") > 10_000
     assert problems == [], problems
+
+
+SEARCH_USERS = 60
+SEARCH_STREAM_TTL = 8
+
+
+@pytest.fixture(scope="module")
+def search_demo(search_server, tmp_path_factory):
+    """A second demo, on a Redis with the Query Engine: the similar-users panel's results."""
+    runtime = DemoRuntime(
+        search_server.connection_string,
+        tmp_path_factory.mktemp("demo_search"),
+        project=f"t_{uuid.uuid4().hex[:8]}_search",
+        users=SEARCH_USERS,
+        stream_ttl_seconds=SEARCH_STREAM_TTL,
+        worker_interval=0.5,
+        worker_batch_size=5,
+        log=lambda message: None,
+    ).setup()
+    server = BackgroundServer(runtime).start()
+    server.runtime = runtime
+    try:
+        yield server
+    finally:
+        server.stop()
+        runtime.close()
+        clients.reset_clients()
+
+
+def similar_rows(page) -> list[dict]:
+    return page.locator("#similar-table tbody tr").evaluate_all(
+        "rows => rows.map(r => ({user: r.dataset.user, cells: [...r.cells].map(c => c.innerText)}))"
+    )
+
+
+def test_similar_users_panel_and_the_stream_expiry(search_demo, page):
+    """KNN for the selected user with each result's distance and served age; pause the
+    worker and the expired embeddings leave; resume and they are back."""
+    page, _ = page
+    page.goto(search_demo.url + "/")
+    wait_text(page, "#worker-state", "running")
+    sync_api.expect(page.locator("#similar-user")).to_have_value("u0001")  # the default user
+    # Let the worker write every user's embedding once (2 refreshes per TTL).
+    page.wait_for_function("Number(document.getElementById('worker-coverage').dataset.percent) >= 99", timeout=30_000)
+    page.fill("#similar-k", "5")
+    page.click("#similar-btn")
+    sync_api.expect(page.locator("#similar-table")).to_be_visible()
+    assert "nearest of u0001" in text(page, "#similar-result") and "COSINE" in text(page, "#similar-result")
+    rows = similar_rows(page)
+    assert len(rows) == 5 and "u0001" not in [r["user"] for r in rows]
+    distances = [float(r["cells"][2]) for r in rows]
+    assert distances == sorted(distances) and all(0 <= d <= 2 for d in distances)
+    assert all(r["cells"][3] != "–" and "expired" not in r["cells"][3] for r in rows), rows
+    page.screenshot(path=str(ARTIFACTS / "demo-similar.png"), full_page=True)
+
+    # Pause: no embedding is rewritten, and one stream TTL later they have all expired,
+    # the query user's too; the live panel says so.
+    page.check("#similar-live")
+    page.click("#worker-btn")
+    wait_text(page, "#worker-state", "paused")
+    sync_api.expect(page.locator("#similar-no-query")).to_contain_text(
+        "not served", timeout=(SEARCH_STREAM_TTL + 6) * 1000
+    )
+    assert page.locator("#similar-table").count() == 0
+    # Resume: the worker writes them again, and the results come back.
+    page.click("#worker-btn")
+    wait_text(page, "#worker-state", "running")
+    sync_api.expect(page.locator("#similar-table")).to_be_visible(timeout=(SEARCH_STREAM_TTL + 6) * 1000)
+    page.uncheck("#similar-live")
 
 
 def test_ten_thousand_users_keep_the_id_format_and_the_default_user(demo, page):
@@ -372,7 +447,7 @@ def test_ten_thousand_users_keep_the_id_format_and_the_default_user(demo, page):
     print(f"10,000 users through the page in {time.monotonic() - started:.1f}s")
     # Every bulk-load cell shows its whole figure (the skipped column was cut off).
     cells = page.locator("#bulk-table td")
-    assert cells.count() == 15
+    assert cells.count() == 20  # 4 views
     clipped = cells.evaluate_all("cells => cells.filter(c => c.scrollWidth > c.clientWidth).map(c => c.innerText)")
     assert clipped == []
     overflow = page.locator("#bulk-card").evaluate(
