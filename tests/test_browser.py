@@ -166,7 +166,8 @@ def test_worker_keeps_every_user_fresh_and_the_tile_says_so(demo, page, raw):
     sync_api.expect(lag).to_contain_text("ms p50")
     assert 0 < float(lag.get_attribute("data-p50")) < 2000
     assert "p99" in lag.get_attribute("title") and "samples" in lag.get_attribute("title")
-    assert "events written (one per EventWriter.write)" in text(page, "#worker-sub")
+    assert "events written, one per EventWriter.write" in text(page, "#worker-sub")
+    assert "embedding)" in text(page, "#worker-sub")  # each activity event and its embedding
     assert text(page, "#worker-last-tick").endswith("s ago")
     assert "round-robin" in text(page, "#worker-sub")
     # Served age: the stream view, refreshed twice per TTL, is served younger than its TTL.
@@ -254,7 +255,7 @@ def test_demo_page_end_to_end(demo, page, raw):
     page.fill("#read-user", "u0007")
     page.click("#read-btn")
     rows = page.locator("#read-table tbody tr")
-    sync_api.expect(rows).to_have_count(11)
+    sync_api.expect(rows).to_have_count(12)  # with the embedding
     assert "ms read latency" in text(page, "#read-result")
     assert "planned a new request shape" in text(page, "#read-result .planned-note")
     page.wait_for_function("document.querySelectorAll('#latency-chart circle.planned').length >= 1")
@@ -466,14 +467,14 @@ def test_ten_thousand_users_keep_the_id_format_and_the_default_user(demo, page):
     assert offered and offered == user_ids_for(MAX_USERS)[: len(offered)]
 
     page.click("#read-btn")  # the default user, as the page filled it in
-    sync_api.expect(page.locator("#read-table tbody tr")).to_have_count(11)
+    sync_api.expect(page.locator("#read-table tbody tr")).to_have_count(12)
     batch_rows = page.locator("#read-table tbody tr").filter(has_text="batch")
     sync_api.expect(batch_rows.filter(has_text="present")).to_have_count(6)
     page.click("#inspect-btn")
     wait_text(page, "#inspect-result", "user_id=u0001")
     page.fill("#read-user", "u10000")
     page.click("#read-btn")
-    sync_api.expect(page.locator("#read-table tbody tr")).to_have_count(11)
+    sync_api.expect(page.locator("#read-table tbody tr")).to_have_count(12)
     page.fill("#inspect-user", "u10000")
     page.click("#inspect-btn")
     wait_text(page, "#inspect-result", "user_id=u10000")
