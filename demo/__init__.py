@@ -3,7 +3,8 @@
 ``runtime.DemoRuntime`` holds the demo's state and hands each job to its module:
 ``loading`` (working copy of feature_repo/, bulk loads, reset), ``reads`` (timed
 ``get_online_features``), ``inspection`` (a user's hash; entity count, coverage and served
-age), ``catalog`` (the views' features and the loaded users). Beside them ``worker`` (the
+age), ``catalog`` (the views' features and the loaded users), ``similar`` (KNN over the
+user_embedding view on the Query Engine). Beside them ``worker`` (the
 streaming worker's lifecycle) runs in ``worker_process``, a process of its own (its pushes
 would hold the GIL the reads wait for); ``coverage`` and ``freshness`` measure stream
 fields and served age in Redis, ``latency`` keeps recent reads for the chart, ``errors``

@@ -161,6 +161,12 @@ def create_app(runtime: DemoRuntime) -> FastAPI:
     def inspect(user_id: str = Query(..., max_length=64)) -> dict[str, Any]:
         return runtime.inspect(user_id)
 
+    @app.get("/similar")
+    def similar(
+        user_id: str = Query(..., max_length=64), k: int = Query(10, ge=1, le=50, description="results")
+    ) -> dict[str, Any]:
+        return runtime.similar(user_id, k)
+
     @app.post("/reset")
     def reset() -> dict[str, Any]:
         return runtime.reset()

@@ -36,6 +36,7 @@ from .inspection import ProjectWatch, inspect_user
 from .latency import LatencyLog
 from .loading import bulk_load, delete_project_keys, load_notes, utcnow
 from .reads import Reader, jsonable
+from .similar import MAX_K, has_embedding_view, similar_users
 from .worker_process import WorkerProcess
 
 __all__ = ["MAX_TTL_SECONDS", "MAX_USERS", "Conflict", "DemoError", "DemoRuntime", "NotFound"]
@@ -47,6 +48,7 @@ DEFAULT_SEED = 42
 DEFAULT_WORKER_BATCH = 5
 USERS_LISTED = 50
 """Loaded user ids the page offers as suggestions."""
+READ_COUNTERS = ("read_calls", "entities_read", "plans_built")
 ENTITY_COUNT_SECONDS = 5.0
 """How stale the Entities tile's count may be (keys also go by expiry, unseen)."""
 
@@ -117,6 +119,7 @@ class DemoRuntime:
         self.users = Users(self.key_of)
         self.redis_version = "?"
         self.write_mode: dict[str, str] = {}
+        self.search: dict[str, Any] = {"available": None, "reason": None}  # known after the first search
         self._uncounted: Counter[str] = Counter()  # the start-up read's counts: not the page's
         self._generate: Callable[..., dict[str, Any]] | None = None
         self._yaml: dict[str, Any] = {}
@@ -210,11 +213,11 @@ class DemoRuntime:
                 entity_rows=[{self.catalog.join_key: self.users.ids[0]}],
             )
             stats = self.online_store.stats.as_dict()  # the page's Reads tile counts the page's reads
-            self._uncounted = Counter({name: stats[name] for name in ("read_calls", "entities_read", "plans_built")})
+            self._uncounted = Counter({name: stats[name] for name in READ_COUNTERS})
         worker = self.worker_status()
         self.log(
             f"[demo] streaming worker: round-robin over all {worker.get('users', 0)} users, "
-            f"{worker.get('batch_size', 0)} per push every {self.worker_interval:g}s: every user is "
+            f"{worker.get('batch_size', 0)} events per tick every {self.worker_interval:g}s (one EventWriter.write each): every user is "
             f"refreshed every {worker.get('cycle_seconds', 0):g}s, within the {self.stream_ttl_seconds}s stream TTL"
             + ("" if self.start_worker else "; starts paused (--no-worker): resume it on the page")
         )
@@ -232,7 +235,9 @@ class DemoRuntime:
     def _prepare_workdir(self) -> None:
         if not (self.source_repo / "generate_data.py").is_file():
             raise FileNotFoundError(f"{self.source_repo} has no generate_data.py")
-        online: dict[str, Any] = {}
+        # Builds the user_embedding view's Query Engine index at apply (a warning and no
+        # index on a server without it: the similar-users panel then says so).
+        online: dict[str, Any] = {"vector_enabled": True}
         if self.initial_batch_ttl is not None:
             online["batch_ttl_seconds"] = _check_ttl(self.initial_batch_ttl, "batch_ttl_seconds")
         if self.initial_stream_ttl is not None:
@@ -383,6 +388,16 @@ class DemoRuntime:
         wanted = self.check_features(features)
         return self.reader.batch(self.users.ids[:count], wanted, self.catalog.join_key)
 
+    def similar(self, user_id: str, top_k: int = 10) -> dict[str, Any]:
+        """The users nearest ``user_id`` by embedding (KNN on the Query Engine)."""
+        user_id = self.check_user(user_id)
+        top_k = _check_count(top_k, "k", MAX_K)
+        if not has_embedding_view(self._online_views()):
+            raise NotFound("this repo has no user_embedding view: nothing to search")
+        answer = similar_users(self.store, self.client, self.key_of, self.catalog.join_key, user_id, top_k)
+        self.search = {"available": answer["available"], "reason": answer.get("reason")}
+        return answer
+
     def inspect(self, user_id: str) -> dict[str, Any]:
         user_id = self.check_user(user_id)
         return {**inspect_user(self.client, self.key_of(user_id), self.catalog.layouts), "user_id": user_id}
@@ -396,6 +411,7 @@ class DemoRuntime:
             "project": self.project,
             "redis": {"where": self.redis_label, "version": self.redis_version},
             "write_mode": self.write_mode,
+            "search": self.search,
             "repo": str(self.workdir),
             "key_pattern": project_prefix(self.store_config.key_prefix, self.project, hash_tag_of(self.store_config))
             + "*",
@@ -437,11 +453,13 @@ class DemoRuntime:
         return dict(status)
 
     def counters(self, worker: dict[str, Any] | None = None) -> dict[str, int]:
-        """The store's counters, of this process and of the worker's (its pushes)."""
+        """The store's counters, of this process and of the worker's writes. The worker's
+        reads are its lag probes, not the page's: the Reads tile leaves them out."""
         assert self.worker is not None, "setup() first"
         totals = Counter(self.online_store.stats.as_dict())
         totals.subtract(self._uncounted)
-        totals.update((worker if worker is not None else self.worker.status()).get("store_counters") or {})
+        theirs = (worker if worker is not None else self.worker.status()).get("store_counters") or {}
+        totals.update({name: value for name, value in theirs.items() if name not in READ_COUNTERS})
         return dict(totals)
 
     def toggle_worker(self, action: str | None = None) -> dict[str, Any]:

@@ -115,7 +115,7 @@ def _redis(url: str | None) -> Iterator[Any]:
         )
         yield ExternalRedis.from_url(url)
         return
-    with server_for_local_use(log=lambda m: print(m, flush=True)) as server:
+    with server_for_local_use(log=lambda m: print(m, flush=True), search=True) as server:
         yield server
 
 

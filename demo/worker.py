@@ -5,6 +5,10 @@ stream for exactly the loaded users at the current TTL, stay paused when the use
 it, and keep still while a load or reset runs. Counters survive a worker's replacement,
 so the page's totals never go back. It runs in the worker's own process
 (``worker_process``), driven from the server's.
+
+It writes as a stream processor would: one event per ``EventWriter.write`` call (the
+store's per-event API), each stamped with its own event time, and reads the last event of
+each tick back through ``get_online_features`` to measure the event-to-visible lag.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from .errors import Conflict, DemoError, shown
 logger = logging.getLogger(__name__)
 
 WORKER_SEED = 7
-TOTALS = ("ticks", "rows_pushed", "failed_ticks")
+TOTALS = ("ticks", "rows_pushed", "failed_ticks", "rows_skipped", "embeddings_written", "events_written")
+WRITE_MODE = "events"
+"""One event per write through EventWriter (feature_repo.stream_producer's write_mode)."""
 
 
 class DemoWorker:
@@ -73,6 +79,7 @@ class DemoWorker:
             batch_size=self.min_batch,
             seed=WORKER_SEED,
             ttl_seconds=ttl_seconds,
+            write_mode=WRITE_MODE,
         )
         self._started = False
 
@@ -117,6 +124,7 @@ class DemoWorker:
                 # The retired round-robin is no plan any more: say none rather than its pace.
                 status.update(state="idle", note="no users loaded", users=0, batch_size=0, cycle_seconds=None)
                 status["rate_rows_per_second"] = 0.0
+                status["events_per_second"] = 0.0
             return status
 
     def close(self) -> None:

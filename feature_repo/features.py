@@ -1,4 +1,5 @@
-"""Feature definitions for the hexpire demo: two batch views, one streaming view.
+"""Feature definitions for the hexpire demo: two batch views, one streaming view (and
+``user_embedding.py``: a second streaming view, vector-indexed).
 
 Storage layout produced by the feast_redis_hexpire online store: every user is ONE
 Redis hash (``fs:hexpire_demo:user_id=u0001``) holding the features of all three

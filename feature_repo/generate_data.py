@@ -17,12 +17,15 @@ Files (event_timestamp / created are timezone-aware UTC, microsecond precision):
   default, within the repo's 300 s stream TTL), so that materializing the streaming view
   writes fields that are still within the stream TTL. A shorter TTL wants a smaller
   ``fresh_seconds`` (the demo passes a quarter of its TTL).
+* ``user_embedding.parquet`` one :func:`user_embedding` per activity row, at its time.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -43,6 +46,27 @@ def user_ids_for(count: int) -> list[str]:
     """``u0001``, ``u0002``, ... ``u9999``, ``u10000``: one format at every count, so loading
     more users never renames the ones already loaded."""
     return [f"u{i:04d}" for i in range(1, count + 1)]
+
+
+EMBEDDING_DIM = 8
+EMBEDDING_SEED = 20240601
+"""The fixed seed of the embedding's projection: the same inputs, the same vector, everywhere."""
+_PROJECTION = [
+    [random.Random(f"{EMBEDDING_SEED}:{row}:{col}").gauss(0.0, 1.0) for col in range(6)] for row in range(EMBEDDING_DIM)
+]
+
+
+def user_embedding(uid: str, tx_count_5m: int, failed_logins_15m: int, session_country: str) -> list[float]:
+    """A small deterministic embedding of a user's activity (no model): a fixed random
+    projection of the user's stable traits (from its id) and its current activity,
+    normalized. Users with similar activity land near each other under COSINE."""
+    digest = hashlib.sha256(uid.encode()).digest()
+    stable = [(digest[i] / 255.0 - 0.5) * 0.6 for i in range(3)]
+    country = COUNTRIES.index(session_country) / len(COUNTRIES) if session_country in COUNTRIES else 0.5
+    inputs = [*stable, math.log1p(tx_count_5m), math.log1p(failed_logins_15m) * 1.5, country]
+    vector = [sum(w * x for w, x in zip(row, inputs, strict=True)) for row in _PROJECTION]
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [round(v / norm, 6) for v in vector]
 
 
 def _created(ts: datetime, now: datetime) -> datetime:
@@ -116,7 +140,16 @@ def _user_rows(
                 "created": _created(ts, now),
             }
         )
-    return {"user_profile": profile, "user_tx_stats": stats, "user_activity": activity}
+    embedding = [
+        {
+            "user_id": uid,
+            "embedding": user_embedding(uid, row["tx_count_5m"], row["failed_logins_15m"], row["session_country"]),
+            "event_timestamp": row["event_timestamp"],
+            "created": row["created"],
+        }
+        for row in activity
+    ]
+    return {"user_profile": profile, "user_tx_stats": stats, "user_activity": activity, "user_embedding": embedding}
 
 
 def _frame(rows: list[dict[str, Any]], int_cols: list[str]) -> pd.DataFrame:
@@ -137,7 +170,7 @@ def generate(
     now: datetime | None = None,
     fresh_seconds: float = FRESH_SECONDS,
 ) -> dict[str, Any]:
-    """Write the three parquet files into ``out_dir`` and describe what was written.
+    """Write the four parquet files into ``out_dir`` and describe what was written.
     Each user's freshest activity row is at most ``fresh_seconds`` before ``now``.
 
     Returns ``{"out_dir", "now", "user_ids", "files": {view: path}, "rows": {view: n}}``;
@@ -157,6 +190,7 @@ def generate(
         "user_profile": [],
         "user_tx_stats": [],
         "user_activity": [],
+        "user_embedding": [],
     }
     for uid in uids:
         for view, view_rows in _user_rows(uid, seed, days, now, fresh_seconds).items():
@@ -166,6 +200,7 @@ def generate(
         "user_profile": ["account_age_days"],
         "user_tx_stats": ["tx_count_7d", "chargeback_count_180d"],
         "user_activity": ["tx_count_5m", "failed_logins_15m"],
+        "user_embedding": [],
     }
     files: dict[str, str] = {}
     for view, view_rows in rows.items():

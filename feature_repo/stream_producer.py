@@ -2,12 +2,22 @@
 
 It plays the part of a stream processor: every tick it draws login and transaction
 events for the next users in a round-robin over all of them, keeps per-user rolling
-windows, and pushes the resulting ``user_activity`` rows through Feast's push API, either
-in-process (``FeatureStore.push(..., to=PushMode.ONLINE)``) or over HTTP to a
-``feast serve`` ``/push`` endpoint, or adds them to a Redis Stream (``--stream``, one
-``XADD`` per row, pipelined) for ``feast-redis-hexpire ingest`` to write. The online store turns each push into HSET +
-per-field HPEXPIREAT, so a user the worker stops touching loses its activity features
-after the stream TTL while keeping its batch features.
+windows, and writes the resulting ``user_activity`` rows: through Feast's push API
+in-process (``FeatureStore.push(..., to=PushMode.ONLINE)``, ``write_mode="push"``), over
+HTTP to a ``feast serve`` ``/push`` endpoint, or one event per call through the store's
+per-event API (``EventWriter``, ``write_mode="events"``), each event stamped with its own
+event time as a stream processor emits it; or it adds them to a Redis Stream (``--stream``,
+one ``XADD`` per row, pipelined) for ``feast-redis-hexpire ingest`` to write. The online store gives each written field its
+own expiry, so a user the worker stops touching loses its activity features after the
+stream TTL while keeping its batch features.
+
+In-process, each row's embedding (``generate_data.user_embedding``) goes to the
+``user_embedding_push`` source too when the repo has it (``user_embedding.py``), so the
+vector view's per-field expiry follows the stream like the activity's.
+
+In-process, each tick also measures the event-to-visible lag honestly: it reads the tick's
+last event back through ``get_online_features`` until the event time it was written with
+shows (:class:`LagSampler`).
 
 Given the stream TTL, each tick pushes as many users as keep every user refreshed
 ``REFRESHES_PER_TTL`` times per TTL (scaled by the time since the previous tick, so a
@@ -18,7 +28,7 @@ CLI::
 
     python -m feature_repo.stream_producer --repo feature_repo \
         [--interval 1] [--users 200] [--batch-size 20] [--ttl-seconds N] [--seed 7] \
-        [--push-url http://127.0.0.1:6566 | --stream events [--redis-url redis://...]] [--ticks N]
+        [--push-url http://127.0.0.1:6566 | --events | --stream events [--redis-url redis://...]] [--ticks N]
 
 Ctrl-C or SIGTERM stops it cleanly (the in-flight push finishes first).
 """
@@ -44,22 +54,39 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .generate_data import user_ids_for
+from .generate_data import user_embedding, user_ids_for
 
 if TYPE_CHECKING:  # feast is imported lazily: the HTTP mode does not need it in-process
     from feast import FeatureStore
 
-__all__ = ["StreamingWorker", "UserActivityState", "main", "stream_ttl_of", "user_ids_for", "users_per_tick"]
+__all__ = [
+    "LagSampler",
+    "StreamingWorker",
+    "UserActivityState",
+    "main",
+    "stream_ttl_of",
+    "user_ids_for",
+    "users_per_tick",
+]
 
 logger = logging.getLogger(__name__)
 
 PUSH_SOURCE = "user_activity_push"
+EMBEDDING_PUSH_SOURCE = "user_embedding_push"
+"""Each activity row's embedding (generate_data.user_embedding) goes to this source too,
+in-process, when the repo has it: the user_embedding view's per-field expiry follows the
+stream like the activity's."""
 TX_WINDOW = timedelta(minutes=5)
 FAILED_LOGIN_WINDOW = timedelta(minutes=15)
 COUNTRIES = ["US", "GB", "DE", "FR", "NL", "ES", "BR", "IN", "JP", "CA"]
 REFRESHES_PER_TTL = 2
 """Every user is pushed this many times per stream TTL: one late tick never expires anyone."""
 RATE_WINDOW_SECONDS = 10.0
+WRITE_MODES = ("push", "events")
+LAG_SAMPLES = 60
+"""Lag samples kept (one per tick): the last minute at the default interval."""
+LAG_TIMEOUT_SECONDS = 5.0
+"""How long a lag sample waits for its event to be readable before it counts as not seen."""
 
 
 def users_per_tick(
@@ -109,11 +136,82 @@ class UserActivityState:
             self.failed_login_times.popleft()
 
 
+class LagSampler:
+    """Event-to-visible lag: from an event's event time to the first ``get_online_features``
+    that returns it (its stream view's event timestamp at least the event's), polled from
+    the write's return; also from the write call's start. One sample per tick, the last
+    ``LAG_SAMPLES`` kept."""
+
+    def __init__(self, store: FeatureStore, push_source_name: str) -> None:
+        self.store = store
+        self.view, self.ref = _stream_view_ref(store, push_source_name)
+        self._samples: deque[tuple[float, float]] = deque(maxlen=LAG_SAMPLES)  # (event ms, write ms)
+        self.unseen = 0
+        self._lock = threading.Lock()
+
+    def sample(self, user_id: str, event_time: datetime, write_started: float) -> float | None:
+        """Read ``user_id`` until the event is visible; the lag in ms from ``event_time``
+        (None if not seen within ``LAG_TIMEOUT_SECONDS``). ``write_started`` is the wall
+        clock (``time.time()``) when the write call began."""
+        wanted = event_time.timestamp()
+        deadline = time.monotonic() + LAG_TIMEOUT_SECONDS
+        while True:
+            response = self.store.get_online_features(features=[self.ref], entity_rows=[{"user_id": user_id}])
+            seen_at = time.time()
+            stamps = response.proto.results[-1].event_timestamps
+            # Microseconds are what the store keeps: compare at that precision.
+            if stamps and round(stamps[0].seconds * 1e6 + stamps[0].nanos / 1e3) >= round(wanted * 1e6):
+                break
+            if time.monotonic() > deadline:
+                with self._lock:
+                    self.unseen += 1
+                return None
+            time.sleep(0.001)
+        lag_ms = (seen_at - wanted) * 1000
+        with self._lock:
+            self._samples.append((lag_ms, (seen_at - write_started) * 1000))
+        return lag_ms
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            samples = list(self._samples)
+            unseen = self.unseen
+        if not samples:
+            return {"samples": 0, "unseen": unseen}
+        events = sorted(e for e, _ in samples)
+        writes = sorted(w for _, w in samples)
+
+        def pick(values: list[float], q: float) -> float:
+            return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+
+        return {
+            "samples": len(samples),
+            "unseen": unseen,
+            "last_ms": round(samples[-1][0], 2),
+            "p50_ms": pick(events, 0.5),
+            "p99_ms": pick(events, 0.99),
+            "max_ms": round(events[-1], 2),
+            "from_write_call_p50_ms": pick(writes, 0.5),
+        }
+
+
+def _stream_view_ref(store: FeatureStore, push_source_name: str) -> tuple[str, str]:
+    """The view fed by ``push_source_name`` and a feature ref of it to read."""
+    for view in store.list_feature_views():
+        source = getattr(view, "stream_source", None)
+        if source is not None and source.name == push_source_name and view.features:
+            return view.name, f"{view.name}:{view.features[0].name}"
+    raise ValueError(f"no feature view is fed by push source {push_source_name!r}")
+
+
 class StreamingWorker:
     """Pushes synthetic ``user_activity`` rows for the next users of a round-robin.
 
     ``store`` is a :class:`feast.FeatureStore` or a repo path; it may be ``None`` only
     when ``push_url`` is given (rows are then POSTed to ``<push_url>/push``).
+    ``write_mode`` is ``"push"`` (one ``store.push`` per tick) or ``"events"`` (one
+    ``EventWriter.write`` per event, each stamped with its own event time). ``sample_lag``
+    (default: in events mode) reads each tick's last event back (:class:`LagSampler`).
     ``batch_size`` is the users per tick; with ``ttl_seconds`` (the stream TTL) it is the
     least, and a tick pushes as many as :func:`users_per_tick` says. ``ttl_seconds`` may
     be changed between ticks. A failed tick is logged and counted in :meth:`status`; the
@@ -136,6 +234,9 @@ class StreamingWorker:
         stream_key: str | None = None,
         stream_client: Any = None,
         stream_maxlen: int | None = None,
+        write_mode: str = "push",
+        sample_lag: bool | None = None,
+        embedding_source: str | None = EMBEDDING_PUSH_SOURCE,
     ) -> None:
         if not user_ids:
             raise ValueError("user_ids must not be empty")
@@ -147,6 +248,12 @@ class StreamingWorker:
             raise ValueError("give a push_url or a stream_key, not both")
         if store is None and push_url is None and stream_client is None:
             raise ValueError("give a FeatureStore / repo path, a push_url, or a stream_key and its stream_client")
+        if write_mode not in WRITE_MODES:
+            raise ValueError(f"write_mode must be one of {WRITE_MODES}, got {write_mode!r}")
+        if push_url is not None and write_mode != "push":
+            raise ValueError("push_url writes through feast serve's /push: write_mode must be 'push'")
+        if stream_key is not None and write_mode != "push":
+            raise ValueError("stream_key adds the rows to a Redis Stream: write_mode must be 'push'")
         if isinstance(store, (str, Path)):
             from feast import FeatureStore
 
@@ -168,6 +275,17 @@ class StreamingWorker:
             stream_client = sync_client(self.store.config.online_store)  # the store's own Redis
         self.stream_client = stream_client
         self._clock = clock
+        self.write_mode = write_mode
+        self._writer: Any = None  # EventWriter, made on the first events write
+        self._embedding_writer: Any = None
+        self.embedding_source = (
+            _push_source_of(store, embedding_source) if push_url is None and stream_key is None else None
+        )
+        self.lag: LagSampler | None = None
+        if sample_lag is None:  # by default where the demo shows it: the per-event writes
+            sample_lag = write_mode == "events"
+        if store is not None and push_url is None and sample_lag:
+            self.lag = LagSampler(store, push_source_name)
         self._rng = random.Random(seed)
         self._users: dict[str, UserActivityState] = {}
         self._cursor = 0  # the round-robin's next user
@@ -185,6 +303,8 @@ class StreamingWorker:
         self._ticks = 0
         self._rows_pushed = 0
         self._failed_ticks = 0
+        self._embeddings = 0  # embedding rows written beside the activity rows
+        self._skipped = 0  # rows the store skipped (stale, expired, future): events mode
         self._last_error: str | None = None
         self._last_tick_at: datetime | None = None
         self._last_tick_started: float | None = None  # monotonic
@@ -275,6 +395,13 @@ class StreamingWorker:
                 "cycle_seconds": round(math.ceil(len(self.user_ids) / batch) * self.interval_seconds, 3),
                 "rate_rows_per_second": round(rate, 2),
                 "push_mode": "http" if self.push_url else "stream" if self.stream_key else "python",
+                # Each activity row is one event, and its embedding another, when written.
+                "events_per_second": round(rate * (2 if self.embedding_source else 1), 2),
+                "embeddings_written": self._embeddings,
+                "events_written": self._rows_pushed + self._embeddings,
+                "write_mode": "http" if self.push_url else "stream" if self.stream_key else self.write_mode,
+                "rows_skipped": self._skipped,
+                "lag": self.lag.summary() if self.lag is not None else None,
             }
 
     def _run(self) -> None:
@@ -310,7 +437,9 @@ class StreamingWorker:
         try:
             df = self.next_batch(now, count)
             self.last_batch = df
-            self._push(df)
+            last = self._push(df)
+            if self.lag is not None and last is not None:
+                self.lag.sample(*last)
         except Exception as exc:  # keep going: a stream producer must survive a bad push
             with self._status_lock:
                 self._ticks += 1
@@ -328,7 +457,7 @@ class StreamingWorker:
             self._last_tick_seconds = round(time.monotonic() - started, 3)
             self._last_batch_size = len(df)
             self._recent.append((started, len(df)))
-        logger.info("pushed %d user_activity rows", len(df))
+        logger.info("wrote %d user_activity rows (%s)", len(df), self.write_mode)
         return len(df)
 
     def next_users(self, count: int) -> list[str]:
@@ -398,16 +527,63 @@ class StreamingWorker:
 
     # ---------------------------------------------------------------------- push
 
-    def _push(self, df: pd.DataFrame) -> None:
+    def _push(self, df: pd.DataFrame) -> tuple[str, datetime, float] | None:
+        """Write the tick's rows; returns the last event's (user id, event time, wall
+        clock at its write call) for the lag sample, None over HTTP or with no rows."""
         if self.push_url:
             self._push_http(df)
-        elif self.stream_key:
+            return None
+        if self.stream_key:
             self._add_to_stream(df)
-        else:
-            from feast.data_source import PushMode
+            return None
+        assert self.store is not None
+        if self.write_mode == "events":
+            return self._write_events(df)
+        from feast.data_source import PushMode
 
-            assert self.store is not None
-            self.store.push(self.push_source_name, df, to=PushMode.ONLINE)
+        started = time.time()
+        self.store.push(self.push_source_name, df, to=PushMode.ONLINE)
+        if df.empty:
+            return None
+        if self.embedding_source:
+            embeddings = df[["user_id", "event_timestamp", "created"]].copy()
+            embeddings["embedding"] = [_embedding_of(row) for row in df.to_dict("records")]
+            self.store.push(self.embedding_source, embeddings, to=PushMode.ONLINE)
+            with self._status_lock:
+                self._embeddings += len(embeddings)
+        last = df.iloc[-1]
+        return str(last["user_id"]), last["event_timestamp"].to_pydatetime(), started
+
+    def _write_events(self, df: pd.DataFrame) -> tuple[str, datetime, float] | None:
+        """One ``EventWriter.write`` per event, as a stream processor writes each event it
+        has just computed: each is stamped with the time of its own write."""
+        if self._writer is None:
+            from feast_redis_hexpire.events import EventWriter
+
+            self._writer = EventWriter(self.store, self.push_source_name)
+            if self.embedding_source:
+                self._embedding_writer = EventWriter(self.store, self.embedding_source)
+        last: tuple[str, datetime, float] | None = None
+        skipped = embeddings = 0
+        for event in df.drop(columns=["created"], errors="ignore").to_dict("records"):
+            event["last_login_ts"] = event["last_login_ts"].to_pydatetime()
+            stamp = self._clock()
+            event["event_timestamp"] = stamp
+            started = time.time()
+            result = self._writer.write(event)
+            skipped += result.skipped
+            # A skipped event (an older one than stored, say) never shows: no lag sample.
+            last = (str(event["user_id"]), stamp, started) if result.written else None
+            if self._embedding_writer is not None:
+                embedded = self._embedding_writer.write(
+                    {"user_id": event["user_id"], "embedding": _embedding_of(event), "event_timestamp": self._clock()}
+                )
+                skipped += embedded.skipped
+                embeddings += embedded.written
+        with self._status_lock:
+            self._skipped += skipped
+            self._embeddings += embeddings
+        return last
 
     def _push_http(self, df: pd.DataFrame) -> None:
         """POST the rows to feast serve's /push (body: PushFeaturesRequest)."""
@@ -456,6 +632,19 @@ def _entry_text(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def _embedding_of(row: dict[str, Any]) -> list[float]:
+    return user_embedding(
+        str(row["user_id"]), int(row["tx_count_5m"]), int(row["failed_logins_15m"]), str(row["session_country"])
+    )
+
+
+def _push_source_of(store: FeatureStore | None, name: str | None) -> str | None:
+    """``name`` if ``store``'s registry has that push source, else None (an older repo)."""
+    if store is None or name is None:
+        return None
+    return name if any(source.name == name for source in store.list_data_sources()) else None
 
 
 def http_push_columns(df: pd.DataFrame) -> dict[str, list[Any]]:
@@ -509,6 +698,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--push-url", help="feast serve base URL; default: in-process push")
     target.add_argument(
+        "--events", action="store_true", help="write one event per call through EventWriter instead of store.push"
+    )
+    target.add_argument(
         "--stream", metavar="KEY", help="XADD the rows to this Redis Stream instead of pushing them (for `ingest`)"
     )
     parser.add_argument(
@@ -549,6 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream_key=args.stream,
         stream_client=stream_client,
         stream_maxlen=args.stream_maxlen,
+        write_mode="events" if args.events else "push",
     )
     _stop_on_signals()
     try:

