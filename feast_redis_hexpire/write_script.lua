@@ -28,6 +28,8 @@
 -- Returns one code per key: 1 written, 0 skipped (older than the stored event time),
 -- 2 skipped (a stream row whose expiry min(event, now) + ttl is already past),
 -- 3 skipped (event time too far ahead of the server clock), or an error for that key.
+-- Locals, not globals: each global read is a table lookup, and ARGV is read per value.
+local KEYS, ARGV = KEYS, ARGV
 local stream = ARGV[1] ~= 'b'
 local newest_wins = ARGV[1] ~= 'l'
 local ttl = ARGV[2]
@@ -44,8 +46,10 @@ end
 
 -- HSET's arguments, reused row after row: fields stay, values are replaced.
 local set_args = {}
+local fields = {}
 for f = 1, s do
   set_args[2 * f - 1] = ARGV[6 + f]
+  fields[f] = ARGV[6 + f]
 end
 
 local now = redis.call('TIME')
@@ -68,7 +72,7 @@ local function older(a, b)
   return x < y
 end
 
-local call, pcall_ = redis.call, redis.pcall
+local call, pcall_, unpack = redis.call, redis.pcall, unpack
 local key_ttl = not stream and ttl ~= '0'
 local codes = {}
 local p = 7 + s + d
@@ -100,13 +104,15 @@ for i = 1, #KEYS do
   if code == 1 and newest_wins then
     local stored = pcall_('HGET', key, ts_field)
     if stored then
-      if stored.err then
-        code = {err = stored.err .. ' (key ' .. key .. ')'}
-      elseif numeric or #stored ~= #ts then
-        if older(ts, stored) then
+      -- the common case first: a stored time of the same width. An error reply is a
+      -- table, whose length is 0, so it never takes this branch.
+      if not numeric and #stored == #ts then
+        if ts < stored then
           code = 0
         end
-      elseif ts < stored then
+      elseif stored.err then
+        code = {err = stored.err .. ' (key ' .. key .. ')'}
+      elseif older(ts, stored) then
         code = 0
       end
     end
@@ -125,10 +131,6 @@ for i = 1, #KEYS do
         end
       else
         call('HSET', key, unpack(set_args))
-        local fields = {}
-        for f = 1, s do
-          fields[f] = set_args[2 * f - 1]
-        end
         local replies = call('HPEXPIREAT', key, expire_at, 'FIELDS', s, unpack(fields))
         for f = 1, #replies do
           if replies[f] ~= 1 and code == 1 then
