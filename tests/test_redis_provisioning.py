@@ -323,10 +323,15 @@ def test_concurrent_build_waits_for_the_lock_holder(
         waiter = threading.Thread(target=lambda: result.append(_call(find_redis_server, log=messages.append)))
         waiter.start()
         deadline = time.monotonic() + 30
-        while not messages and waiter.is_alive() and time.monotonic() < deadline:
+        # Other lines (no cached build, say) may come first: wait for the one about the lock.
+        while (
+            not any("another process is building Redis" in m for m in messages)
+            and waiter.is_alive()
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
         assert waiter.is_alive(), result  # blocked on the lock
-        assert "another process is building Redis" in messages[-1]
+        assert any("another process is building Redis" in m for m in messages), messages
         installed = redis_binary._install_from_source_tree(server_binary.parent, cache_dir())
         fcntl.flock(lock, fcntl.LOCK_UN)
     waiter.join(timeout=30)
