@@ -362,10 +362,12 @@ class _Writer:
         self._next_check = 0.0
         self._resolution()  # an unknown source fails here, not at the first write
 
-    def _resolution(self) -> _Resolution:
+    def _resolution(self, *, now_or_never: bool = False) -> _Resolution:
+        """The source's views as of the registry version last seen; the version is looked at
+        again at most every REGISTRY_CHECK_INTERVAL_S, or at once with `now_or_never`."""
         resolved = self._resolved
         now = time.monotonic()
-        if resolved is not None and now < self._next_check:
+        if resolved is not None and now < self._next_check and not now_or_never:
             return resolved
         token = self._version.token()
         self._next_check = now + REGISTRY_CHECK_INTERVAL_S
@@ -396,7 +398,7 @@ class _Writer:
 
     def check(self, event: Mapping[str, Any]) -> None:
         """Raise what `write` would raise for this one event; write nothing."""
-        self.plans(self._resolution(), [event])
+        self.prepare([event])
 
     def plans(self, resolved: _Resolution, events: Sequence[Mapping[str, Any]]) -> list[WritePlan]:
         """Validate and encode every event: a bad one raises before anything is sent."""
@@ -477,11 +479,22 @@ class _Writer:
 
     def prepare(self, events: Events) -> tuple[_Resolution, list[WritePlan]]:
         resolved = self._resolution()
+        try:
+            return resolved, self._planned(resolved, events)
+        except InvalidInput:
+            # Refused by views up to 10 ms old: a `feast apply` a moment ago (a new feature,
+            # say) must not refuse the events written right after it. Look again, once.
+            fresh = self._resolution(now_or_never=True)
+            if fresh is resolved:
+                raise
+            return fresh, self._planned(fresh, events)
+
+    def _planned(self, resolved: _Resolution, events: Events) -> list[WritePlan]:
         if type(events) is list:  # the common shapes first: ABC isinstance checks cost µs
-            return resolved, self.plans(resolved, events)
+            return self.plans(resolved, events)
         if isinstance(events, pa.Table):
-            return resolved, self.table_plans(resolved, events)
-        return resolved, self.plans(resolved, _as_rows(events))
+            return self.table_plans(resolved, events)
+        return self.plans(resolved, _as_rows(events))
 
     def finish(
         self, resolved: _Resolution, plans: Sequence[WritePlan], reports: Sequence[WriteReport]

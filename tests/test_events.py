@@ -31,6 +31,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from feast_redis_hexpire import AsyncEventWriter, EventWriter, EventWriteResult
+from feast_redis_hexpire import events as events_module
 from feast_redis_hexpire.errors import ConfigError, InvalidEntityKey, InvalidFeatureValue, UnknownFeature
 from feast_redis_hexpire.store import StoreStats
 from tests.support.parity import KeyState, clear, differences, project_state
@@ -413,10 +414,12 @@ def _widened_view() -> FeatureView:
 
 @pytest.mark.both_servers
 @pytest.mark.parametrize("where", ["this store", "another process"])
-def test_a_new_feast_apply_is_picked_up(repo, where):
+def test_a_new_feast_apply_is_picked_up(repo, where, monkeypatch):
     """An apply through the writer's own FeatureStore, or by anyone else into the same
     registry file (another FeatureStore object stands in for `feast apply` in another
-    process: it shares nothing with the writer's but the file)."""
+    process: it shares nothing with the writer's but the file). The periodic version check
+    is pushed out of reach: an event the old views refuse makes the writer look again."""
+    monkeypatch.setattr(events_module, "REGISTRY_CHECK_INTERVAL_S", 3600.0)
     writer = EventWriter(repo.store, "user_activity_push")
     writer.write(event(tx_count_5m=1, seconds_ago=1))
     with pytest.raises(UnknownFeature, match="risk"):
