@@ -82,7 +82,14 @@ def _as_pushed(view: str, name: str, value: Any, what: str, declared: ValueType)
     if not problem:
         try:
             return _one_row(name, value)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
+        except (
+            pa.ArrowInvalid,
+            pa.ArrowTypeError,
+            pa.ArrowNotImplementedError,
+            ValueError,
+            TypeError,
+            OverflowError,
+        ) as exc:
             problem = str(exc)
     raise error(
         f"view {view!r}, {what} {name!r}: declared {declared.name} but got "

@@ -319,6 +319,7 @@ def test_columns_and_lists_are_one_call(repo):
 BAD = [
     ({"tx_count5m": 3}, UnknownFeature, "tx_count5m", 3, "unknown field 'tx_count5m'"),
     ({"tx_count_5m": "three"}, InvalidFeatureValue, "tx_count_5m", "three", "declared INT64 but got str = 'three'"),
+    ({"tx_count_5m": 2**70}, InvalidFeatureValue, "tx_count_5m", 2**70, "declared INT64 but got int"),
     ({"last_amount": [1.0]}, InvalidFeatureValue, "last_amount", [1.0], "declared DOUBLE but got list"),
     ({"user_id": None}, InvalidEntityKey, "user_id", None, "join key 'user_id'"),
     ({"user_id": ...}, InvalidEntityKey, "user_id", None, "no join key 'user_id'"),
