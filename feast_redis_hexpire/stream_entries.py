@@ -41,6 +41,7 @@ import pyarrow as pa
 from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
 
+from .arrow_writes import INT32_RANGE, INT64_RANGE
 from .codec import CODECS, short_repr
 
 Parse = Callable[[bytes], Any]
@@ -120,8 +121,8 @@ def _bool(raw: bytes) -> bool:
         raise ValueError(f"not a bool: {short_repr(raw)} (true, false, 1 or 0)") from None
 
 
-def _int_in(bits: int) -> Parse:
-    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+def _int_in(bits: int, bounds: tuple[int, int]) -> Parse:
+    low, high = bounds
 
     def parse(raw: bytes) -> int:
         if raw[:1] == b"+":  # int() takes these; the store's text never has them
@@ -134,8 +135,8 @@ def _int_in(bits: int) -> Parse:
     return parse
 
 
-_int32 = _int_in(32)
-_int64 = _int_in(64)
+_int32 = _int_in(32, INT32_RANGE)
+_int64 = _int_in(64, INT64_RANGE)
 
 
 def _text(raw: bytes) -> str:
@@ -162,7 +163,8 @@ def _int_items(raw: bytes) -> list[int]:
 
 def _int64_items(raw: bytes) -> list[int]:
     items = _int_items(raw)
-    if not all(-(2**63) <= item < 2**63 for item in items):
+    low, high = INT64_RANGE
+    if not all(low <= item <= high for item in items):
         raise ValueError(f"out of the range of a 64-bit integer: {short_repr(raw)}")
     return items
 
