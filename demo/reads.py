@@ -37,10 +37,15 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+VECTOR_TYPES = {"Array(Float32)": "FLOAT32", "Array(Float64)": "FLOAT64"}
+
+
 def display(value: Any, dtype: str) -> str | None:
     """A read value as Inspect shows it in the hash: floats in the store's own text
-    (``27.0``, the shortest float32 decimal), so Read and Inspect agree."""
+    (``27.0``, the shortest float32 decimal), float lists by type, length and first values,
+    so Read and Inspect agree."""
     from feast_redis_hexpire.codec import double_text, float32_text
+    from feast_redis_hexpire.vector_schema import vector_text
 
     if value is None:
         return None
@@ -48,6 +53,8 @@ def display(value: Any, dtype: str) -> str | None:
         return (float32_text(value) if dtype == "Float32" else double_text(value)).decode()
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, list) and dtype in VECTOR_TYPES:  # as Inspect shows a stored vector
+        return vector_text(value, VECTOR_TYPES[dtype])
     return str(jsonable(value))
 
 

@@ -49,6 +49,7 @@ from .codec import (
 )
 from .errors import InvalidEntityKey, InvalidFeatureValue, InvalidInput
 from .keys import entity_value_text, int_texts, key_texts, string_texts
+from .vector_schema import wrong_length
 from .views import FeatureField, ViewLayout
 from .write_rules import event_ttl_ms, expiry_ms, numeric
 from .writes import EntityWrite, Shape, WritePlan
@@ -548,9 +549,27 @@ class ArrowViewEncoder:
     timestamp_column: str
     created_column: str | None
 
+    def _check_vector_widths(self, batch: pa.RecordBatch) -> None:
+        """A vector-indexed feature's values must be `vector_length` long: InvalidFeatureValue
+        naming the view, feature and the first wrong length, and nothing is written."""
+        names = set(batch.schema.names)
+        for feature in self.features:
+            spec = feature.field.vector
+            if spec is None or feature.name not in names:
+                continue
+            column = batch.column(feature.name)
+            if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+                continue  # a fixed-size list, or not a list: the encoder names what is wrong
+            lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+            wrong = np.flatnonzero((lengths != spec.dim) & ~np.isnan(lengths.astype(float)))
+            if len(wrong):
+                raise wrong_length(self.layout.name, feature.name, int(lengths[wrong[0]]), spec.dim)
+
     def plan(self, batch: pa.RecordBatch) -> WritePlan:
         """Validate and encode one batch, in the checks' order of Feast's conversion."""
-        # Feast's conversion checks vector widths since 0.67; before, neither does this.
+        self._check_vector_widths(batch)  # the store's error, before Feast's plainer one
+        # Feast's conversion checks vector widths since 0.67 (also of a field without
+        # vector_length, against its first row); before, it checks none.
         validate_widths = getattr(feast_utils, "_validate_vector_field_lengths", None)
         if validate_widths is not None:
             validate_widths(batch, self.feature_view)

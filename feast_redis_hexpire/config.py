@@ -7,6 +7,7 @@ construction, with the secrets of the connection string hidden.
 
 # No `from __future__ import annotations` here: pydantic resolves the field annotations in
 # this class's `__module__`, which is the package (see below), not this module.
+import functools
 import importlib
 import logging
 import re
@@ -337,8 +338,14 @@ class RedisHexpireOnlineStoreConfig(FeastConfigBaseModel):
 
     @property
     def where(self) -> str:
-        """The connection string as messages show it: secrets redacted."""
-        return redact_connection_string(self.connection_string)
+        """The connection string as messages show it: secrets redacted. Every write and
+        search passes it along for its messages, so each string is redacted once (~15 µs)."""
+        return _redacted(self.connection_string)
+
+
+@functools.lru_cache(maxsize=64)
+def _redacted(connection_string: str) -> str:
+    return redact_connection_string(connection_string)
 
 
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})

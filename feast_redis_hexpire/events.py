@@ -41,7 +41,7 @@ from .config import RedisHexpireOnlineStoreConfig
 from .errors import ConfigError, HexpireError, InvalidEntityKey, InvalidFeatureValue, InvalidInput, UnknownFeature
 from .event_values import KeyEncoder, ValueEncoder, key_encoder, value_encoder
 from .keys import join_key_head
-from .store import RedisHexpireOnlineStore, key_prefix_of, layout_of, store_config_of
+from .store import key_prefix_of, layout_of, online_store_of, store_config_of
 from .views import DUMMY_JOIN_KEY, ViewLayout
 from .write_rules import event_ttl_ms
 from .writes import EntityWrite, Shape, WritePlan, WriteReport, count, encode_time, row_outcomes, write_head
@@ -341,14 +341,8 @@ class _Writer:
     """Everything but the I/O, shared by EventWriter and AsyncEventWriter."""
 
     def __init__(self, store: Any, source: str) -> None:
-        online_store = store._get_provider().online_store
-        if not isinstance(online_store, RedisHexpireOnlineStore):
-            raise ConfigError(
-                f"the per-event API writes to RedisHexpireOnlineStore; this repo's online store is "
-                f"{type(online_store).__name__}"
-            )
         self._store = store
-        self._online_store = online_store
+        self._online_store = online_store_of(store)
         self._config = store.config
         self.store_config: RedisHexpireOnlineStoreConfig = store_config_of(store.config)
         self.where = self.store_config.where  # redacted once: messages only

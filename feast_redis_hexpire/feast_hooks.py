@@ -33,6 +33,7 @@ VERSIONED_READS = "versioned_reads"
 ARROW_PUSH = "arrow_push"
 ARROW_MATERIALIZE = "arrow_materialize"
 METRICS = "metrics"
+SHARED_STORE = "shared_store"
 
 FAST_PATHS: dict[str, str] = {
     SERVING: "the serving fast path (get_online_features planned once per request shape, values decoded "
@@ -42,6 +43,8 @@ FAST_PATHS: dict[str, str] = {
     ARROW_PUSH: "HexpireProvider's Arrow push (store.push, write_to_online_store without ValueProtos)",
     ARROW_MATERIALIZE: "HexpireProvider's Arrow materialization (local compute engine)",
     METRICS: "the store's Prometheus metrics under `feast serve --metrics`",
+    SHARED_STORE: "the store's own APIs (EventWriter) sharing the FeatureStore's online store object (write "
+    "counters and skipped-row warning pacing shared with store.push; off, each API has its own)",
 }
 """Each fast path and what a user loses (speed only) when it is off."""
 
@@ -226,6 +229,8 @@ HOOKS: tuple[Hook, ...] = (
     Hook("feast.metrics:_config", "attributes", ("enabled", "online_features"), METRICS),
     Hook("feast.metrics:online_features_status_total", "attributes", ("labels",), METRICS),
     Hook("feast.metrics:online_store_read_duration_seconds", "attributes", ("observe",), METRICS),
+    # store.py's online_store_of: the store's own APIs reach the FeatureStore's online store
+    Hook("feast.feature_store:FeatureStore._get_provider", "called", ("self",), SHARED_STORE),
 )
 
 

@@ -15,6 +15,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from .errors import InvalidEntityKey
 from .keys import entity_key_texts, project_prefix
+from .vector_schema import VectorSpec
 from .views import TS_FIELD_PREFIX, ViewLayout
 
 __all__ = [
@@ -49,6 +50,7 @@ class FieldOwner:
     view: str
     kind: str  # "batch" / "stream"
     feature: str | None  # None for the view's `_ts:<view>` event-time field
+    vector: VectorSpec | None = None  # a vector-indexed feature: raw floats, shown decoded
 
 
 def field_owners(layouts: Iterable[ViewLayout]) -> dict[bytes, FieldOwner]:
@@ -56,7 +58,7 @@ def field_owners(layouts: Iterable[ViewLayout]) -> dict[bytes, FieldOwner]:
     owners: dict[bytes, FieldOwner] = {}
     for layout in layouts:
         for feature in layout.features.values():
-            owners[feature.field] = FieldOwner(layout.name, layout.kind.value, feature.name)
+            owners[feature.field] = FieldOwner(layout.name, layout.kind.value, feature.name, feature.vector)
         owners[layout.ts_field] = FieldOwner(layout.name, layout.kind.value, None)
     return owners
 
@@ -125,6 +127,12 @@ def _text(raw: Any) -> str:
     return str(raw)
 
 
+def _value_text(raw: bytes, owner: FieldOwner | None) -> str:
+    """The stored value as redis-cli shows it; a vector's raw float bytes decoded instead."""
+    described = owner.vector.describe(raw) if owner is not None and owner.vector is not None else None
+    return _text(raw) if described is None else described
+
+
 def _field_sort_key(info: FieldInfo) -> tuple[bool, str, bool, str]:
     # Group by view, event-time field last within its view, then by name.
     return (info.view is None, info.view or "", info.feature is None, info.field)
@@ -158,7 +166,7 @@ def inspect_key(
         fields.append(
             FieldInfo(
                 field=_text(name),
-                value=_text(values[name]),
+                value=_value_text(values[name], owner),
                 ttl_ms=int(ttl),
                 view=owner.view if owner else None,
                 kind=owner.kind if owner else None,

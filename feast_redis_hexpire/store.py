@@ -60,6 +60,26 @@ class StoreStats:
         return asdict(self)
 
 
+def online_store_of(store: Any) -> RedisHexpireOnlineStore:
+    """The online store a FeatureStore serves from, for the store's own APIs: its provider's
+    object, so their writes share its counters and warning pacing with store.push; where this
+    Feast has no `_get_provider` (feast_hooks.SHARED_STORE), one of their own."""
+    if feast_hooks.check().active(feast_hooks.SHARED_STORE):
+        online_store = store._get_provider().online_store
+    elif isinstance(store.config.online_store, RedisHexpireOnlineStoreConfig):
+        online_store = RedisHexpireOnlineStore()
+    else:
+        online_store = None
+    if not isinstance(online_store, RedisHexpireOnlineStore):
+        kind = type(store.config.online_store).__name__
+        raise ConfigError(
+            f"this API works on RedisHexpireOnlineStore; this repo's online store config is {kind}",
+            setting="online_store.type",
+            value=kind,
+        )
+    return online_store
+
+
 def store_config_of(config: RepoConfig) -> RedisHexpireOnlineStoreConfig:
     store_config = config.online_store
     if not isinstance(store_config, RedisHexpireOnlineStoreConfig):

@@ -67,6 +67,21 @@ class VectorSpec:
         """A query vector as the index compares it."""
         return np.asarray(values, dtype=self.numpy_dtype).tobytes()
 
+    def describe(self, raw: bytes) -> str | None:
+        """A stored vector for people (inspect, the demo), or None when `raw` is not one
+        vector of this field."""
+        dtype = np.dtype(self.numpy_dtype)
+        if len(raw) != self.dim * dtype.itemsize:
+            return None
+        return vector_text(np.frombuffer(raw, dtype=dtype).tolist(), self.element)
+
+
+def vector_text(values: Sequence[float], element: str, shown: int = 6) -> str:
+    """A vector as inspect and the demo show it: its type, length and first values."""
+    head = ", ".join(f"{v:.4g}" for v in values[:shown])
+    more = ", …" if len(values) > shown else ""
+    return f"{element.lower()}[{len(values)}] [{head}{more}]"
+
 
 def vector_spec(
     feature: Any, value_type: ValueType, *, view: str, default_dim: int | None, default_metric: str | None
@@ -99,6 +114,16 @@ def vector_spec(
     return VectorSpec(element[0], dim, "L2", ("COSINE", "IP"))
 
 
+def wrong_length(view: str, feature: str, length: int, dim: int) -> InvalidFeatureValue:
+    """The error of a vector whose length is not its field's `vector_length`."""
+    return InvalidFeatureValue(
+        f"view {view!r}, feature {feature!r}: a vector of length {length}, but the field's vector_length is {dim}",
+        view=view,
+        feature=feature,
+        value=length,
+    )
+
+
 def vector_codec(base: TypeCodec, spec: VectorSpec, *, view: str, feature: str) -> TypeCodec:
     """`base` (the list type's text codec) with raw little-endian floats of length `spec.dim`."""
     dtype = np.dtype(spec.numpy_dtype)
@@ -108,13 +133,7 @@ def vector_codec(base: TypeCodec, spec: VectorSpec, *, view: str, feature: str) 
 
     def encode_items(items: Sequence[float]) -> bytes:
         if len(items) != spec.dim:
-            raise InvalidFeatureValue(
-                f"view {view!r}, feature {feature!r}: a vector of length {len(items)}, but the field's "
-                f"vector_length is {spec.dim}",
-                view=view,
-                feature=feature,
-                value=len(items),
-            )
+            raise wrong_length(view, feature, len(items), spec.dim)
         return np.asarray(items, dtype=dtype).tobytes()
 
     def encode(msg: Any) -> bytes:

@@ -21,6 +21,7 @@ from demo.runtime import MAX_USERS, DemoRuntime
 from devsupport.net import wait_until
 from feast_redis_hexpire import clients
 from feast_redis_hexpire.redis_version import hello_info
+from feast_redis_hexpire.vector_schema import vector_text
 from feature_repo.stream_producer import StreamingWorker, user_ids_for
 from tests.support.e2e import STREAM_FIELDS as E2E_STREAM_FIELDS
 
@@ -195,6 +196,8 @@ def test_read_all_features_with_kinds_ttls_and_latency(client, runtime, raw):
         assert feature["status"] == "PRESENT", feature
         if feature["feature"] == "embedding":
             assert feature["value"] == pytest.approx(list(struct.unpack("<8f", embedding)), abs=1e-6)
+            assert feature["text"] == vector_text(feature["value"], "FLOAT32")  # as Inspect shows it
+            assert feature["text"].startswith("float32[8] [") and feature["text"].endswith(", …]")
             assert feature["kind"] == "stream" and 0 < feature["ttl_seconds"] <= STREAM_TTL
             continue
         if feature["feature"] != "last_login_ts":  # Read shows a value as Inspect does: 27.0, not 27
@@ -389,9 +392,9 @@ def test_inspect_shows_every_field_with_field_and_key_ttls(client, runtime, raw)
     stored = {k.decode(): v for k, v in runtime.client.hgetall(key).items()}
     shown = {f["field"]: f["value"] for f in body["fields"]}
     assert set(shown) == set(stored)
-    # Text values as stored; the embedding's raw little-endian floats shown escaped.
+    # Text values as stored; the embedding's raw little-endian floats decoded.
     assert all(shown[name] == value.decode() for name, value in stored.items() if name != "embedding")
-    assert shown["embedding"] == stored["embedding"].decode("utf-8", errors="backslashreplace")
+    assert shown["embedding"] == vector_text(struct.unpack("<8f", stored["embedding"]), "FLOAT32")
     assert body["missing"] == []
     assert abs(body["key_ttl_seconds"] - raw.ttl(key)) <= 2
     assert body["memory_bytes"] > 0

@@ -27,7 +27,7 @@ from feast.infra.online_stores.online_store import OnlineStore
 from feast.online_response import OnlineResponse
 from feast.value_type import ValueType
 
-from feast_redis_hexpire import feast_hooks
+from feast_redis_hexpire import EventWriter, feast_hooks
 from feast_redis_hexpire.codec import CODECS, NEWER_MESSAGE_TYPES
 from feast_redis_hexpire.serving import ServedResponse
 from tests.support.store import command_calls, generic_online_features, generic_online_features_async, now, run_async
@@ -276,3 +276,30 @@ def test_a_request_context_of_another_shape_falls_back_with_one_warning(
     assert "returning 10 values, not 9" in warning and f"Feast {feast_hooks.feast_version()}" in warning
     assert type(response) is OnlineResponse
     assert served == expected
+
+
+def test_canary_without_get_provider_the_event_writer_writes_through_its_own_store(
+    make_store, redis_server, unique_project: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """EventWriter reaches the FeatureStore's online store through FeatureStore._get_provider:
+    without it, one WARNING, and the writer writes the same bytes through an online store of
+    its own (only the write counters are no longer the provider's)."""
+    fs = make_store()
+    event = {"user_id": "e1", "tx_count_5m": 7, "amount": 1.25, "event_timestamp": now()}
+    with EventWriter(fs, "activity") as writer:
+        assert writer._writer._online_store is fs._get_provider().online_store
+        writer.write(event)
+
+    monkeypatch.delattr(FeatureStore, "_get_provider")
+    with caplog.at_level(logging.WARNING, logger="feast_redis_hexpire"), EventWriter(fs, "activity") as writer:
+        assert writer.write({**event, "user_id": "e2"}).written == 1
+    [warning] = _warnings(caplog, "FeatureStore._get_provider")
+    assert "is missing" in warning and "EventWriter" in warning
+    assert not feast_hooks.check(warn=False).active(feast_hooks.SHARED_STORE)
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        keys = {user: next(iter(client.scan_iter(match=f"*{unique_project}*user_id={user}*"))) for user in ("e1", "e2")}
+        assert client.hgetall(keys["e1"]) == client.hgetall(keys["e2"])
+    finally:
+        client.close()

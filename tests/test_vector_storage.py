@@ -4,6 +4,7 @@ config accepts Feast's vector-store names. Storage needs no search module: Redis
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from feast.value_type import ValueType
 
 from devsupport.feature_stores import feature_store
 from feast_redis_hexpire.errors import ConfigError, InvalidFeatureValue, InvalidViewConfig
+from feast_redis_hexpire.inspection import inspect_key
+from feast_redis_hexpire.store import layout_of
 from tests.support.parity import differences, project_state
 from tests.support.store import generic_online_features, generic_online_features_async, run_async
 
@@ -126,12 +129,14 @@ def test_arrow_write_path_stores_the_same_bytes(redis_server, raw, tmp_path):
     assert read["emb"] == [as_float32(EMB[2])] and read["emb64"] == [EMB64[2]]
 
 
-@pytest.mark.parametrize("path", ["online_write_batch", "HexpireProvider materialize"])
+@pytest.mark.parametrize("path", ["online_write_batch", "HexpireProvider materialize", "HexpireProvider push"])
 def test_wrong_vector_length_is_refused_and_nothing_is_written(redis_server, raw, tmp_path, path):
-    """Feast checks lengths in write_to_online_store and its own materialization; the store
-    checks them too, for every other caller of online_write_batch (stream engines, custom
-    ingestion). HexpireProvider's Arrow path runs Feast's own check, as Feast's path does."""
+    """Every write path refuses a vector whose length is not the field's vector_length with
+    the store's InvalidFeatureValue (a ValueError, as Feast's own check raises), naming the
+    view, feature and length: online_write_batch (stream engines, custom ingestion) and
+    HexpireProvider's Arrow paths, before Feast's plainer check of the same."""
     bad = frame(emb=[[1.0, 2.0, 3.0, 4.0], [1.0, 2.0], [1.0, 2.0, 3.0, 4.0]])
+    view = "item_vectors"
     if path == "online_write_batch":
         fs = store(redis_server, tmp_path)
         online = fs._get_provider().online_store
@@ -146,20 +151,27 @@ def test_wrong_vector_length_is_refused_and_nothing_is_written(redis_server, raw
         ]
         with pytest.raises(InvalidFeatureValue) as caught:
             online.online_write_batch(fs.config, fs.get_feature_view("item_vectors"), rows, None)
+    elif path == "HexpireProvider push":
+        # FeatureStore.write_to_online_store checks the DataFrame itself (Feast 0.67+) before
+        # any provider sees it: its ValueError, and the store's where Feast checks nothing
+        fs = store(redis_server, tmp_path, provider="feast_redis_hexpire.HexpireProvider")
+        with pytest.raises(ValueError, match="length 2") as refused:
+            fs.write_to_online_store("item_vectors", bad)
+        assert list(raw.scan_iter(match=f"fs:{fs.project}:item_id=*")) == []
+        if not isinstance(refused.value, InvalidFeatureValue):
+            return
+        caught = refused
     else:
         bad.to_parquet(tmp_path / "bad.parquet")
         source = FileSource(path=str(tmp_path / "bad.parquet"), timestamp_field="event_timestamp")
         fs = store(redis_server, tmp_path, provider="feast_redis_hexpire.HexpireProvider")
         fs.apply([FeatureView(name="from_file", entities=[ITEM], schema=VIEW.schema, source=source)])
-        with pytest.raises(
-            ValueError, match="Vector length 2 does not match expected 4 for feature 'emb' in feature view 'from_file'"
-        ):
+        view = "from_file"
+        with pytest.raises(InvalidFeatureValue) as caught:
             fs.materialize(TS - timedelta(days=1), TS + timedelta(days=1), feature_views=["from_file"])
-        assert list(raw.scan_iter(match=f"fs:{fs.project}:item_id=*")) == []
-        return
     error = caught.value
-    assert (error.view, error.feature, error.value) == ("item_vectors", "emb", 2)
-    assert "'item_vectors'" in str(error) and "'emb'" in str(error) and "length 2" in str(error)
+    assert (error.view, error.feature, error.value) == (view, "emb", 2)
+    assert f"'{view}'" in str(error) and "'emb'" in str(error) and "length 2" in str(error)
     assert "vector_length is 4" in str(error)
     assert list(raw.scan_iter(match=f"fs:{fs.project}:item_id=*")) == []
 
@@ -217,3 +229,20 @@ def test_config_accepts_feasts_vector_store_names():
     assert RedisHexpireOnlineStoreConfig(metric_type="COSINE").default_metric == "COSINE"
     assert RedisHexpireOnlineStoreConfig().default_metric == "L2"  # what Feast asks for by default
     assert RedisHexpireOnlineStoreConfig().vector_enabled is False
+
+
+def test_inspect_shows_a_vector_decoded_and_other_fields_as_stored(redis_server, raw, tmp_path):
+    """`inspect` (CLI, demo) prints what redis-cli shows, except a vector's raw float bytes,
+    which it shows as their type and first values."""
+    fs = store(redis_server, tmp_path)
+    write_both(fs)
+    layouts = [layout_of(fs.get_feature_view(name), fs.config) for name in ("item_vectors", "item_vectors64")]
+    shown = {f.field: f for f in inspect_key(raw, f"fs:{fs.project}:item_id=i2", layouts).fields}
+    assert shown["item_vectors:emb"].value == "float32[4] [1, 2, 3, 4]"
+    assert shown["item_vectors64:emb64"].value == "float64[3] [0, 0, 1]"
+    assert shown["item_vectors:title"].value == raw.hget(f"fs:{fs.project}:item_id=i2", "item_vectors:title").decode()
+    spec = layouts[0].features["emb"].vector
+    assert spec is not None
+    wide = replace(spec, dim=8).describe(np.arange(8, dtype="<f4").tobytes())  # cut after six values
+    assert wide == "float32[8] [0, 1, 2, 3, 4, 5, …]"
+    assert spec.describe(b"\x00" * 3) is None  # not one vector of the field: shown as stored

@@ -26,6 +26,7 @@ from typing import Any
 
 from devsupport.net import free_port
 from devsupport.sample_repo import load_module, working_copy
+from feast_redis_hexpire.maintenance import record_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -340,7 +341,10 @@ def field_pttls(client, key: bytes, fields: Sequence[str]) -> dict[str, int]:
 
 
 def project_keys(client, key_prefix: str, project: str) -> list[bytes]:
-    return sorted(client.scan_iter(match=f"{key_prefix}:{project}:*", count=1000))
+    """The project's entity keys: every key under its prefix but `feast apply`'s own record
+    of the views (`<prefix>:<project>:_views`, maintenance.py), which outlives the entities."""
+    record = record_key(key_prefix, project, "none")
+    return sorted(key for key in client.scan_iter(match=f"{key_prefix}:{project}:*", count=1000) if key != record)
 
 
 def online_dict(store, features: Sequence[str], user_ids: Sequence[str]) -> dict[str, list[Any]]:
