@@ -9,6 +9,7 @@ replies of every node become Feast's result rows.
 for L2: any vector's L1 norm is at least its L2 norm, so once the k-th best L1 among the
 first k' L2 neighbours is no more than the k'-th L2 distance, no other document can beat
 it. `SearchPlan.next_round` widens k' until that holds (or every match is a candidate).
+Exact on a FLAT index; on HNSW as approximate as the L2 neighbours it finds.
 
 Feast's ComparisonFilter / CompoundFilter become query clauses, so `top_k` holds after
 filtering. Every query also requires the view's `_ts` field: a hash is a document of the
