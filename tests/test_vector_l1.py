@@ -2,7 +2,7 @@
 exactly over a field indexed for L2: the L2 neighbours are the candidates, ranked by L1
 and widened until no other document can beat them (L1 >= L2). Checked against numpy brute
 force on data whose L1 and L2 rankings differ, through Feast's FeatureStore, sync and
-async, with filters, under expiry, on a standalone server and on Redis Cluster."""
+async, with filters and keywords, under expiry, on a standalone server and on Redis Cluster."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def view(name: str, metric: str | None = None, **kwargs) -> FeatureView:
         Field(name="item_id", dtype=String),
         Field(name="emb", dtype=Array(Float32), vector_index=True, vector_length=DIM, vector_search_metric=metric),
         Field(name="rating", dtype=Int64),
+        Field(name="title", dtype=String),
     ]
     return FeatureView(name=name, entities=[ITEM], schema=schema, source=kwargs.pop("source", SOURCE), **kwargs)
 
@@ -63,6 +64,7 @@ def frame(data: np.ndarray, ts: list[datetime] | None = None) -> pd.DataFrame:
             "item_id": [f"d{k:03d}" for k in range(n)],
             "emb": [list(map(float, v)) for v in data],
             "rating": [k % 4 for k in range(n)],
+            "title": [("red apple", "green river", "red stone")[k % 3] for k in range(n)],
             "event_timestamp": ts or [TS + timedelta(seconds=k) for k in range(n)],
         }
     )
@@ -121,6 +123,9 @@ def check_everything(fs: FeatureStore, name: str, rows: pd.DataFrame, ports: lis
     for ratings in ([0], [1, 3]):
         flt = ComparisonFilter(type="in", key="rating", value=ratings)
         check_exact(fs, name, rows[rows["rating"].isin(ratings)], QUERY, 4, filters=flt)
+    reds = rows[rows["title"].str.contains("red")]
+    assert brute_force(reds, QUERY, 6)[0] != brute_force(reds, QUERY, 6, "L2")[0]
+    check_exact(fs, name, reds, QUERY, 6, query_string="red")  # the keywords narrow, L1 ranks
     check_exact(fs, name, rows, QUERY, 500)  # top_k beyond the data: every document, by L1
     matched = rows[rows["rating"] == 2]
     check_exact(fs, name, matched, QUERY, 500, filters=ComparisonFilter(type="eq", key="rating", value=2))
@@ -144,7 +149,7 @@ def async_matches_sync(fs: FeatureStore, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def repo(search_server, tmp_path_factory):
-    fs = feature_store(search_server, tmp_path_factory.mktemp("l1"), vector_enabled=True)
+    fs = feature_store(search_server, tmp_path_factory.mktemp("l1"), vector_enabled=True, text_search_enabled=True)
     fs.apply([ITEM, view("any_metric"), view("l2_only", "L2"), view("cosine_only", "COSINE")])
     rows = frame(vectors())
     for name in ("any_metric", "l2_only", "cosine_only"):
@@ -233,7 +238,11 @@ def test_an_expired_embedding_is_never_an_l1_result(search_server, tmp_path):
 @pytest.fixture(scope="module")
 def cluster_repo(search_cluster, tmp_path_factory):
     fs = feature_store(
-        search_cluster, tmp_path_factory.mktemp("l1cluster"), redis_type="redis_cluster", vector_enabled=True
+        search_cluster,
+        tmp_path_factory.mktemp("l1cluster"),
+        redis_type="redis_cluster",
+        vector_enabled=True,
+        text_search_enabled=True,
     )
     fs.apply([ITEM, view("any_metric")])
     rows = frame(vectors(seed=2))
