@@ -16,7 +16,7 @@ import redis
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSource
 from feast.data_source import PushMode
 from feast.filter_models import ComparisonFilter
-from feast.types import Array, Float32, Int64, String
+from feast.types import Array, Float32, Float64, Int64, String
 from feast.value_type import ValueType
 
 from devsupport.feature_stores import feature_store
@@ -32,10 +32,10 @@ QUERY = np.linspace(-1.0, 1.0, DIM).astype(np.float32)
 TS = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
 
 
-def view(name: str, metric: str | None = None, **kwargs) -> FeatureView:
+def view(name: str, metric: str | None = None, element=Float32, **kwargs) -> FeatureView:
     schema = [
         Field(name="item_id", dtype=String),
-        Field(name="emb", dtype=Array(Float32), vector_index=True, vector_length=DIM, vector_search_metric=metric),
+        Field(name="emb", dtype=Array(element), vector_index=True, vector_length=DIM, vector_search_metric=metric),
         Field(name="rating", dtype=Int64),
         Field(name="title", dtype=String),
     ]
@@ -150,9 +150,10 @@ def async_matches_sync(fs: FeatureStore, name: str) -> None:
 @pytest.fixture(scope="module")
 def repo(search_server, tmp_path_factory):
     fs = feature_store(search_server, tmp_path_factory.mktemp("l1"), vector_enabled=True, text_search_enabled=True)
-    fs.apply([ITEM, view("any_metric"), view("l2_only", "L2"), view("cosine_only", "COSINE")])
+    views = [view("any_metric"), view("l2_only", "L2"), view("cosine_only", "COSINE"), view("f64", "L2", Float64)]
+    fs.apply([ITEM, *views])
     rows = frame(vectors())
-    for name in ("any_metric", "l2_only", "cosine_only"):
+    for name in ("any_metric", "l2_only", "cosine_only", "f64"):
         fs.write_to_online_store(name, rows)
     yield fs, rows
     fs.teardown()
@@ -161,6 +162,19 @@ def repo(search_server, tmp_path_factory):
 def test_l1_is_exact_over_the_l2_index(search_server, repo):
     fs, rows = repo
     check_everything(fs, "any_metric", rows, [search_server.port])
+
+
+def test_l1_over_float64_vectors(repo):
+    fs, rows = repo
+    online = fs._get_provider().online_store
+    table = fs.get_feature_view("f64")
+    for query in (QUERY, np.random.default_rng(8).normal(size=DIM).astype(np.float32)):
+        hits = online.retrieve_online_documents(fs.config, table, ["emb"], list(query), 5, "L1")
+        by_rank = sorted(hits, key=lambda hit: hit[4].float_val)
+        want_ids, want_distances = brute_force(rows, query, 5)
+        assert [hit[1].entity_values[0].string_val for hit in by_rank] == want_ids
+        assert [hit[4].float_val for hit in by_rank] == pytest.approx(want_distances, rel=1e-6)
+        assert list(by_rank[0][3].double_list_val.val) == list(rows.set_index("item_id")["emb"][want_ids[0]])
 
 
 def test_async_l1_matches_sync(repo):
