@@ -374,12 +374,16 @@ def _vector_field(
     chosen = next((f for f in candidates if f.metric == metric), None)
     if chosen is None:
         served = ", ".join(str(f.metric) for f in candidates)
-        how = " (L1 is ranked exactly over the L2 index's nearest candidates, so it needs an L2 index)" if l1 else ""
+        declare = (
+            "L1 is ranked exactly over the nearest candidates of an L2 index, so it needs one: declare "
+            'vector_search_metric="L2" on the Field'
+            if l1
+            else "Declare vector_search_metric on the Field (Feast then asks for it)"
+        )
         raise InvalidInput(
             f"view {view!r}, feature {feature!r}: distance metric {asked!r} cannot be served: the index compares "
-            f"by {served}{how}. Declare vector_search_metric on the Field (Feast then asks for it), or leave it "
-            "and the online store's similarity unset (the field is then indexed for L2, COSINE and IP), and run "
-            "feast apply",
+            f"by {served}. {declare}, or leave it and the online store's similarity unset (the field is then "
+            "indexed for L2, COSINE and IP), and run feast apply",
             view=view,
             feature=feature,
             value=asked,

@@ -211,7 +211,7 @@ def test_l1_on_a_field_without_an_l2_index_is_a_clear_error(repo):
     with pytest.raises(InvalidInput, match="'cosine_only', feature 'emb': distance metric 'L1' cannot be served") as e:
         online.retrieve_online_documents_v2(fs.config, table, ["rating"], list(QUERY), 3, "L1")
     assert (e.value.view, e.value.feature, e.value.value) == ("cosine_only", "emb", "L1")
-    assert "needs an L2 index" in str(e.value)
+    assert 'declare vector_search_metric="L2"' in str(e.value)
 
 
 def test_an_expired_embedding_is_never_an_l1_result(search_server, tmp_path):
