@@ -5,6 +5,12 @@ replies of every node become Feast's result rows.
 - keyword search (`query_string`): BM25 over the view's TEXT attributes, best first;
 - both: KNN among the documents matching the keywords (the keywords narrow, the vector ranks).
 
+`L1` (Manhattan), which the engine has no metric for, is served exactly on a field indexed
+for L2: any vector's L1 norm is at least its L2 norm, so once the k-th best L1 among the
+first k' L2 neighbours is no more than the k'-th L2 distance, no other document can beat
+it. `SearchPlan.next_round` widens k' until that holds (or every match is a candidate).
+Exact on a FLAT index; on HNSW as approximate as the L2 neighbours it finds.
+
 Feast's ComparisonFilter / CompoundFilter become query clauses, so `top_k` holds after
 filtering. Every query also requires the view's `_ts` field: a hash is a document of the
 view only while it holds the view's data (expired stream fields, dropped features and
@@ -18,12 +24,14 @@ On Redis Cluster every primary indexes its own hashes: the query runs on each an
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
@@ -36,6 +44,10 @@ from .vector_schema import METRICS
 from .views import ViewLayout
 
 DIALECT = "2"
+MAX_WINDOW = 1_000_000
+"""The most documents one FT.SEARCH returns (the module's MAXSEARCHRESULTS default)."""
+L1_NAMES = frozenset({"L1", "MANHATTAN"})
+"""Feast's names for the Manhattan distance (pgvector's `L1`, Qdrant's `l1`)."""
 ResultRow = tuple["datetime | None", "EntityKeyProto | None", "dict[str, ValueProto] | None"]
 
 
@@ -52,18 +64,38 @@ class SearchPlan:
     """One FT.SEARCH (sent to every primary) and how to read its replies. With `inline`
     the search returns each document's fields itself; otherwise (Redis Cluster, where the
     module loads no hash fields) it returns keys and scores, and the fields come from one
-    HMGET per hit (`field_reads`, `with_fields`)."""
+    HMGET per hit (`field_reads`, `with_fields`).
+
+    The search fetches `window` documents: `top_k`, or for `L1` (`manhattan` holds the
+    query vector) the round's k' L2 candidates, ranked by L1 in `top`."""
 
     schema: IndexSchema
     layout: ViewLayout
-    args: list[Any]
+    clauses: str  # the filters and keywords, "*" for none
+    params: list[Any]
+    order: list[Any]
+    content: list[Any]
     requested: list[str]
     vector: IndexedField | None
     text: bool
     top_k: int
+    window: int
     inline: bool = True
     loaded: list[bytes] = field(default_factory=list)  # the hash fields a hit needs
     keywords: str | None = None  # the keyword clause of a hybrid search
+    manhattan: np.ndarray | None = None  # the L1 query vector, as the index stores vectors
+
+    @property
+    def args(self) -> list[Any]:
+        query = self.clauses
+        if self.vector is not None:
+            scope = query if query == "*" else f"({query})"
+            params = self.schema.params
+            ef = f" EF_RUNTIME {max(params.ef_runtime, self.window)}" if params.algorithm == "HNSW" else ""
+            query = f"{scope}=>[KNN {self.window} @{self.vector.attribute} $BLOB{ef} AS {DISTANCE_ATTRIBUTE}]"
+        return ["FT.SEARCH", self.schema.alias, query, *self.params, *self.order, *self.content] + [
+            "LIMIT", 0, self.window, "DIALECT", DIALECT
+        ]  # fmt: skip
 
     def score_query(self, hits: Sequence[Hit]) -> list[Any] | None:
         """A hybrid search ranks by distance, and the engine scores its KNN hits 0: the
@@ -117,13 +149,68 @@ class SearchPlan:
         ]
 
     def merge(self, replies: Sequence[Sequence[Any]]) -> list[Hit]:
-        """The global top k of every node's top k: nearest first, or best BM25 score first."""
+        """The global top `window` of every node's top `window`: nearest first, or best
+        BM25 score first. A document no node returned is no nearer than the last of these:
+        its own node returned `window` documents at least as near."""
         hits = [hit for reply in replies for hit in self.hits(reply)]
         if self.vector is not None:
             hits.sort(key=lambda hit: (hit.distance if hit.distance is not None else float("inf"), hit.key))
         else:
             hits.sort(key=lambda hit: (-(hit.score or 0.0), hit.key))
-        return hits[: self.top_k]
+        return hits[: self.window]
+
+    # ------------------------------------------------------------ L1 over the L2 index
+
+    def next_round(self, hits: Sequence[Hit]) -> SearchPlan | None:
+        """The wider search an L1 request still needs after these merged L2 candidates
+        (their fields loaded), or None once they hold the exact L1 top k: when every
+        match is a candidate, or when the k-th best L1 among them is within the L2
+        distance of the last candidate, which bounds every other document's L1 from below
+        (L1 >= L2). The engine reports L2 squared, rounded by its float arithmetic: the
+        bound gives way by that rounding, so a near tie widens rather than guesses."""
+        if self.manhattan is None or len(hits) < self.window:
+            return None
+        assert self.vector is not None and self.vector.vector is not None
+        spec = self.vector.vector
+        last = hits[-1].distance
+        bound = math.sqrt(max(last, 0.0)) if last is not None else 0.0
+        unit = 2.0**-24 if spec.element == "FLOAT32" else 2.0**-53
+        l1 = np.sort(self._l1(hits))
+        kth = float(l1[self.top_k - 1]) if len(l1) >= self.top_k else math.inf
+        if bound * (1.0 - (spec.dim + 2) * unit - 1e-10) >= kth:
+            return None
+        if self.window >= MAX_WINDOW:
+            feature = self.vector.feature
+            raise InvalidInput(
+                f"view {self.layout.name!r}, feature {feature!r}: distance metric 'L1' needs more than "
+                f"{MAX_WINDOW} L2 candidates to be exact here; search by L2, or narrow the search with filters",
+                view=self.layout.name,
+                feature=feature,
+                value="L1",
+            )
+        return replace(self, window=min(2 * self.window, MAX_WINDOW))
+
+    def top(self, hits: Sequence[Hit]) -> list[Hit]:
+        """The hits to return: for L1, the top k candidates by L1, which is their `distance`."""
+        if self.manhattan is None:
+            return list(hits)
+        l1 = self._l1(hits)
+        ranked = sorted((d, hit.key, hit) for d, hit in zip(l1.tolist(), hits) if d != math.inf)
+        return [Hit(key, d, hit.score, hit.fields) for d, key, hit in ranked[: self.top_k]]
+
+    def _l1(self, hits: Sequence[Hit]) -> np.ndarray:
+        """Each hit's L1 distance from its stored vector; inf for one whose vector is gone."""
+        assert self.vector is not None and self.vector.vector is not None and self.manhattan is not None
+        spec = self.vector.vector
+        size = spec.dim * np.dtype(spec.numpy_dtype).itemsize
+        raws = [hit.fields.get(self.vector.field) for hit in hits]
+        present = [i for i, raw in enumerate(raws) if raw is not None and len(raw) == size]
+        distances = np.full(len(hits), math.inf)
+        if present:
+            stored = np.frombuffer(b"".join(raws[i] or b"" for i in present), dtype=spec.numpy_dtype)
+            diff = stored.reshape(len(present), spec.dim).astype(np.float64) - self.manhattan
+            distances[present] = np.abs(diff).sum(axis=1)
+        return distances
 
     def rows(self, hits: Sequence[Hit], entity_types: dict[str, ValueType]) -> list[ResultRow]:
         """Feast's result rows: (event time, entity key, features + `distance` / `text_rank`)."""
@@ -232,8 +319,10 @@ def plan_search(
     params: list[Any] = []
     returned = [layout.features[name].field for name in names if name in layout.features]
     vector = None
+    manhattan = None
+    window = top_k
     if embedding is not None:
-        vector = _vector_field(schema, names, view, distance_metric)
+        vector, l1 = _vector_field(schema, names, view, distance_metric)
         spec = vector.vector
         assert spec is not None
         if len(embedding) != spec.dim:
@@ -244,15 +333,15 @@ def plan_search(
                 feature=vector.feature,
                 value=len(embedding),
             )
-        ef = f" EF_RUNTIME {max(schema.params.ef_runtime, top_k)}" if schema.params.algorithm == "HNSW" else ""
-        scope = base if base == "*" else f"({base})"
-        query = f"{scope}=>[KNN {top_k} @{vector.attribute} $BLOB{ef} AS {DISTANCE_ATTRIBUTE}]"
-        params = ["PARAMS", "2", "BLOB", spec.pack(embedding)]
+        blob = spec.pack(embedding)
+        if l1:
+            manhattan = np.frombuffer(blob, dtype=spec.numpy_dtype).astype(np.float64)
+            window = max(top_k, min(2 * top_k, MAX_WINDOW))  # the first round's L2 candidates
+        params = ["PARAMS", "2", "BLOB", blob]
         if vector.field not in returned:
             returned.append(vector.field)
         order = ["SORTBY", DISTANCE_ATTRIBUTE, "ASC"]
     else:
-        query = base
         order = ["WITHSCORES", "SCORER", "BM25"]
     returned.append(layout.ts_field)
     distance = [DISTANCE_ATTRIBUTE.encode()] if vector is not None else []
@@ -260,35 +349,46 @@ def plan_search(
         content = ["RETURN", len(returned) + len(distance), *returned, *distance]
     else:
         content = ["RETURN", 1, *distance] if distance else ["NOCONTENT"]
-    args: list[Any] = ["FT.SEARCH", schema.alias, query, *params, *order, *content]
-    args += ["LIMIT", 0, top_k, "DIALECT", DIALECT]
-    return SearchPlan(schema, layout, args, names, vector, text, top_k, inline, returned, keywords)
+    return SearchPlan(
+        schema, layout, base, params, order, content, names, vector, text, top_k, window, inline,
+        returned, keywords, manhattan,
+    )  # fmt: skip
 
 
-def _vector_field(schema: IndexSchema, requested: Sequence[str], view: str, asked: str | None) -> IndexedField:
+def _vector_field(
+    schema: IndexSchema, requested: Sequence[str], view: str, asked: str | None
+) -> tuple[IndexedField, bool]:
     """The vector attribute to search: the requested vector feature's (else the view's),
-    for the metric asked (else the field's own)."""
+    for the metric asked (else the field's own); and whether the hits are ranked by L1,
+    which the field's L2 attribute serves (see `SearchPlan.next_round`)."""
     vectors = schema.vectors
     if not vectors:
         raise InvalidInput(f"view {view!r} has no vector_index=True feature to search by embedding", view=view)
     feature = next((f.feature for f in vectors if f.feature in requested), vectors[0].feature)
     candidates = [f for f in vectors if f.feature == feature]
     if not asked:
-        return candidates[0]
-    metric = METRICS.get(asked.strip().upper().replace("-", "_"))
+        return candidates[0], False
+    name = asked.strip().upper().replace("-", "_")
+    l1 = name in L1_NAMES
+    metric = "L2" if l1 else METRICS.get(name)
     chosen = next((f for f in candidates if f.metric == metric), None)
     if chosen is None:
         served = ", ".join(str(f.metric) for f in candidates)
+        declare = (
+            "L1 is ranked exactly over the nearest candidates of an L2 index, so it needs one: declare "
+            'vector_search_metric="L2" on the Field'
+            if l1
+            else "Declare vector_search_metric on the Field (Feast then asks for it)"
+        )
         raise InvalidInput(
             f"view {view!r}, feature {feature!r}: distance metric {asked!r} cannot be served: the index compares "
-            f"by {served}. Declare vector_search_metric on the Field (Feast then asks for it), or leave it and "
-            "the online store's similarity unset (the field is then indexed for L2, COSINE and IP), and run "
-            "feast apply",
+            f"by {served}. {declare}, or leave it and the online store's similarity unset (the field is then "
+            "indexed for L2, COSINE and IP), and run feast apply",
             view=view,
             feature=feature,
             value=asked,
         )
-    return chosen
+    return chosen, l1
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

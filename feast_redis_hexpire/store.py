@@ -658,16 +658,23 @@ class RedisHexpireOnlineStore(OnlineStore):
         filters: Any = None,
         include_feature_view_version_metadata: bool = False,
     ) -> list[ResultRow]:
-        """KNN, BM25 keyword search or both on the view's Query Engine index (search_query)."""
+        """KNN, BM25 keyword search or both on the view's Query Engine index (search_query).
+        `L1` is exact over an L2-indexed field: L2 candidates, widened until their L1 ranking
+        is settled (exact on a FLAT index; on HNSW as approximate as its L2 neighbours)."""
         store_config = store_config_of(config)
         client = sync_client(store_config)
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
         where, attempts = store_config.where, store_config.retry_attempts
-        hits = plan.merge(search_io.search(client, plan, where, attempts))
+        next_plan: SearchPlan | None = plan
+        while next_plan is not None:  # one round, or more while L1 needs more L2 candidates
+            plan = next_plan
+            hits = plan.merge(search_io.search(client, plan, where, attempts))
+            hits = plan.with_fields(hits, redis_io.hmget(client, plan.field_reads(hits)))
+            next_plan = plan.next_round(hits)
+        hits = plan.top(hits)
         scoring = plan.score_query(hits)
         hits = plan.with_scores(hits, scoring and search_io.search(client, plan, where, attempts, scoring))
-        hits = plan.with_fields(hits, redis_io.hmget(client, plan.field_reads(hits)))
         return plan.rows(hits, self._entity_types(table))
 
     async def retrieve_online_documents_v2_async(
@@ -687,10 +694,15 @@ class RedisHexpireOnlineStore(OnlineStore):
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
         where, attempts = store_config.where, store_config.retry_attempts
-        hits = plan.merge(await search_io.search_async(client, plan, where, attempts))
+        next_plan: SearchPlan | None = plan
+        while next_plan is not None:
+            plan = next_plan
+            hits = plan.merge(await search_io.search_async(client, plan, where, attempts))
+            hits = plan.with_fields(hits, await redis_io.hmget_async(client, plan.field_reads(hits)))
+            next_plan = plan.next_round(hits)
+        hits = plan.top(hits)
         scoring = plan.score_query(hits)
         hits = plan.with_scores(hits, scoring and await search_io.search_async(client, plan, where, attempts, scoring))
-        hits = plan.with_fields(hits, await redis_io.hmget_async(client, plan.field_reads(hits)))
         return plan.rows(hits, self._entity_types(table))
 
     def retrieve_online_documents(
