@@ -123,6 +123,24 @@ def index_schema_of(table: Any, config: RepoConfig) -> IndexSchema | None:
     return schema
 
 
+def searchable_schema(config: RepoConfig, table: Any) -> IndexSchema:
+    """The view's index, or the error that says why the view cannot be searched."""
+    if not store_config_of(config).vector_enabled:
+        raise SearchUnavailable(
+            f"view {table.name!r}: vector and text retrieval is off: set vector_enabled: true in the "
+            "online_store config and run feast apply (it builds the search indexes)",
+            view=table.name,
+        )
+    schema = index_schema_of(table, config)
+    if schema is None:
+        raise InvalidInput(
+            f"view {table.name!r} has no searchable feature: declare an Array(Float32) or Array(Float64) "
+            "Field with vector_index=True and vector_length, and run feast apply",
+            view=table.name,
+        )
+    return schema
+
+
 def _request_context(registry: BaseRegistry, project: str, features: Any, full_feature_names: bool) -> tuple[Any, ...]:
     """Feast's resolution of the request. Where Feast fails with a bare KeyError, find out
     why from the registry and raise what Feast's contract asks for (a KeyError naming the
@@ -597,21 +615,8 @@ class RedisHexpireOnlineStore(OnlineStore):
         filters: Any,
         inline: bool = True,
     ) -> SearchPlan:
-        if not store_config_of(config).vector_enabled:
-            raise SearchUnavailable(
-                f"view {table.name!r}: vector and text retrieval is off: set vector_enabled: true in the "
-                "online_store config and run feast apply (it builds the search indexes)",
-                view=table.name,
-            )
-        schema = index_schema_of(table, config)
-        if schema is None:
-            raise InvalidInput(
-                f"view {table.name!r} has no searchable feature: declare an Array(Float32) or Array(Float64) "
-                "Field with vector_index=True and vector_length, and run feast apply",
-                view=table.name,
-            )
         return plan_search(
-            schema,
+            searchable_schema(config, table),
             layout_of(table, config),
             list(requested_features or []),
             embedding,
@@ -643,11 +648,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         client = sync_client(store_config)
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
-        where, attempts = store_config.where, store_config.retry_attempts
-        hits = plan.merge(search_io.search(client, plan, where, attempts))
-        scoring = plan.score_query(hits)
-        hits = plan.with_scores(hits, scoring and search_io.search(client, plan, where, attempts, scoring))
-        hits = plan.with_fields(hits, redis_io.hmget(client, plan.field_reads(hits)))
+        hits = search_io.run_search(client, plan, store_config.where, store_config.retry_attempts)
         return plan.rows(hits, self._entity_types(table))
 
     async def retrieve_online_documents_v2_async(
@@ -666,11 +667,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         client = await async_client(store_config)
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
-        where, attempts = store_config.where, store_config.retry_attempts
-        hits = plan.merge(await search_io.search_async(client, plan, where, attempts))
-        scoring = plan.score_query(hits)
-        hits = plan.with_scores(hits, scoring and await search_io.search_async(client, plan, where, attempts, scoring))
-        hits = plan.with_fields(hits, await redis_io.hmget_async(client, plan.field_reads(hits)))
+        hits = await search_io.run_search_async(client, plan, store_config.where, store_config.retry_attempts)
         return plan.rows(hits, self._entity_types(table))
 
     def retrieve_online_documents(
