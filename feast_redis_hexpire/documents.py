@@ -42,7 +42,7 @@ from .search_index import IndexSchema
 from .search_query import Hit, SearchPlan, entity_texts, entity_value, plan_search, requested_names
 from .serving import LazyResponse
 from .store import layout_of, searchable_schema
-from .vector_schema import vector_values
+from .vector_schema import vector_columns
 from .views import ViewLayout
 
 __all__ = ["AsyncDocumentSearch", "DocumentResponse", "DocumentSearch"]
@@ -57,7 +57,11 @@ Features: TypeAlias = "Sequence[str] | FeatureService"
 class _Column:
     name: str
     field: bytes | None  # None: a join key asked for as a feature
-    decode: Callable[[bytes], Any]  # stored bytes -> the Python value Feast's to_dict() shows
+    decode: Callable[[list[bytes | None]], list[Any]]  # stored values -> what Feast's to_dict() shows
+
+
+def _each(decode: Callable[[bytes], Any]) -> Callable[[list[bytes | None]], list[Any]]:
+    return lambda raws: [None if raw is None else decode(raw) for raw in raws]
 
 
 @dataclass(frozen=True)
@@ -117,12 +121,12 @@ def _resolve(store: Any, features: Features) -> _Resolution:
     for name in requested:
         feature = layout.features.get(name)
         if feature is None:
-            columns.append(_Column(name, None, str))
+            columns.append(_Column(name, None, list))
         elif feature.vector is not None:
-            columns.append(_Column(name, feature.field, vector_values(feature.vector, view=layout.name, feature=name)))
+            columns.append(_Column(name, feature.field, vector_columns(feature.vector, view=layout.name, feature=name)))
         else:
             decode = python_decoder(feature.codec, feature_types.get(name), layout.name, name)
-            columns.append(_Column(name, feature.field, decode))
+            columns.append(_Column(name, feature.field, _each(decode)))
     join_keys = [(name, _key_decoder(entity_types.get(name, ValueType.STRING))) for name in sorted(layout.join_keys)]
     return _Resolution(table, layout, schema, requested, columns, join_keys, entity_types, feature_types)
 
@@ -158,7 +162,7 @@ class DocumentResponse(LazyResponse):
         for column in resolved.columns:
             field, decode = column.field, column.decode
             if field is not None:
-                out[column.name] = [None if (raw := hit.fields.get(field)) is None else decode(raw) for hit in hits]
+                out[column.name] = decode([hit.fields.get(field) for hit in hits])
             else:
                 out[column.name] = None  # the join key's column, filled below where Feast puts it
             if seconds is not None:

@@ -119,6 +119,22 @@ def vector_values(spec: VectorSpec, *, view: str, feature: str) -> Callable[[byt
     return values
 
 
+def vector_columns(spec: VectorSpec, *, view: str, feature: str) -> Callable[[list[bytes | None]], list[Any]]:
+    """`vector_values` over a column of stored vectors (None where absent) at once: one
+    numpy conversion for the whole column, each vector checked as `vector_values` does."""
+    values = vector_values(spec, view=view, feature=feature)
+    size = spec.dim * np.dtype(spec.numpy_dtype).itemsize
+
+    def column(raws: list[bytes | None]) -> list[Any]:
+        if all(raw is not None and len(raw) == size for raw in raws):
+            joined = b"".join(raws)  # type: ignore[arg-type]
+            rows: list[Any] = np.frombuffer(joined, dtype=spec.numpy_dtype).reshape(len(raws), spec.dim).tolist()
+            return rows
+        return [None if raw is None else values(raw) for raw in raws]
+
+    return column
+
+
 def vector_codec(base: TypeCodec, spec: VectorSpec, *, view: str, feature: str) -> TypeCodec:
     """`base` (the list type's text codec) with raw little-endian floats of length `spec.dim`."""
     dtype = np.dtype(spec.numpy_dtype)
