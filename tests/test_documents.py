@@ -20,7 +20,9 @@ from feast.online_response import OnlineResponse
 from feast.types import Int64, String
 
 from devsupport.feature_stores import feature_store
+from devsupport.redis_server import LocalRedisServer, use_server_kind
 from feast_redis_hexpire import AsyncDocumentSearch, DocumentResponse, DocumentSearch, clients, feast_hooks
+from feast_redis_hexpire.config import DEFAULT_SOCKET_TIMEOUT_SECONDS
 from feast_redis_hexpire.errors import ConfigError, InvalidInput, SearchUnavailable, UnknownFeature
 from tests.support.store import run_async
 from tests.test_vector_expiry import LIVE
@@ -350,6 +352,40 @@ def test_an_expired_embedding_is_never_returned(search_server, raw, tmp_path):
     got = run_async(fs, lambda: AsyncDocumentSearch(fs, ["live:note"]).query([1, 1, 0, 0]))
     assert got.to_dict()["item_id"] == ["new"]
     fs.teardown()
+
+
+# ---------------------------------------------------------------- a hung server
+
+
+def test_a_hung_server_is_an_error_within_the_timeout_and_search_works_once_it_does(tmp_path):
+    """SIGSTOP under open connections: sync and async, an error within the bound the store's
+    client sets (socket_timeout, MAX_TIMEOUT_RETRIES), as the store's own method gives; after
+    SIGCONT the same results as before."""
+    bound = (1 + clients.MAX_TIMEOUT_RETRIES) * DEFAULT_SOCKET_TIMEOUT_SECONDS + 0.6 + 1.0
+    with use_server_kind("redis"), LocalRedisServer(search=True) as server:
+        fs = make_store(server, tmp_path)
+        fs.apply([ITEM, docs_view()])
+        fs.write_to_online_store("docs", data(12))
+        search, twin = DocumentSearch(fs, ["docs:title"]), AsyncDocumentSearch(fs, ["docs:title"])
+        query = query_vector(6)
+        want = search.query(query, top_k=4).to_dict()
+        online, table = fs._get_provider().online_store, fs.get_feature_view("docs")
+        with server.paused():
+            errors = []
+            for call in (
+                lambda: online.retrieve_online_documents_v2(fs.config, table, ["title"], query, 4),
+                lambda: search.query(query, top_k=4),
+                lambda: run_async(fs, lambda: twin.query(query, top_k=4)),
+            ):
+                started = time.monotonic()
+                with pytest.raises((redis.TimeoutError, redis.ConnectionError)) as caught:
+                    call()
+                assert DEFAULT_SOCKET_TIMEOUT_SECONDS <= time.monotonic() - started <= bound
+                errors.append(type(caught.value))
+            assert errors[1] is errors[0]  # what the store's own method raises
+        assert search.query(query, top_k=4).to_dict() == want
+        assert run_async(fs, lambda: twin.query(query, top_k=4)).to_dict() == want
+    clients.reset_clients()
 
 
 # ---------------------------------------------------------------- Redis Cluster
