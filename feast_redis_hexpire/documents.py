@@ -302,6 +302,10 @@ class DocumentSearch(_Facade):
         distance_metric: str | None = None,
         include_feature_view_version_metadata: bool = False,
     ) -> DocumentResponse:
+        """`embedding`: KNN by `distance_metric` (the Field's own when left out);
+        `query_string`: BM25 keywords, every word required; both: KNN among the keyword
+        matches. `filters`: Feast's ComparisonFilter / CompoundFilter, part of the query, so
+        `top_k` holds after them. The store's errors for what it cannot serve."""
         search = self._search
         client = search.clients.sync_client()
         resolved, plan = search.plan(client, _Request(embedding, top_k, query_string, filters, distance_metric))
