@@ -3,7 +3,8 @@
 `type: feast_redis_hexpire.RedisHexpireOnlineStore` in feature_store.yaml. Feast looks up
 `RedisHexpireOnlineStoreConfig` next to it. `provider: feast_redis_hexpire.HexpireProvider`
 opts into the Arrow-native write path (provider.py). `EventWriter` / `AsyncEventWriter`
-write stream events one at a time or in batches without `store.push` (events.py). Imports are lazy, so
+write stream events one at a time or in batches without `store.push` (events.py);
+`DocumentSearch` / `AsyncDocumentSearch` search documents in rank order (documents.py). Imports are lazy, so
 `import feast_redis_hexpire` does not load Feast until one of these names is used.
 """
 
@@ -12,7 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AsyncDocumentSearch",
     "AsyncEventWriter",
+    "DocumentResponse",
+    "DocumentSearch",
     "EventWriteResult",
     "EventWriter",
     "HexpireProvider",
@@ -20,6 +24,7 @@ __all__ = [
     "RedisHexpireOnlineStoreConfig",
 ]
 _EVENTS = ("AsyncEventWriter", "EventWriteResult", "EventWriter")
+_DOCUMENTS = ("AsyncDocumentSearch", "DocumentResponse", "DocumentSearch")
 __version__ = "0.2.0"
 
 
@@ -36,6 +41,10 @@ def __getattr__(name: str) -> Any:
         from . import events
 
         return getattr(events, name)
+    if name in _DOCUMENTS:
+        from . import documents
+
+        return getattr(documents, name)
     if name == "RedisHexpireOnlineStoreConfig":
         from .config import RedisHexpireOnlineStoreConfig
 

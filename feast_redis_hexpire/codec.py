@@ -403,9 +403,14 @@ def event_ts_seconds(raw: bytes) -> int:
 _FLOAT32 = struct.Struct("<f")
 
 
+def as_float32(value: float) -> float:
+    """What a float_val proto gives back for `value`: its float32 bits, widened to a
+    Python float."""
+    return float(_FLOAT32.unpack(_FLOAT32.pack(value))[0])
+
+
 def _float32_value(raw: bytes) -> float:
-    # A float_val proto holds float32 bits; reading it back widens them to a Python float.
-    return _FLOAT32.unpack(_FLOAT32.pack(float(raw)))[0]
+    return as_float32(float(raw))
 
 
 _PYTHON_SCALARS: dict[ValueType, Callable[[bytes], Any]] = {

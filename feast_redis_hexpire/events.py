@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,13 +33,13 @@ from feast.value_type import ValueType
 
 from . import redis_io
 from .arrow_writes import ArrowViewEncoder, FeatureColumn
-from .clients import async_client, sync_client
 from .codec import short_repr
 from .config import RedisHexpireOnlineStoreConfig
+from .direct_access import PerRegistryVersion, StoreClients, online_store_of
 from .errors import ConfigError, HexpireError, InvalidEntityKey, InvalidFeatureValue, InvalidInput, UnknownFeature
 from .event_values import KeyEncoder, ValueEncoder, key_encoder, value_encoder
 from .keys import join_key_head
-from .store import key_prefix_of, layout_of, online_store_of, store_config_of
+from .store import key_prefix_of, layout_of, store_config_of
 from .views import DUMMY_JOIN_KEY, ViewLayout
 from .write_rules import event_ttl_ms
 from .writes import EntityWrite, Shape, WritePlan, WriteReport, count, encode_time, row_outcomes, write_head
@@ -52,12 +50,6 @@ logger = logging.getLogger("feast_redis_hexpire")
 
 PATH = "events"
 """The `path` label of this API's rows in feast_hexpire_rows_total."""
-
-REGISTRY_CHECK_INTERVAL_S = 0.01
-"""How often a writer asks Feast's registry cache whether it changed (_RegistryVersion):
-that check reads the clock and stats the registry file (~7 µs), as much as the rest of a
-one-event write's client work; at most every 10 ms it costs nothing measurable, and a
-change is seen within 10 ms of Feast seeing it."""
 
 Events: TypeAlias = Mapping[str, Any] | Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pa.Table
 """One event (a dict), a list of them, columns (name -> list of values), or an Arrow table."""
@@ -293,47 +285,6 @@ def _resolve(store: Any, source: str) -> _Resolution:
     return _Resolution(source, views, schema, frozenset(schema), timestamp, frozenset(optional))
 
 
-class _RegistryVersion:
-    """A cheap token that changes when Feast's cached registry may have changed.
-
-    Feast's file registry (`Registry`) checks its own cache on every lookup: its TTL
-    (`cache_ttl_seconds`) and, in the default `cache_mode: sync`, the registry file's
-    modification time, replacing `cached_registry_proto` when either says so. A writer asks
-    that same check (`_get_registry_proto(allow_cache=True)`: a lock, a clock read and a
-    stat) and takes the proto's `last_updated` as the version: every commit sets it, in
-    place on the cached proto too, so an apply through the same FeatureStore counts. Not
-    the proto's identity: `store.push` itself re-reads the registry file on every call
-    (`_precompute_for_push` lists feature services without the cache), which replaces
-    the proto with an equal one. Caching
-    registries (SQL, remote) get their own `_refresh_cached_registry_if_necessary` and the
-    same token; any other registry is re-read every `cache_ttl_seconds`. `refresh()` on a
-    writer forces it."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        registry = store.registry
-        self._proto_of = getattr(registry, "_get_registry_proto", None)
-        self._refresh = getattr(registry, "_refresh_cached_registry_if_necessary", None)
-        ttl = getattr(getattr(store.config, "registry", None), "cache_ttl_seconds", 600)
-        self._ttl = float(ttl or 0)
-        self._started = time.monotonic()
-
-    def token(self) -> Any:
-        registry = self._store.registry
-        if self._proto_of is not None:
-            proto = self._proto_of(project=self._store.project, allow_cache=True)
-        elif self._refresh is not None:
-            self._refresh()
-            proto = getattr(registry, "cached_registry_proto", None)
-        else:
-            elapsed = time.monotonic() - self._started
-            return registry, int(elapsed // self._ttl) if self._ttl > 0 else 0
-        stamp = proto.last_updated if proto is not None else None
-        if stamp is not None and (stamp.seconds or stamp.nanos):
-            return None, stamp.seconds, stamp.nanos
-        return proto, 0, 0  # a registry that stamps no commit: its proto's identity
-
-
 # ---------------------------------------------------------------- the shared writer
 
 
@@ -342,46 +293,27 @@ class _Writer:
 
     def __init__(self, store: Any, source: str) -> None:
         self._store = store
-        self._online_store = online_store_of(store)
+        self._online_store = online_store_of(store, "the per-event API")
         self._config = store.config
-        self.store_config: RedisHexpireOnlineStoreConfig = store_config_of(store.config)
+        self.clients = StoreClients.of(store)
+        self.store_config: RedisHexpireOnlineStoreConfig = self.clients.store_config
         self.where = self.store_config.where  # redacted once: messages only
-        self._client: Any = None
-        self._async_client: tuple[asyncio.AbstractEventLoop, Any] | None = None
         self.source = source
-        self._version = _RegistryVersion(store)
-        self._lock = threading.Lock()
-        self._token: Any = None
-        self._resolved: _Resolution | None = None
-        self._next_check = 0.0
+        self._resolved = PerRegistryVersion(store, self._resolve_source)
         self._resolution()  # an unknown source fails here, not at the first write
 
+    def _resolve_source(self) -> _Resolution:
+        resolved = _resolve(self._store, self.source)
+        logger.debug("EventWriter %r: resolved %d view(s)", self.source, len(resolved.views))
+        return resolved
+
     def _resolution(self, *, now_or_never: bool = False) -> _Resolution:
-        """The source's views as of the registry version last seen; the version is looked at
-        again at most every REGISTRY_CHECK_INTERVAL_S, or at once with `now_or_never`."""
-        resolved = self._resolved
-        now = time.monotonic()
-        if resolved is not None and now < self._next_check and not now_or_never:
-            return resolved
-        token = self._version.token()
-        self._next_check = now + REGISTRY_CHECK_INTERVAL_S
-        if resolved is not None and _same(token, self._token):
-            return resolved
-        with self._lock:
-            if self._resolved is None or not _same(token, self._token):
-                self._resolved = _resolve(self._store, self.source)
-                self._token = token
-                logger.debug("EventWriter %r: resolved %d view(s)", self.source, len(self._resolved.views))
-            return self._resolved
+        """The source's views as of the registry version last seen (PerRegistryVersion)."""
+        return self._resolved.get(now_or_never=now_or_never)
 
     def refresh(self) -> None:
         """Re-read the registry now (Feast's refresh_registry) and resolve the source again."""
-        self._store.refresh_registry()
-        with self._lock:
-            self._resolved = None
-            self._token = None
-            self._next_check = 0.0
-        self._resolution()
+        self._resolved.refresh()
 
     @property
     def schema(self) -> dict[str, ValueType]:
@@ -454,22 +386,10 @@ class _Writer:
         return plans
 
     def sync_client(self) -> Any:
-        """The store's shared client for this config, looked up once (sync_client builds
-        its cache key from the whole config on every call)."""
-        client = self._client
-        if client is None:
-            client = self._client = sync_client(self.store_config)
-        return client
+        return self.clients.sync_client()
 
     async def async_client(self) -> Any:
-        """The store's shared async client of the running loop, looked up once per loop."""
-        loop = asyncio.get_running_loop()
-        cached = self._async_client
-        if cached is not None and cached[0] is loop:
-            return cached[1]
-        client = await async_client(self.store_config)
-        self._async_client = (loop, client)
-        return client
+        return await self.clients.async_client()
 
     def prepare(self, events: Events) -> tuple[_Resolution, list[WritePlan]]:
         resolved = self._resolution()
@@ -522,10 +442,6 @@ class _Writer:
                 self._online_store.record_write(self._config, plan.layout, report, PATH)
             raise failure from failure.__cause__
         return reports
-
-
-def _same(token: Any, other: Any) -> bool:
-    return other is not None and token[0] is other[0] and token[1:] == other[1:]
 
 
 def _input(view: _ViewEvents, column: str) -> str:

@@ -34,6 +34,7 @@ ARROW_PUSH = "arrow_push"
 ARROW_MATERIALIZE = "arrow_materialize"
 METRICS = "metrics"
 SHARED_STORE = "shared_store"
+DOCUMENT_SEARCH = "document_search"
 
 FAST_PATHS: dict[str, str] = {
     SERVING: "the serving fast path (get_online_features planned once per request shape, values decoded "
@@ -45,6 +46,8 @@ FAST_PATHS: dict[str, str] = {
     METRICS: "the store's Prometheus metrics under `feast serve --metrics`",
     SHARED_STORE: "the store's own APIs (EventWriter) sharing the FeatureStore's online store object (write "
     "counters and skipped-row warning pacing shared with store.push; off, each API has its own)",
+    DOCUMENT_SEARCH: "DocumentSearch (retrieval in rank order, the view resolved once per registry version; "
+    "off, it refuses to start and FeatureStore.retrieve_online_documents_v2 still serves, in join-key order)",
 }
 """Each fast path and what a user loses (speed only) when it is off."""
 
@@ -93,6 +96,17 @@ _GROUPED = (
     "include_feature_view_version_metadata",
 )
 
+_POPULATE = (
+    "requested_features",
+    "read_rows",
+    "indexes",
+    "online_features_response",
+    "full_feature_names",
+    "table",
+    "output_len",
+    "include_feature_view_version_metadata",
+)
+
 HOOKS: tuple[Hook, ...] = (
     # serving.py / store.py: the serving fast path
     Hook(
@@ -127,16 +141,7 @@ HOOKS: tuple[Hook, ...] = (
     Hook(
         "feast.utils:_populate_response_from_feature_data",
         "mirrored",
-        (
-            "requested_features",
-            "read_rows",
-            "indexes",
-            "online_features_response",
-            "full_feature_names",
-            "table",
-            "output_len",
-            "include_feature_view_version_metadata",
-        ),
+        _POPULATE,
         GROUPED_READ,
     ),
     Hook(f"{_ONLINE_STORE}._is_versioned_read_supported", "overridden", ("self",), VERSIONED_READS),
@@ -224,6 +229,33 @@ HOOKS: tuple[Hook, ...] = (
         "attributes",
         ("repo_config", "offline_store", "node_outputs"),
         ARROW_MATERIALIZE,
+    ),
+    # documents.py / direct_access.py: DocumentSearch
+    Hook("feast.feature_store:FeatureStore._get_provider", "called", ("self",), DOCUMENT_SEARCH),
+    Hook(
+        "feast.infra.registry.registry:Registry._get_registry_proto",
+        "called",
+        ("self", "project", "allow_cache"),
+        DOCUMENT_SEARCH,
+    ),
+    Hook(
+        "feast.utils:_get_feature_views_to_use",
+        "called",
+        ("registry", "project", "features", "allow_cache", "hide_dummy_entity"),
+        DOCUMENT_SEARCH,
+    ),
+    Hook("feast.utils:_parse_feature_ref", "called", ("ref",), DOCUMENT_SEARCH),
+    Hook(
+        "feast.utils:_populate_response_from_feature_data",
+        "called",
+        _POPULATE,
+        DOCUMENT_SEARCH,
+    ),
+    Hook(
+        "feast.utils:_populate_result_rows_from_columnar",
+        "called",
+        ("online_features_response", "data"),
+        DOCUMENT_SEARCH,
     ),
     # metrics.py / store.py: Feast's metrics switches and the series the store feeds
     Hook("feast.metrics:_config", "attributes", ("enabled", "online_features"), METRICS),

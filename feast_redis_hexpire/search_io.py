@@ -23,10 +23,11 @@ import redis.asyncio as redis_async
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from . import redis_io
 from .errors import SearchUnavailable, WriteFailed
 from .redaction import redact
 from .search_index import IndexSchema, alias_of, is_project_index
-from .search_query import SearchPlan
+from .search_query import Hit, SearchPlan
 from .server_checks import is_permission_error, permission_error, server_infos
 
 logger = logging.getLogger("feast_redis_hexpire")
@@ -287,3 +288,35 @@ async def search_async(
         except redis.ResponseError as exc:
             raise _explained(client, exc, where, "a search", plan.layout.name) from exc
     raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- a whole search
+
+
+def run_search(client: Any, plan: SearchPlan, where: str, attempts: int) -> list[Hit]:
+    """The plan's hits, global top k in rank order: the search on every primary (again,
+    wider, while an L1 ranking needs more L2 candidates: `SearchPlan.next_round`), each
+    hit's fields (Redis Cluster), and the hybrid's BM25 scores."""
+    current: SearchPlan | None = plan
+    hits: list[Hit] = []
+    while current is not None:
+        plan = current
+        hits = plan.merge(search(client, plan, where, attempts))
+        hits = plan.with_fields(hits, redis_io.hmget(client, plan.field_reads(hits)))
+        current = plan.next_round(hits)
+    hits = plan.top(hits)
+    scoring = plan.score_query(hits)
+    return plan.with_scores(hits, scoring and search(client, plan, where, attempts, scoring))
+
+
+async def run_search_async(client: Any, plan: SearchPlan, where: str, attempts: int) -> list[Hit]:
+    current: SearchPlan | None = plan
+    hits: list[Hit] = []
+    while current is not None:
+        plan = current
+        hits = plan.merge(await search_async(client, plan, where, attempts))
+        hits = plan.with_fields(hits, await redis_io.hmget_async(client, plan.field_reads(hits)))
+        current = plan.next_round(hits)
+    hits = plan.top(hits)
+    scoring = plan.score_query(hits)
+    return plan.with_scores(hits, scoring and await search_async(client, plan, where, attempts, scoring))

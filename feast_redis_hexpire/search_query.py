@@ -48,11 +48,15 @@ MAX_WINDOW = 1_000_000
 """The most documents one FT.SEARCH returns (the module's MAXSEARCHRESULTS default)."""
 L1_NAMES = frozenset({"L1", "MANHATTAN"})
 """Feast's names for the Manhattan distance (pgvector's `L1`, Qdrant's `l1`)."""
+_DISTANCE_FIELD = DISTANCE_ATTRIBUTE.encode()
 ResultRow = tuple["datetime | None", "EntityKeyProto | None", "dict[str, ValueProto] | None"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hit:
+    """One document found (not changed once made: a plain dataclass, as a frozen one costs
+    a microsecond per hit to build)."""
+
     key: bytes
     distance: float | None
     score: float | None
@@ -130,9 +134,9 @@ class SearchPlan:
             fields: dict[bytes, bytes] = {}
             if with_fields:
                 flat = reply[at] or []
-                fields = {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+                fields = dict(zip(flat[::2], flat[1::2]))
                 at += 1
-            distance = fields.pop(DISTANCE_ATTRIBUTE.encode(), None)
+            distance = fields.pop(_DISTANCE_FIELD, None)
             hits.append(Hit(key, None if distance is None else float(distance), score, fields))
         return hits
 
@@ -212,17 +216,24 @@ class SearchPlan:
             distances[present] = np.abs(diff).sum(axis=1)
         return distances
 
-    def rows(self, hits: Sequence[Hit], entity_types: dict[str, ValueType]) -> list[ResultRow]:
-        """Feast's result rows: (event time, entity key, features + `distance` / `text_rank`)."""
+    def results(self, hits: Sequence[Hit]) -> list[Hit]:
+        """The hits that are results, in rank order: a hit whose view data (`_ts`) or
+        searched vector expired between matching and loading is none."""
+        vector = self.vector.field if self.vector is not None else None
+        ts_field = self.layout.ts_field
+        return [
+            hit
+            for hit in hits
+            if hit.fields.get(ts_field) is not None and (vector is None or hit.fields.get(vector) is not None)
+        ]
+
+    def ranked_rows(self, hits: Sequence[Hit], entity_types: dict[str, ValueType]) -> list[ResultRow]:
+        """Feast's result rows, in rank order: (event time, entity key, features +
+        `distance` / `text_rank`)."""
         features = self.layout.features
         view = self.layout.name
         rows: list[ResultRow] = []
-        for hit in hits:
-            ts = hit.fields.get(self.layout.ts_field)
-            if ts is None:
-                continue  # the view's data expired between matching and loading
-            if self.vector is not None and hit.fields.get(self.vector.field) is None:
-                continue  # an expired embedding is never a result
+        for hit in self.results(hits):
             key = entity_key_of(hit.key, self.schema, entity_types)
             values: dict[str, ValueProto] = {}
             for name in self.requested:
@@ -237,9 +248,12 @@ class SearchPlan:
                 values["distance"] = ValueProto(float_val=hit.distance)
             if hit.score is not None:
                 values["text_rank"] = ValueProto(float_val=hit.score)
-            rows.append((decode_event_ts(ts), key, values))
-        rows.sort(key=_join_key_order)
+            rows.append((decode_event_ts(hit.fields[self.layout.ts_field]), key, values))
         return rows
+
+    def rows(self, hits: Sequence[Hit], entity_types: dict[str, ValueType]) -> list[ResultRow]:
+        """`ranked_rows` in the order Feast's FeatureStore needs (`_join_key_order`)."""
+        return sorted(self.ranked_rows(hits, entity_types), key=_join_key_order)
 
 
 def _join_key_order(row: ResultRow) -> tuple[Any, ...]:
@@ -252,18 +266,23 @@ def _join_key_order(row: ResultRow) -> tuple[Any, ...]:
     return tuple(getattr(value, value.WhichOneof("val") or "null_val") for value in key.entity_values) if key else ()
 
 
+def entity_texts(key: bytes, schema: IndexSchema) -> dict[str, str]:
+    """A stored key's join-key values, as text, by join key."""
+    project_prefix = schema.key_prefix[: schema.key_prefix.rindex(":") + 1]
+    return parse_entity_suffix(key.decode()[len(project_prefix) :])
+
+
 def entity_key_of(key: bytes, schema: IndexSchema, entity_types: dict[str, ValueType]) -> EntityKeyProto:
     """The EntityKey of a stored key, its values typed as the view's join keys declare."""
-    project_prefix = schema.key_prefix[: schema.key_prefix.rindex(":") + 1]
-    parts = parse_entity_suffix(key.decode()[len(project_prefix) :])
+    parts = entity_texts(key, schema)
     proto = EntityKeyProto()
     for name in sorted(parts):
         proto.join_keys.append(name)
-        proto.entity_values.append(_entity_value(parts[name], entity_types.get(name, ValueType.STRING)))
+        proto.entity_values.append(entity_value(parts[name], entity_types.get(name, ValueType.STRING)))
     return proto
 
 
-def _entity_value(text: str, value_type: ValueType) -> ValueProto:
+def entity_value(text: str, value_type: ValueType) -> ValueProto:
     if value_type is ValueType.INT64:
         return ValueProto(int64_val=int(text))
     if value_type is ValueType.INT32:
@@ -295,14 +314,7 @@ def plan_search(
         raise InvalidInput(f"view {view!r}: give an embedding, a query_string or both", view=view)
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise InvalidInput(f"view {view!r}: top_k must be a whole number >= 1, got {top_k!r}", view=view, value=top_k)
-    names = list(requested) or [name for name in layout.features]
-    for name in names:
-        if name not in layout.features and name not in layout.join_keys:
-            raise UnknownFeature(
-                f"view {view!r} has no feature {name!r} (the view declares {', '.join(sorted(layout.features))})",
-                view=view,
-                feature=name,
-            )
+    names = requested_names(layout, requested)
     # The view's _ts narrows keyword and filtered searches to hashes holding the view's
     # data. A plain KNN goes without it where vector fields name their view: any clause
     # makes the engine filter first (brute force over the matches, not the HNSW graph).
@@ -353,6 +365,20 @@ def plan_search(
         schema, layout, base, params, order, content, names, vector, text, top_k, window, inline,
         returned, keywords, manhattan,
     )  # fmt: skip
+
+
+def requested_names(layout: ViewLayout, requested: Sequence[str]) -> list[str]:
+    """The features a search returns: those asked for (a join key counts), else every one."""
+    names = list(requested) or [name for name in layout.features]
+    for name in names:
+        if name not in layout.features and name not in layout.join_keys:
+            raise UnknownFeature(
+                f"view {layout.name!r} has no feature {name!r} (the view declares "
+                f"{', '.join(sorted(layout.features))})",
+                view=layout.name,
+                feature=name,
+            )
+    return names
 
 
 def _vector_field(

@@ -410,33 +410,17 @@ _EMPTY_RESPONSE = GetOnlineFeaturesResponse()
 """What the parent is initialised with: never changed (it holds no dummy-entity column)."""
 
 
-class ServedResponse(OnlineResponse):
-    """Feast's `OnlineResponse`, kept as the raw replies: `to_dict()` (and so `to_df()`,
-    `to_arrow()`) decodes them straight to Python values; `.proto` is built on first use.
+class LazyResponse(OnlineResponse):
+    """Feast's `OnlineResponse` whose `.proto` is built on first use (`_build_proto`):
+    `to_dict()` (and so `to_df()`, `to_arrow()`) is the subclass's own, straight to Python.
 
     The parent's `__init__` runs (on an empty proto, so it builds nothing), then `.proto`
     goes back to lazy: whatever Feast's `__init__` sets is there, and tests/test_serving.py
     checks every attribute Feast's `OnlineResponse` reads."""
 
-    def __init__(
-        self,
-        plan: ServingPlan,
-        columns: Mapping[str, Sequence[Any]],
-        batches: list[EntityBatch],
-        replies: list[Replies],
-    ) -> None:
-        super().__init__(_EMPTY_RESPONSE, feature_types=plan.feature_types)
-        self._plan = plan
-        self._columns = columns
-        self._batches = batches
-        self._replies = replies
+    def __init__(self, feature_types: dict[str, ValueType]) -> None:
+        super().__init__(_EMPTY_RESPONSE, feature_types=feature_types)
         self._proto: GetOnlineFeaturesResponse | None = None
-
-    @property
-    def replies(self) -> list[Replies]:
-        """The HMGET replies, one list per entity group of the plan (`split_replies`): what
-        the read metrics tally."""
-        return self._replies
 
     @property
     def proto(self) -> GetOnlineFeaturesResponse:
@@ -447,6 +431,32 @@ class ServedResponse(OnlineResponse):
     @proto.setter
     def proto(self, value: GetOnlineFeaturesResponse) -> None:
         self._proto = value
+
+    def _build_proto(self) -> GetOnlineFeaturesResponse:
+        raise NotImplementedError
+
+
+class ServedResponse(LazyResponse):
+    """The serving fast path's response, kept as the raw HMGET replies."""
+
+    def __init__(
+        self,
+        plan: ServingPlan,
+        columns: Mapping[str, Sequence[Any]],
+        batches: list[EntityBatch],
+        replies: list[Replies],
+    ) -> None:
+        super().__init__(plan.feature_types)
+        self._plan = plan
+        self._columns = columns
+        self._batches = batches
+        self._replies = replies
+
+    @property
+    def replies(self) -> list[Replies]:
+        """The HMGET replies, one list per entity group of the plan (`split_replies`): what
+        the read metrics tally."""
+        return self._replies
 
     def _build_proto(self) -> GetOnlineFeaturesResponse:
         """Feast's proto, encoded as wire bytes (`wire`) and parsed once."""

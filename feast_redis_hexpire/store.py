@@ -60,26 +60,6 @@ class StoreStats:
         return asdict(self)
 
 
-def online_store_of(store: Any) -> RedisHexpireOnlineStore:
-    """The online store a FeatureStore serves from, for the store's own APIs: its provider's
-    object, so their writes share its counters and warning pacing with store.push; where this
-    Feast has no `_get_provider` (feast_hooks.SHARED_STORE), one of their own."""
-    if feast_hooks.check().active(feast_hooks.SHARED_STORE):
-        online_store = store._get_provider().online_store
-    elif isinstance(store.config.online_store, RedisHexpireOnlineStoreConfig):
-        online_store = RedisHexpireOnlineStore()
-    else:
-        online_store = None
-    if not isinstance(online_store, RedisHexpireOnlineStore):
-        kind = type(store.config.online_store).__name__
-        raise ConfigError(
-            f"this API works on RedisHexpireOnlineStore; this repo's online store config is {kind}",
-            setting="online_store.type",
-            value=kind,
-        )
-    return online_store
-
-
 def store_config_of(config: RepoConfig) -> RedisHexpireOnlineStoreConfig:
     store_config = config.online_store
     if not isinstance(store_config, RedisHexpireOnlineStoreConfig):
@@ -140,6 +120,24 @@ def index_schema_of(table: Any, config: RepoConfig) -> IndexSchema | None:
     if len(_SCHEMAS) > 1024:
         _SCHEMAS.clear()
     _SCHEMAS[key] = (layout, schema)  # holding the layout keeps its id from being reused
+    return schema
+
+
+def searchable_schema(config: RepoConfig, table: Any) -> IndexSchema:
+    """The view's index, or the error that says why the view cannot be searched."""
+    if not store_config_of(config).vector_enabled:
+        raise SearchUnavailable(
+            f"view {table.name!r}: vector and text retrieval is off: set vector_enabled: true in the "
+            "online_store config and run feast apply (it builds the search indexes)",
+            view=table.name,
+        )
+    schema = index_schema_of(table, config)
+    if schema is None:
+        raise InvalidInput(
+            f"view {table.name!r} has no searchable feature: declare an Array(Float32) or Array(Float64) "
+            "Field with vector_index=True and vector_length, and run feast apply",
+            view=table.name,
+        )
     return schema
 
 
@@ -617,21 +615,8 @@ class RedisHexpireOnlineStore(OnlineStore):
         filters: Any,
         inline: bool = True,
     ) -> SearchPlan:
-        if not store_config_of(config).vector_enabled:
-            raise SearchUnavailable(
-                f"view {table.name!r}: vector and text retrieval is off: set vector_enabled: true in the "
-                "online_store config and run feast apply (it builds the search indexes)",
-                view=table.name,
-            )
-        schema = index_schema_of(table, config)
-        if schema is None:
-            raise InvalidInput(
-                f"view {table.name!r} has no searchable feature: declare an Array(Float32) or Array(Float64) "
-                "Field with vector_index=True and vector_length, and run feast apply",
-                view=table.name,
-            )
         return plan_search(
-            schema,
+            searchable_schema(config, table),
             layout_of(table, config),
             list(requested_features or []),
             embedding,
@@ -665,16 +650,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         client = sync_client(store_config)
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
-        where, attempts = store_config.where, store_config.retry_attempts
-        next_plan: SearchPlan | None = plan
-        while next_plan is not None:  # one round, or more while L1 needs more L2 candidates
-            plan = next_plan
-            hits = plan.merge(search_io.search(client, plan, where, attempts))
-            hits = plan.with_fields(hits, redis_io.hmget(client, plan.field_reads(hits)))
-            next_plan = plan.next_round(hits)
-        hits = plan.top(hits)
-        scoring = plan.score_query(hits)
-        hits = plan.with_scores(hits, scoring and search_io.search(client, plan, where, attempts, scoring))
+        hits = search_io.run_search(client, plan, store_config.where, store_config.retry_attempts)
         return plan.rows(hits, self._entity_types(table))
 
     async def retrieve_online_documents_v2_async(
@@ -693,16 +669,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         client = await async_client(store_config)
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
-        where, attempts = store_config.where, store_config.retry_attempts
-        next_plan: SearchPlan | None = plan
-        while next_plan is not None:
-            plan = next_plan
-            hits = plan.merge(await search_io.search_async(client, plan, where, attempts))
-            hits = plan.with_fields(hits, await redis_io.hmget_async(client, plan.field_reads(hits)))
-            next_plan = plan.next_round(hits)
-        hits = plan.top(hits)
-        scoring = plan.score_query(hits)
-        hits = plan.with_scores(hits, scoring and await search_io.search_async(client, plan, where, attempts, scoring))
+        hits = await search_io.run_search_async(client, plan, store_config.where, store_config.retry_attempts)
         return plan.rows(hits, self._entity_types(table))
 
     def retrieve_online_documents(

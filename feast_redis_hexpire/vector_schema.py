@@ -11,7 +11,7 @@ the same `float_list_val` / `double_list_val` the text encoding gives.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,12 +124,46 @@ def wrong_length(view: str, feature: str, length: int, dim: int) -> InvalidFeatu
     )
 
 
+def vector_values(spec: VectorSpec, *, view: str, feature: str) -> Callable[[bytes], list[float]]:
+    """Stored vector bytes -> its floats as Python floats: the list Feast's `to_dict()` shows
+    for the decoded proto (float32 values widened exactly as the proto's reader widens them)."""
+    size = np.dtype(spec.numpy_dtype).itemsize
+    unpack = struct.Struct(f"<{spec.dim}{'f' if size == 4 else 'd'}").unpack
+
+    def values(raw: bytes) -> list[float]:
+        if len(raw) != spec.dim * size:
+            raise CorruptStoredValue(
+                f"view {view!r}, feature {feature!r}: stored vector of {len(raw)} bytes is not {spec.dim} "
+                f"{spec.element} values",
+                view=view,
+                feature=feature,
+                value=raw[:60],
+            )
+        return list(unpack(raw))
+
+    return values
+
+
+def vector_columns(spec: VectorSpec, *, view: str, feature: str) -> Callable[[list[bytes | None]], list[Any]]:
+    """`vector_values` over a column of stored vectors (None where absent) at once: one
+    numpy conversion for the whole column, each vector checked as `vector_values` does."""
+    values = vector_values(spec, view=view, feature=feature)
+    size = spec.dim * np.dtype(spec.numpy_dtype).itemsize
+
+    def column(raws: list[bytes | None]) -> list[Any]:
+        if all(raw is not None and len(raw) == size for raw in raws):
+            joined = b"".join(raws)  # type: ignore[arg-type]
+            rows: list[Any] = np.frombuffer(joined, dtype=spec.numpy_dtype).reshape(len(raws), spec.dim).tolist()
+            return rows
+        return [None if raw is None else values(raw) for raw in raws]
+
+    return column
+
+
 def vector_codec(base: TypeCodec, spec: VectorSpec, *, view: str, feature: str) -> TypeCodec:
     """`base` (the list type's text codec) with raw little-endian floats of length `spec.dim`."""
     dtype = np.dtype(spec.numpy_dtype)
-    size = dtype.itemsize
     field = base.proto_field
-    unpack = struct.Struct(f"<{spec.dim}{'f' if size == 4 else 'd'}").unpack
 
     def encode_items(items: Sequence[float]) -> bytes:
         if len(items) != spec.dim:
@@ -139,19 +173,13 @@ def vector_codec(base: TypeCodec, spec: VectorSpec, *, view: str, feature: str) 
     def encode(msg: Any) -> bytes:
         return encode_items(msg.val)
 
+    values = vector_values(spec, view=view, feature=feature)
+
     def decode(raw: bytes) -> ValueProto:
-        if len(raw) != spec.dim * size:
-            raise CorruptStoredValue(
-                f"view {view!r}, feature {feature!r}: stored vector of {len(raw)} bytes is not {spec.dim} "
-                f"{spec.element} values",
-                view=view,
-                feature=feature,
-                value=raw[:60],
-            )
         proto = ValueProto()
         container = getattr(proto, field)
         container.SetInParent()
-        container.val.extend(unpack(raw))
+        container.val.extend(values(raw))
         return proto
 
     return TypeCodec(base.value_type, field, encode, decode, encode_items)

@@ -30,8 +30,7 @@ from feast.value_type import ValueType
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from feast_redis_hexpire import AsyncEventWriter, EventWriter, EventWriteResult
-from feast_redis_hexpire import events as events_module
+from feast_redis_hexpire import AsyncEventWriter, EventWriter, EventWriteResult, direct_access
 from feast_redis_hexpire.errors import ConfigError, InvalidEntityKey, InvalidFeatureValue, UnknownFeature
 from feast_redis_hexpire.store import StoreStats
 from tests.support.parity import KeyState, clear, differences, project_state
@@ -420,7 +419,7 @@ def test_a_new_feast_apply_is_picked_up(repo, where, monkeypatch):
     registry file (another FeatureStore object stands in for `feast apply` in another
     process: it shares nothing with the writer's but the file). The periodic version check
     is pushed out of reach: an event the old views refuse makes the writer look again."""
-    monkeypatch.setattr(events_module, "REGISTRY_CHECK_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(direct_access, "REGISTRY_CHECK_INTERVAL_S", 3600.0)
     writer = EventWriter(repo.store, "user_activity_push")
     writer.write(event(tx_count_5m=1, seconds_ago=1))
     with pytest.raises(UnknownFeature, match="risk"):
