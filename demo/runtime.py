@@ -36,7 +36,7 @@ from .inspection import ProjectWatch, inspect_user
 from .latency import LatencyLog
 from .loading import bulk_load, delete_project_keys, load_notes, utcnow
 from .reads import Reader, jsonable
-from .similar import MAX_K, has_embedding_view, similar_users
+from .similar import MAX_K, Searches, has_embedding_view, similar_users
 from .worker_process import WorkerProcess
 
 __all__ = ["MAX_TTL_SECONDS", "MAX_USERS", "Conflict", "DemoError", "DemoRuntime", "NotFound"]
@@ -113,6 +113,7 @@ class DemoRuntime:
         self.log = log
 
         self.store: Any = None  # feast.FeatureStore
+        self.searches: Searches | None = None  # the similar-users panel's DocumentSearch
         self.online_store: Any = None
         self.definitions = RepoDefinitions()
         self.catalog = Catalog()
@@ -177,6 +178,7 @@ class DemoRuntime:
         self._generate = load_module(self.workdir / "generate_data.py").generate
         self.definitions = load_definitions(self.workdir)
         self.store = FeatureStore(repo_path=str(self.workdir))
+        self.searches = Searches(self.store)
         self.store.apply(self.definitions.objects())  # the store checks the views as `feast apply` does
         self.online_store = self.store._get_provider().online_store
         self.reader = Reader(self.store, self.online_store, lambda: self.client, self.latency)
@@ -394,7 +396,10 @@ class DemoRuntime:
         top_k = _check_count(top_k, "k", MAX_K)
         if not has_embedding_view(self._online_views()):
             raise NotFound("this repo has no user_embedding view: nothing to search")
-        answer = similar_users(self.store, self.client, self.key_of, self.catalog.join_key, user_id, top_k)
+        assert self.searches is not None, "setup() first"
+        answer = similar_users(
+            self.store, self.searches, self.client, self.key_of, self.catalog.join_key, user_id, top_k
+        )
         self.search = {"available": answer["available"], "reason": answer.get("reason")}
         return answer
 

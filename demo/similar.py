@@ -1,6 +1,6 @@
-"""Similar users: a KNN over the ``user_embedding`` view through Feast's
-``retrieve_online_documents_v2``, which the store runs on the Redis Query Engine over the
-entity hashes themselves.
+"""Similar users: a KNN over the ``user_embedding`` view through the store's
+``DocumentSearch`` (Feast's ``retrieve_online_documents_v2`` in rank order, at about the cost
+of the raw search), on the Redis Query Engine over the entity hashes themselves.
 
 The query is the selected user's own embedding as a read serves it now. Each result has
 its COSINE distance and its served age (now minus its ``_ts:user_embedding``, read from
@@ -30,8 +30,30 @@ def has_embedding_view(views: list[Any]) -> bool:
     return any(view.name == EMBEDDING_VIEW for view in views)
 
 
+class Searches:
+    """The page's DocumentSearch, made at the first search: one per runtime, kept."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._search: Any = None
+
+    def query(self, embedding: list[float], top_k: int) -> dict[str, Any]:
+        from feast_redis_hexpire import DocumentSearch
+
+        if self._search is None:
+            self._search = DocumentSearch(self._store, [EMBEDDING_REF])
+        result: dict[str, Any] = self._search.query(embedding, top_k=top_k, distance_metric=METRIC).to_dict()
+        return result
+
+
 def similar_users(
-    store: Any, client: Any, key_of: Callable[[str], str], join_key: str, user_id: str, top_k: int
+    store: Any,
+    searches: Searches,
+    client: Any,
+    key_of: Callable[[str], str],
+    join_key: str,
+    user_id: str,
+    top_k: int,
 ) -> dict[str, Any]:
     """The ``top_k`` users nearest ``user_id`` (itself left out), nearest first."""
     answer: dict[str, Any] = {"user_id": user_id, "top_k": top_k, "metric": METRIC, "available": True}
@@ -47,16 +69,11 @@ def similar_users(
         )
         return answer
     try:
-        found = store.retrieve_online_documents_v2(
-            features=[EMBEDDING_REF], query=list(query), top_k=top_k + 1, distance_metric=METRIC
-        ).to_dict()
+        found = searches.query(list(query), top_k + 1)  # nearest first
     except SearchUnavailable as exc:
         return {**answer, "available": False, "reason": str(exc), "results": []}
     seconds = time.perf_counter() - started
-    hits = sorted(
-        ((str(uid), float(dist)) for uid, dist in zip(found.get(join_key, []), found.get("distance", []))),
-        key=lambda hit: hit[1],
-    )
+    hits = [(str(uid), float(dist)) for uid, dist in zip(found.get(join_key, []), found.get("distance", []))]
     hits = [hit for hit in hits if hit[0] != user_id][:top_k]
     now = time.time()
     ts_field = f"_ts:{EMBEDDING_VIEW}"

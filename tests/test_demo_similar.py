@@ -1,5 +1,5 @@
 """The demo's similar-users panel over its API: a KNN on the sample repo's user_embedding
-view through Feast's retrieve_online_documents_v2, on a Redis with the Query Engine (the
+view through the store's DocumentSearch (ranked), on a Redis with the Query Engine (the
 search_server fixture), and the clear answer on a Redis without it. Real materialization,
 real per-event writes from the streaming worker, real per-field expiry."""
 
