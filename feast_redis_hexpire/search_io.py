@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
@@ -23,6 +26,7 @@ import redis.asyncio as redis_async
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from .clients import tried_once
 from .errors import SearchUnavailable, WriteFailed
 from .redaction import redact
 from .search_index import IndexSchema, alias_of, is_project_index
@@ -94,50 +98,122 @@ def _explained(client: Any, exc: redis.RedisError, where: str, what: str, view: 
     return WriteFailed(f"Redis at {where} refused {what}: {redact(str(exc))}", view=view, cause=exc)
 
 
-# ---------------------------------------------------------------- every primary
+# ---------------------------------------------------------------- every shard
 #
 # The module treats an index name (and an alias) as a key: on Redis Cluster a node only
-# takes index commands for names in its own slots. So each primary's copy of an index is
-# named with a hash tag of that primary, `<name>{<n>}` (the smallest n whose slot it
-# owns); a promoted replica owns the same slots, so it finds the copy it replicated.
-# With `hash_tag: project` the names already carry the project's tag, and the one
-# primary holding the project's slot holds its index.
+# takes index commands for names in its own slots, and answers MOVED for the others. So
+# each primary's copy of an index is named with a hash tag in that primary's slots,
+# `<name>{<n>}`; `feast apply` picks the smallest n whose slot it owns. A promoted replica
+# owns the same slots, so it finds the copy it replicated; a replica answers searches of
+# the copy it replicated (READONLY).
+#
+# Slots move (resharding, a new primary), and a name then may no longer hash to its node's
+# slots: that node can no longer search, inspect or drop that copy (MOVED), and a node that
+# gained hashes may have none. A search finds each node's copy by listing FT._LIST on the
+# node (never by the name alone: redis-py would follow the MOVED to another node's copy,
+# whose documents would then come twice and these never), and a node with no copy in its
+# own slots fails the search, naming the node and `feast apply`, which builds one.
+#
+# With `hash_tag: project` the names already carry the project's tag, and the one primary
+# holding the project's slot holds its index.
 
 
-Target = tuple[Any, str]  # (cluster node or None, the suffix its index names carry)
+@dataclass(frozen=True)
+class Shard:
+    """One primary, its replicas and the slots it owns; `nodes` is () for a client of one
+    server (standalone, or Sentinel's, which finds its server itself)."""
+
+    nodes: tuple[Any, ...]
+    slots: frozenset[int]
+    tagged: bool = True  # its index names carry a hash tag of its own (not `hash_tag: project`)
+
+    @property
+    def primary(self) -> Any:
+        return self.nodes[0] if self.nodes else None
+
+    @property
+    def name(self) -> str:
+        return str(self.primary.name) if self.nodes else ""
+
+    def owns(self, name: str) -> bool:
+        return key_slot(name.encode()) in self.slots
+
+    def derived_tag(self) -> str:
+        """The tag `feast apply` gives a new copy here: the smallest n in the node's slots."""
+        return _tag_for(self.slots) if self.tagged else ""
 
 
-def _tag_for(slots: set[int]) -> str:
+def _tag_for(slots: frozenset[int] | set[int]) -> str:
     n = 0
     while key_slot(str(n).encode()) not in slots:
         n += 1
     return f"{{{n}}}"
 
 
-def _targets(client: Any, base: str) -> list[Target]:
+def _shards(client: Any, base: str) -> list[Shard]:
+    """Every primary with its slots, from the client's slot map."""
     if not is_cluster(client):
-        return [(None, "")]
+        return [Shard((), frozenset(), tagged=False)]
+    cache = client.nodes_manager.slots_cache
     if "{" in base:
-        return [(client.get_node_from_key(base), "")]
+        slot = key_slot(base.encode())
+        return [Shard(tuple(cache[slot]), frozenset({slot}), tagged=False)]
     owned: dict[str, set[int]] = {}
-    primaries: dict[str, Any] = {}
-    for slot, nodes in client.nodes_manager.slots_cache.items():
-        if nodes:
-            owned.setdefault(nodes[0].name, set()).add(slot)
-            primaries[nodes[0].name] = nodes[0]
-    return [(primaries[name], _tag_for(slots)) for name, slots in sorted(owned.items())]
+    nodes: dict[str, tuple[Any, ...]] = {}
+    for slot, holders in cache.items():
+        if holders:
+            owned.setdefault(holders[0].name, set()).add(slot)
+            nodes[holders[0].name] = tuple(holders)
+    return [Shard(nodes[name], frozenset(slots)) for name, slots in sorted(owned.items())]
+
+
+def _targets(client: Any, base: str) -> list[tuple[Shard, str]]:
+    """Each primary and the tag `feast apply` gives its copies (used by apply and teardown)."""
+    return [(shard, shard.derived_tag()) for shard in _shards(client, base)]
+
+
+_TAGGED_NAME = re.compile(r"#[0-9a-f]+(\{[0-9]+\})$")
+
+
+def choose_tag(listed: set[str], shard: Shard, alias: str, current: str | None) -> str | None:
+    """Which copy of a view's index on this node to use: a tag in the node's own slots that
+    holds the view's `current` index (the digest name), else any copy of the view there;
+    the tag apply gives new copies first, then the smallest. None: the node has no copy it
+    can serve (it gained its slots after the last apply)."""
+    tags: dict[str, bool] = {}
+    for name in listed:
+        if not name.startswith(alias + "#") or not shard.owns(name):
+            continue
+        match = _TAGGED_NAME.search(name)
+        if match and name[: len(alias)] == alias:
+            tag = match.group(1)
+            tags[tag] = tags.get(tag, False) or (current is not None and name == current + tag)
+    for pool in ({t for t, cur in tags.items() if cur}, set(tags)):
+        if shard.derived_tag() in pool:
+            return shard.derived_tag()
+        if pool:
+            return min(pool, key=lambda tag: int(tag[1:-1]))
+    return None
+
+
+def _listed_names(reply: Any) -> set[str]:
+    return {n.decode() if isinstance(n, bytes) else str(n) for n in reply or []}
 
 
 def _on(client: Any, node: Any, *args: Any) -> Any:
-    return client.execute_command(*args) if node is None else client.execute_command(*args, target_nodes=node)
+    """A command to one node, never redirected: a MOVED comes back as MovedError."""
+    if node is None:
+        return client.execute_command(*args)
+    return client.get_redis_connection(node).execute_command(*args)
 
 
 def _with_failover(client: Any, attempts: int, operation: Callable[[], T]) -> T:
-    """Retry an all-primaries operation through a cluster failover: refresh the topology
+    """Retry an every-primary operation through a cluster failover: refresh the topology
     and send again, with backoff, up to `attempts` more times."""
     for attempt in range(attempts + 1):
         try:
-            return operation()
+            with tried_once() if is_cluster(client) else nullcontext():
+                return operation()
         except _RETRYABLE:
             if not is_cluster(client) or attempt == attempts:
                 raise
@@ -153,17 +229,27 @@ def _with_failover(client: Any, attempts: int, operation: Callable[[], T]) -> T:
 
 
 def _listed(client: Any, node: Any) -> set[str]:
-    reply = _on(client, node, "FT._LIST")
-    return {n.decode() if isinstance(n, bytes) else str(n) for n in reply or []}
+    return _listed_names(_on(client, node, "FT._LIST"))
 
 
 def check_engine(client: Any, where: str) -> None:
     """FT._LIST on every primary (no write); raises SearchUnavailable without the Query Engine."""
     try:
-        for node, _ in _targets(client, ""):
-            _listed(client, node)
+        for shard in _shards(client, ""):
+            _listed(client, shard.primary)
     except redis.ResponseError as exc:
         raise _explained(client, exc, where, "FT._LIST (detecting the Query Engine)") from exc
+
+
+def _view_of(name: str) -> str:
+    """The alias an index (or alias) name belongs to, its digest and tag cut off."""
+    return re.sub(r"\{[0-9]+\}$", "", name.split("#", 1)[0])
+
+
+def _stranded(shard: Shard, names: set[str]) -> set[str]:
+    """Copies named for slots the node no longer owns: it answers MOVED for them, so they
+    can be neither searched nor dropped there (they follow their node's writes unused)."""
+    return {name for name in names if shard.tagged and not shard.owns(name)}
 
 
 def sync_indexes(
@@ -175,37 +261,58 @@ def sync_indexes(
     keep_others: bool = False,
     drop_views: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> list[str]:
-    """Make the project's indexes `wanted`: build each new or changed one alongside the
-    old, wait until it has indexed every hash, point the view's alias at it, then drop what
-    no view uses (with `keep_others`, a partial apply, only old versions of `wanted` views
-    and the views in `drop_views`). Serving (which queries the alias) never sees a
-    half-built index. Returns what changed, for the log."""
+    """Make the project's indexes `wanted` on every primary: build each new or changed one
+    alongside the old, wait until it has indexed every hash, point the view's alias at it,
+    then drop what no view uses (with `keep_others`, a partial apply, only old versions of
+    `wanted` views and the views in `drop_views`). Serving (which queries the alias) never
+    sees a half-built index. After resharding, a primary whose copy's name left its slots
+    (or that never had one) gets a copy named in its own slots. Returns what changed, for
+    the log."""
     check_engine(client, where)
     mine = {schema.alias for schema in wanted} | {alias_of(project_prefix, view) for view in drop_views}
     changes: list[str] = []
     try:
-        for node, tag in _targets(client, project_prefix):
-            existing = {
-                name[: len(name) - len(tag)]
-                for name in _listed(client, node)
-                if is_project_index(name, project_prefix) and name.endswith(tag)
+        for shard in _shards(client, project_prefix):
+            node = shard.primary
+            project = {name for name in _listed(client, node) if is_project_index(name, project_prefix)}
+            stranded = _stranded(shard, project)
+            existing = project - stranded
+            tags = {
+                schema.alias: choose_tag(existing, shard, schema.alias, schema.name) or shard.derived_tag()
+                for schema in wanted
             }
-            if keep_others:
-                existing = {name for name in existing if name.split("#", 1)[0] in mine}
-            built = [schema for schema in wanted if schema.name not in existing]
+            built = [schema for schema in wanted if schema.name + tags[schema.alias] not in existing]
             for schema in built:
-                _on(client, node, *schema.create_args(schema.name + tag))
+                _on(client, node, *schema.create_args(schema.name + tags[schema.alias]))
             for schema in built:
-                _wait_indexed(client, node, schema.name + tag)
+                _wait_indexed(client, node, schema.name + tags[schema.alias])
             for schema in wanted:
+                tag = tags[schema.alias]
                 _on(client, node, "FT.ALIASUPDATE", schema.alias + tag, schema.name + tag)
-            changes += [f"built index {schema.name}{tag} for view {schema.view!r}" for schema in built]
-            for name in sorted(existing - {schema.name for schema in wanted}):
-                _on(client, node, "FT.DROPINDEX", name + tag)
-                changes.append(f"dropped index {name}{tag}")
+            changes += [f"built index {s.name}{tags[s.alias]} for view {s.view!r} on {_at(shard)}" for s in built]
+            unused = existing - {schema.name + tags[schema.alias] for schema in wanted}
+            if keep_others:
+                unused = {name for name in unused if _view_of(name) in mine}
+                stranded = {name for name in stranded if _view_of(name) in mine}
+            for name in sorted(unused):
+                _on(client, node, "FT.DROPINDEX", name)
+                changes.append(f"dropped index {name} on {_at(shard)}")
+            changes += [_stranded_note(shard, name) for name in sorted(stranded)]
     except redis.ResponseError as exc:
         raise _explained(client, exc, where, "an index change at feast apply") from exc
     return changes
+
+
+def _at(shard: Shard) -> str:
+    return f"node {shard.name}" if shard.nodes else "the server"
+
+
+def _stranded_note(shard: Shard, name: str) -> str:
+    return (
+        f"left index {name} on {_at(shard)}: its name's slot {key_slot(name.encode())} moved to another node, "
+        "so this node refuses every command for it (MOVED); it is never searched, and goes when the slot "
+        "comes back and feast apply runs, or with the node's data"
+    )
 
 
 def _wait_indexed(client: Any, node: Any, name: str) -> None:
@@ -229,15 +336,22 @@ def drop_project_indexes(client: Any, project_prefix: str, where: str) -> int:
     except SearchUnavailable:
         return 0  # no Query Engine: nothing was ever indexed
     dropped = 0
-    for node, tag in _targets(client, project_prefix):
-        for name in sorted(_listed(client, node)):
-            if is_project_index(name, project_prefix) and name.endswith(tag):
-                _on(client, node, "FT.DROPINDEX", name)
-                dropped += 1
+    for shard in _shards(client, project_prefix):
+        project = {name for name in _listed(client, shard.primary) if is_project_index(name, project_prefix)}
+        stranded = _stranded(shard, project)
+        for name in sorted(project - stranded):
+            _on(client, shard.primary, "FT.DROPINDEX", name)
+            dropped += 1
+        for name in sorted(stranded):
+            logger.warning("%s", _stranded_note(shard, name))
     return dropped
 
 
 # ---------------------------------------------------------------- searches
+#
+# Each shard answers from a replica with `read_from_replicas` (the client's round robin,
+# as reads), else from its primary, and from the primary when the replica does not
+# answer. Sentinel's replica client picks its replica (or the primary) itself.
 
 
 def _per_target(plan: SearchPlan, tag: str, query: Sequence[Any] | None) -> list[Any]:
@@ -246,11 +360,102 @@ def _per_target(plan: SearchPlan, tag: str, query: Sequence[Any] | None) -> list
     return args
 
 
+def _replica(client: Any, shard: Shard) -> Any:
+    """The node that should answer a read of this shard, when it is not the primary."""
+    strategy = getattr(client, "load_balancing_strategy", None)
+    if strategy is None or len(shard.nodes) < 2:
+        return None
+    node = client.nodes_manager.get_node_from_slot(min(shard.slots), load_balancing_strategy=strategy)
+    return None if node is shard.primary else node
+
+
+_TAGS = "_hexpire_search_tags"
+
+
+def _known_tag(client: Any, shard: Shard, alias: str) -> str:
+    """The tag found for this shard by an earlier search, while its slot is still the
+    shard's; else the tag apply gives."""
+    tag: str | None = getattr(client, _TAGS, {}).get((alias, shard.name))
+    return tag if tag is not None and shard.owns(alias + tag) else shard.derived_tag()
+
+
+def _relocated(client: Any, shard: Shard, plan: SearchPlan, tag: str, listed: set[str], exc: Exception) -> str:
+    """The copy to search after `exc` (MOVED, or no such index) on the copy named `tag`;
+    raises when there is no other: SearchUnavailable naming the node without one, or `exc`
+    again when the slot map itself is stale (the failover loop refreshes it)."""
+    located = choose_tag(listed, shard, plan.schema.alias, plan.schema.name)
+    if located is None:
+        raise _unindexed(shard, plan, exc)
+    if located == tag:
+        raise exc
+    if not hasattr(client, _TAGS):
+        setattr(client, _TAGS, {})
+    getattr(client, _TAGS)[(plan.schema.alias, shard.name)] = located
+    return located
+
+
+def _relocatable(shard: Shard, exc: redis.ResponseError) -> bool:
+    return shard.tagged and (isinstance(exc, redis.exceptions.MovedError) or _no_index(exc))
+
+
+def _unindexed(shard: Shard, plan: SearchPlan, cause: BaseException) -> SearchUnavailable:
+    view = plan.layout.name
+    return SearchUnavailable(
+        f"view {view!r} has no search index that Redis Cluster node {shard.name} can serve: its slots changed "
+        "since the last feast apply (resharding, or a new primary), and a node takes index commands only for "
+        "names in its own slots. Run feast apply: it builds the index on every primary. (A search without this "
+        "node would leave out its documents.)",
+        view=view,
+        node=shard.name,
+        cause=cause,
+    )
+
+
+def _current(reply: Any, asked: Any, cache: dict[int, list[Any]]) -> bool:
+    """Whether CLUSTER SLOTS (from the node `asked`) names the primaries the client's slot
+    map does: a node that gained slots unseen (a new primary) would otherwise go unsearched."""
+    covered = 0
+    for entry in reply:
+        start, end, primary = int(entry[0]), int(entry[1]), entry[2]
+        host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
+        name = f"{host or asked.host}:{int(primary[1])}"  # no host: the node asked (as redis-py reads it)
+        for slot in (start, end):
+            holders = cache.get(slot)
+            if not holders or holders[0].name != name:
+                return False
+        covered += end - start + 1
+    return covered == sum(1 for holders in cache.values() if holders)
+
+
 def search(client: Any, plan: SearchPlan, where: str, attempts: int, query: Sequence[Any] | None = None) -> list[Any]:
-    """The plan's FT.SEARCH (or `query`, another search of the same index) on every primary."""
+    """The plan's FT.SEARCH (or `query`, another search of the same index) on every shard."""
+
+    def send(shard: Shard, tag: str) -> Any:
+        args = _per_target(plan, tag, query)
+        replica = _replica(client, shard)
+        if replica is not None:
+            try:
+                return _on(client, replica, *args)
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass  # the primary answers, as reads do
+        return _on(client, shard.primary, *args)
+
+    def one(shard: Shard) -> Any:
+        tag = _known_tag(client, shard, plan.schema.alias)
+        try:
+            return send(shard, tag)
+        except redis.ResponseError as exc:
+            if not _relocatable(shard, exc):
+                raise
+            return send(shard, _relocated(client, shard, plan, tag, _listed(client, shard.primary), exc))
 
     def run() -> list[Any]:
-        return [_on(client, node, *_per_target(plan, tag, query)) for node, tag in _targets(client, plan.schema.alias)]
+        shards = _shards(client, plan.schema.alias)
+        asked = shards[0].primary
+        if asked is not None and not _current(_on(client, asked, "CLUSTER", "SLOTS"), asked, _slot_map(client)):
+            client.nodes_manager.initialize()
+            shards = _shards(client, plan.schema.alias)
+        return [one(shard) for shard in shards]
 
     try:
         return _with_failover(client, attempts, run)
@@ -258,24 +463,52 @@ def search(client: Any, plan: SearchPlan, where: str, attempts: int, query: Sequ
         raise _explained(client, exc, where, "a search", plan.layout.name) from exc
 
 
+def _slot_map(client: Any) -> dict[int, list[Any]]:
+    cache: dict[int, list[Any]] = client.nodes_manager.slots_cache
+    return cache
+
+
+async def _on_async(client: Any, node: Any, *args: Any) -> Any:
+    return await (client.execute_command(*args) if node is None else node.execute_command(*args))
+
+
 async def search_async(
     client: Any, plan: SearchPlan, where: str, attempts: int, query: Sequence[Any] | None = None
 ) -> list[Any]:
+    async def send(shard: Shard, tag: str) -> Any:
+        args = _per_target(plan, tag, query)
+        replica = _replica(client, shard)
+        if replica is not None:
+            try:
+                return await _on_async(client, replica, *args)
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass  # the primary answers, as reads do
+        return await _on_async(client, shard.primary, *args)
+
+    async def one(shard: Shard) -> Any:
+        tag = _known_tag(client, shard, plan.schema.alias)
+        try:
+            return await send(shard, tag)
+        except redis.ResponseError as exc:
+            if not _relocatable(shard, exc):
+                raise
+            listed = _listed_names(await _on_async(client, shard.primary, "FT._LIST"))
+            return await send(shard, _relocated(client, shard, plan, tag, listed, exc))
+
     for attempt in range(attempts + 1):
         try:
-            if is_cluster(client):
-                await client.initialize()  # a new async cluster client knows no slots before
-            targets = _targets(client, plan.schema.alias)
-            return list(
-                await asyncio.gather(
-                    *(
-                        client.execute_command(*_per_target(plan, tag, query))
-                        if node is None
-                        else client.execute_command(*_per_target(plan, tag, query), target_nodes=node)
-                        for node, tag in targets
-                    )
-                )
+            if not is_cluster(client):
+                return [await one(Shard((), frozenset(), tagged=False))]
+            await client.initialize()  # a new async cluster client knows no slots before
+            shards = _shards(client, plan.schema.alias)
+            asked = shards[0].primary
+            slots, *replies = await asyncio.gather(
+                _on_async(client, asked, "CLUSTER", "SLOTS"), *(one(shard) for shard in shards)
             )
+            if _current(slots, asked, _slot_map(client)):
+                return list(replies)
+            await client.nodes_manager.initialize()  # a new primary: search again, on every one
+            continue
         except _RETRYABLE:
             if not is_cluster(client) or attempt == attempts:
                 raise
@@ -286,4 +519,8 @@ async def search_async(
                 pass
         except redis.ResponseError as exc:
             raise _explained(client, exc, where, "a search", plan.layout.name) from exc
-    raise AssertionError("unreachable")
+    raise SearchUnavailable(
+        f"the Redis Cluster at {where} kept changing its slot map during a search of view {plan.layout.name!r}; "
+        "try again",
+        view=plan.layout.name,
+    )

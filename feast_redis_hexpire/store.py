@@ -640,7 +640,7 @@ class RedisHexpireOnlineStore(OnlineStore):
     ) -> list[ResultRow]:
         """KNN, BM25 keyword search or both on the view's Query Engine index (search_query)."""
         store_config = store_config_of(config)
-        client = sync_client(store_config)
+        client = sync_client(store_config, for_reads=True)  # replicas answer with read_from_replicas
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
         where, attempts = store_config.where, store_config.retry_attempts
@@ -663,7 +663,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         include_feature_view_version_metadata: bool = False,
     ) -> list[ResultRow]:
         store_config = store_config_of(config)
-        client = await async_client(store_config)
+        client = await async_client(store_config, for_reads=True)
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
         where, attempts = store_config.where, store_config.retry_attempts
