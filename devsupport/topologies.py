@@ -196,6 +196,9 @@ class Cluster(Topology):
 
         wait_until(healthy, timeout, "a healthy, consistent cluster")
 
+    def server(self, port: int) -> LocalRedisServer:
+        return next(server for server in self.servers if server.port == port)
+
     def for_each_primary(self, fn: Callable[[redis.Redis], object]) -> dict[int, object]:
         return {port: fn(admin(port)) for port in self.primary_ports()}
 
@@ -216,16 +219,18 @@ class Cluster(Topology):
 class SentinelGroup(Topology):
     """One primary, one replica, `sentinels` sentinels monitoring them as `master_name`."""
 
-    def __init__(self, root: Path, sentinels: int = 3, master_name: str = "mymaster") -> None:
+    def __init__(self, root: Path, sentinels: int = 3, master_name: str = "mymaster", search: bool = False) -> None:
         super().__init__(root)
+        self.search = search  # the data nodes load the Query Engine (redis_server.search_module_args)
         self.sentinel_count = sentinels
         self.master_name = master_name
         self.sentinel_ports: list[int] = []
 
     def start(self) -> SentinelGroup:
         try:
-            primary = self.start_server("primary")
-            self.start_server("replica", ["--replicaof", HOST, str(primary.port)])
+            module = search_module_args() if self.search else []
+            primary = self.start_server("primary", module)
+            self.start_server("replica", ["--replicaof", HOST, str(primary.port), *module])
             quorum = self.sentinel_count // 2 + 1
             sentinel_binary, sentinel_flag = sentinel_launch()
             for i in range(self.sentinel_count):

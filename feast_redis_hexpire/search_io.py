@@ -16,7 +16,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,7 +28,9 @@ from redis.crc import key_slot
 
 from .clients import tried_once
 from .errors import SearchUnavailable, WriteFailed
+from .reads import HmgetCommand
 from .redaction import redact
+from .redis_io import hmget, hmget_async
 from .search_index import IndexSchema, alias_of, is_project_index
 from .search_query import SearchPlan
 from .server_checks import is_permission_error, permission_error, server_infos
@@ -524,3 +526,26 @@ async def search_async(
         "try again",
         view=plan.layout.name,
     )
+
+
+def hit_fields(client: Any, primary: Callable[[], Any] | None, commands: Sequence[HmgetCommand]) -> list[Any]:
+    """The hits' fields (an HMGET per hit), from the client that searched; with `primary`
+    (replica reads), a replica that does not answer leaves them to the primaries, as the
+    search itself."""
+    try:
+        return hmget(client, commands)
+    except (redis.ConnectionError, redis.TimeoutError):
+        if primary is None:
+            raise
+        return hmget(primary(), commands)
+
+
+async def hit_fields_async(
+    client: Any, primary: Callable[[], Awaitable[Any]] | None, commands: Sequence[HmgetCommand]
+) -> list[Any]:
+    try:
+        return await hmget_async(client, commands)
+    except (redis.ConnectionError, redis.TimeoutError):
+        if primary is None:
+            raise
+        return await hmget_async(await primary(), commands)

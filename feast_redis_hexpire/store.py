@@ -647,7 +647,8 @@ class RedisHexpireOnlineStore(OnlineStore):
         hits = plan.merge(search_io.search(client, plan, where, attempts))
         scoring = plan.score_query(hits)
         hits = plan.with_scores(hits, scoring and search_io.search(client, plan, where, attempts, scoring))
-        hits = plan.with_fields(hits, redis_io.hmget(client, plan.field_reads(hits)))
+        primary = (lambda: sync_client(store_config)) if store_config.read_from_replicas else None
+        hits = plan.with_fields(hits, search_io.hit_fields(client, primary, plan.field_reads(hits)))
         return plan.rows(hits, self._entity_types(table))
 
     async def retrieve_online_documents_v2_async(
@@ -670,7 +671,8 @@ class RedisHexpireOnlineStore(OnlineStore):
         hits = plan.merge(await search_io.search_async(client, plan, where, attempts))
         scoring = plan.score_query(hits)
         hits = plan.with_scores(hits, scoring and await search_io.search_async(client, plan, where, attempts, scoring))
-        hits = plan.with_fields(hits, await redis_io.hmget_async(client, plan.field_reads(hits)))
+        primary_async = (lambda: async_client(store_config)) if store_config.read_from_replicas else None
+        hits = plan.with_fields(hits, await search_io.hit_fields_async(client, primary_async, plan.field_reads(hits)))
         return plan.rows(hits, self._entity_types(table))
 
     def retrieve_online_documents(
