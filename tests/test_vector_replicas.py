@@ -44,9 +44,6 @@ class Topology:
         primary = self.servers.primary_port()
         return [primary], [port for port in self.servers.data_ports() if port != primary]
 
-    def server(self, port: int):
-        return next(server for server in self.servers.servers if server.port == port)
-
 
 @pytest.fixture(params=["cluster", "sentinel"])
 def topology(request) -> Topology:
@@ -119,7 +116,7 @@ def test_a_replica_down_leaves_the_search_to_its_primary(topology, repo):
     primaries, replicas = topology.roles()
     fs.config.online_store.read_from_replicas = True
     searches(fs)  # the clients know the replicas before one goes
-    down = topology.server(replicas[0])
+    down = topology.servers.server(replicas[0])
     down.crash()
     try:
         for port in primaries:
