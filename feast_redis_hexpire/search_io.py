@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,6 +41,8 @@ logger = logging.getLogger("feast_redis_hexpire")
 T = TypeVar("T")
 
 INDEXING_TIMEOUT_SECONDS = 600.0
+LAYOUT_CHANGES = 5
+"""How often the cluster's slots may change under one async search before it gives up."""
 _RETRYABLE = (
     redis.ConnectionError,
     redis.TimeoutError,
@@ -120,13 +123,18 @@ def _explained(client: Any, exc: redis.RedisError, where: str, what: str, view: 
 # holding the project's slot holds its index.
 
 
+Layout = tuple[tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]], ...]
+"""CLUSTER SLOTS per primary: its name (`host:port`), its replicas' names and its slot
+ranges, sorted; comparable, so a search sees at once whether the cluster changed."""
+
+
 @dataclass(frozen=True)
 class Shard:
-    """One primary, its replicas and the slots it owns; `nodes` is () for a client of one
-    server (standalone, or Sentinel's, which finds its server itself)."""
+    """One primary, its replicas and the slot ranges it owns; `nodes` is () for a client of
+    one server (standalone, or Sentinel's, which finds its server itself)."""
 
     nodes: tuple[Any, ...]
-    slots: frozenset[int]
+    ranges: tuple[tuple[int, int], ...]
     tagged: bool = True  # its index names carry a hash tag of its own (not `hash_tag: project`)
 
     @property
@@ -138,40 +146,75 @@ class Shard:
         return str(self.primary.name) if self.nodes else ""
 
     def owns(self, name: str) -> bool:
-        return key_slot(name.encode()) in self.slots
+        slot = key_slot(name.encode())
+        return any(first <= slot <= last for first, last in self.ranges)
 
     def derived_tag(self) -> str:
         """The tag `feast apply` gives a new copy here: the smallest n in the node's slots."""
-        return _tag_for(self.slots) if self.tagged else ""
+        if not self.tagged:
+            return ""
+        n = 0
+        while not self.owns(str(n)):
+            n += 1
+        return f"{{{n}}}"
 
 
-def _tag_for(slots: frozenset[int] | set[int]) -> str:
-    n = 0
-    while key_slot(str(n).encode()) not in slots:
-        n += 1
-    return f"{{{n}}}"
+_ONE_SERVER = Shard((), (), tagged=False)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def layout_of(reply: Any, asked: Any) -> Layout:
+    """CLUSTER SLOTS (asked of the node `asked`) as a Layout; a node without a host is the
+    node asked, as redis-py reads it."""
+    primaries: dict[str, tuple[set[str], list[tuple[int, int]]]] = {}
+    for entry in reply:
+        names = [f"{_text(node[0]) or asked.host}:{int(node[1])}" for node in entry[2:]]
+        replicas, ranges = primaries.setdefault(names[0], (set(), []))
+        replicas.update(names[1:])
+        ranges.append((int(entry[0]), int(entry[1])))
+    return tuple(
+        (name, tuple(sorted(replicas)), tuple(sorted(ranges))) for name, (replicas, ranges) in sorted(primaries.items())
+    )
+
+
+def shards_of(client: Any, layout: Layout, base: str) -> list[Shard] | None:
+    """The shards a command for `base` goes to, with the client's nodes; None when the
+    client does not know a node yet (its topology needs a refresh)."""
+    known = client.nodes_manager.nodes_cache
+    shards: list[Shard] = []
+    for primary, replicas, ranges in layout:
+        if primary not in known:
+            return None
+        nodes = (known[primary], *(known[name] for name in replicas if name in known))
+        shards.append(Shard(nodes, ranges))
+    if "{" in base:  # hash_tag: project: the one primary holding the project's slot
+        slot = key_slot(base.encode())
+        return [Shard(shard.nodes, ((slot, slot),), tagged=False) for shard in shards if shard.owns(base)]
+    return shards
+
+
+def _asked(client: Any) -> Any:
+    """The node asked for CLUSTER SLOTS: any primary the client knows."""
+    return random.choice(client.get_primaries())
 
 
 def _shards(client: Any, base: str) -> list[Shard]:
-    """Every primary with its slots, from the client's slot map."""
+    """Every primary with its slots, as a node of the cluster says now (the client's map
+    may miss a new primary: one that no keyed command was redirected to yet)."""
     if not is_cluster(client):
-        return [Shard((), frozenset(), tagged=False)]
-    cache = client.nodes_manager.slots_cache
-    if "{" in base:
-        slot = key_slot(base.encode())
-        return [Shard(tuple(cache[slot]), frozenset({slot}), tagged=False)]
-    owned: dict[str, set[int]] = {}
-    nodes: dict[str, tuple[Any, ...]] = {}
-    for slot, holders in cache.items():
-        if holders:
-            owned.setdefault(holders[0].name, set()).add(slot)
-            nodes[holders[0].name] = tuple(holders)
-    return [Shard(nodes[name], frozenset(slots)) for name, slots in sorted(owned.items())]
-
-
-def _targets(client: Any, base: str) -> list[tuple[Shard, str]]:
-    """Each primary and the tag `feast apply` gives its copies (used by apply and teardown)."""
-    return [(shard, shard.derived_tag()) for shard in _shards(client, base)]
+        return [_ONE_SERVER]
+    asked = _asked(client)
+    layout = layout_of(_on(client, asked, "CLUSTER", "SLOTS"), asked)
+    shards = shards_of(client, layout, base)
+    if shards is None:
+        client.nodes_manager.initialize()
+        shards = shards_of(client, layout, base)
+    if shards is None:
+        raise redis.exceptions.ClusterDownError(f"CLUSTER SLOTS names nodes the cluster does not list: {layout}")
+    return shards
 
 
 _TAGGED_NAME = re.compile(r"#[0-9a-f]+(\{[0-9]+\})$")
@@ -363,15 +406,17 @@ def _per_target(plan: SearchPlan, tag: str, query: Sequence[Any] | None) -> list
 
 
 def _replica(client: Any, shard: Shard) -> Any:
-    """The node that should answer a read of this shard, when it is not the primary."""
+    """The node that should answer a read of this shard (the client's round robin, as
+    reads), when it is not the primary."""
     strategy = getattr(client, "load_balancing_strategy", None)
     if strategy is None or len(shard.nodes) < 2:
         return None
-    node = client.nodes_manager.get_node_from_slot(min(shard.slots), load_balancing_strategy=strategy)
-    return None if node is shard.primary else node
+    index = client.nodes_manager.read_load_balancer.get_server_index(shard.name, len(shard.nodes), strategy)
+    return shard.nodes[index] if index else None
 
 
 _TAGS = "_hexpire_search_tags"
+_LAYOUT = "_hexpire_cluster_layout"
 
 
 def _known_tag(client: Any, shard: Shard, alias: str) -> str:
@@ -413,22 +458,6 @@ def _unindexed(shard: Shard, plan: SearchPlan, cause: BaseException) -> SearchUn
     )
 
 
-def _current(reply: Any, asked: Any, cache: dict[int, list[Any]]) -> bool:
-    """Whether CLUSTER SLOTS (from the node `asked`) names the primaries the client's slot
-    map does: a node that gained slots unseen (a new primary) would otherwise go unsearched."""
-    covered = 0
-    for entry in reply:
-        start, end, primary = int(entry[0]), int(entry[1]), entry[2]
-        host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
-        name = f"{host or asked.host}:{int(primary[1])}"  # no host: the node asked (as redis-py reads it)
-        for slot in (start, end):
-            holders = cache.get(slot)
-            if not holders or holders[0].name != name:
-                return False
-        covered += end - start + 1
-    return covered == sum(1 for holders in cache.values() if holders)
-
-
 def search(client: Any, plan: SearchPlan, where: str, attempts: int, query: Sequence[Any] | None = None) -> list[Any]:
     """The plan's FT.SEARCH (or `query`, another search of the same index) on every shard."""
 
@@ -452,22 +481,12 @@ def search(client: Any, plan: SearchPlan, where: str, attempts: int, query: Sequ
             return send(shard, _relocated(client, shard, plan, tag, _listed(client, shard.primary), exc))
 
     def run() -> list[Any]:
-        shards = _shards(client, plan.schema.alias)
-        asked = shards[0].primary
-        if asked is not None and not _current(_on(client, asked, "CLUSTER", "SLOTS"), asked, _slot_map(client)):
-            client.nodes_manager.initialize()
-            shards = _shards(client, plan.schema.alias)
-        return [one(shard) for shard in shards]
+        return [one(shard) for shard in _shards(client, plan.schema.alias)]
 
     try:
         return _with_failover(client, attempts, run)
     except redis.ResponseError as exc:
         raise _explained(client, exc, where, "a search", plan.layout.name) from exc
-
-
-def _slot_map(client: Any) -> dict[int, list[Any]]:
-    cache: dict[int, list[Any]] = client.nodes_manager.slots_cache
-    return cache
 
 
 async def _on_async(client: Any, node: Any, *args: Any) -> Any:
@@ -497,35 +516,59 @@ async def search_async(
             listed = _listed_names(await _on_async(client, shard.primary, "FT._LIST"))
             return await send(shard, _relocated(client, shard, plan, tag, listed, exc))
 
-    for attempt in range(attempts + 1):
+    async def searched() -> list[Any] | None:
+        """Every shard's reply; None when the cluster's layout changed (search again).
+        The shards of the layout seen last are searched while a node is asked for the
+        layout now: the replies stand if it did not change, so a search costs no extra
+        round trip, and a search from an outdated layout never stands."""
+        if not is_cluster(client):
+            return [await one(_ONE_SERVER)]
+        await client.initialize()  # a new async cluster client knows no slots before
+        asked = _asked(client)
+        ask = _on_async(client, asked, "CLUSTER", "SLOTS")
+        seen: Layout | None = getattr(client, _LAYOUT, None)
+        shards = None if seen is None else shards_of(client, seen, plan.schema.alias)
+        if shards is None:
+            layout = layout_of(await ask, asked)
+        else:
+            reply, *replies = await asyncio.gather(ask, *(one(shard) for shard in shards), return_exceptions=True)
+            if isinstance(reply, BaseException):
+                raise reply
+            layout = layout_of(reply, asked)
+            if layout == seen:
+                for outcome in replies:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                return replies
+        setattr(client, _LAYOUT, layout)
+        if shards_of(client, layout, plan.schema.alias) is None:
+            await client.nodes_manager.initialize()  # a node it does not know yet
+        return None
+
+    attempt = changes = 0
+    while True:
         try:
-            if not is_cluster(client):
-                return [await one(Shard((), frozenset(), tagged=False))]
-            await client.initialize()  # a new async cluster client knows no slots before
-            shards = _shards(client, plan.schema.alias)
-            asked = shards[0].primary
-            slots, *replies = await asyncio.gather(
-                _on_async(client, asked, "CLUSTER", "SLOTS"), *(one(shard) for shard in shards)
-            )
-            if _current(slots, asked, _slot_map(client)):
-                return list(replies)
-            await client.nodes_manager.initialize()  # a new primary: search again, on every one
-            continue
+            replies = await searched()
+            if replies is not None:
+                return replies
+            changes += 1
+            if changes > LAYOUT_CHANGES:
+                raise SearchUnavailable(
+                    f"the Redis Cluster at {where} changed its slots {changes} times during one search of view "
+                    f"{plan.layout.name!r}; try again",
+                    view=plan.layout.name,
+                )
         except _RETRYABLE:
             if not is_cluster(client) or attempt == attempts:
                 raise
             await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+            attempt += 1
             try:
                 await client.nodes_manager.initialize()
             except _RETRYABLE:
                 pass
         except redis.ResponseError as exc:
             raise _explained(client, exc, where, "a search", plan.layout.name) from exc
-    raise SearchUnavailable(
-        f"the Redis Cluster at {where} kept changing its slot map during a search of view {plan.layout.name!r}; "
-        "try again",
-        view=plan.layout.name,
-    )
 
 
 def hit_fields(client: Any, primary: Callable[[], Any] | None, commands: Sequence[HmgetCommand]) -> list[Any]:
