@@ -392,6 +392,22 @@ def drop_project_indexes(client: Any, project_prefix: str, where: str) -> int:
     return dropped
 
 
+def index_coverage(client: Any, schema: IndexSchema) -> tuple[list[str], list[str]]:
+    """Which primaries (`host:port`, "the server" for one server) hold a copy of the view's
+    index they can serve, and which do not (for `doctor`): a primary whose slots changed
+    since the last `feast apply` (resharding, a new primary) has none until the next."""
+    served: list[str] = []
+    unserved: list[str] = []
+    for shard in _shards(client, schema.alias):
+        listed = _listed(client, shard.primary)
+        if shard.tagged:
+            usable = choose_tag(listed, shard, schema.alias, schema.name) is not None
+        else:
+            usable = any(name.startswith(schema.alias + "#") for name in listed)
+        (served if usable else unserved).append(shard.name or "the server")
+    return served, unserved
+
+
 # ---------------------------------------------------------------- searches
 #
 # Each shard answers from a replica with `read_from_replicas` (the client's round robin,

@@ -8,14 +8,17 @@ primary's copy back. On a cluster of its own (slots move for good here)."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import numpy as np
 import pytest
+import yaml
 from redis.crc import key_slot
 
 from devsupport.feature_stores import feature_store
 from devsupport.topologies import Cluster, admin
 from feast_redis_hexpire import clients
+from feast_redis_hexpire.cli.main import main
 from feast_redis_hexpire.errors import SearchUnavailable
 from tests.test_vector_cluster import DIM, ITEM, VIEW, N, frame, nearest, ranked_ids
 
@@ -150,7 +153,7 @@ def test_a_copy_whose_name_left_its_primary_fails_the_search_until_feast_apply(c
     assert len(copies(cluster, fs, target)) == 1  # the target kept its own copy
 
 
-def test_a_new_primary_with_documents_fails_the_search_until_feast_apply(cluster, repo):
+def test_a_new_primary_with_documents_fails_the_search_and_doctor_until_feast_apply(cluster, repo, capsys, tmp_path):
     fs, data = repo
     new = cluster.add_primary()
     donor = cluster.primary_ports()[0]
@@ -159,7 +162,29 @@ def test_a_new_primary_with_documents_fails_the_search_until_feast_apply(cluster
     cluster.wait_healthy()
     # The store's clients knew three primaries; the search must not answer from those alone.
     assert_refused_naming(fs, f"127.0.0.1:{new}")
+    code, out = doctor(capsys, fs, tmp_path)
+    assert code == 1 and re.search(rf"\[FAIL\] search +docs: no index that 127\.0\.0\.1:{new} can serve", out), out
 
     fs.apply([ITEM, VIEW])
     assert len(copies(cluster, fs, new)) == 1
     assert_complete(fs, data)
+    code, out = doctor(capsys, fs, tmp_path)
+    assert code == 0 and "[ok  ] search      docs: an index on every primary (4)" in out, out
+
+
+def doctor(capsys, fs, tmp_path) -> tuple[int, str]:
+    """`feast-redis-hexpire doctor` on a repo of the test's project and view."""
+    repo = tmp_path / "repo"
+    repo.mkdir(exist_ok=True)
+    (repo / "definitions.py").write_text("from tests.test_vector_cluster import ITEM, VIEW  # noqa: F401\n")
+    settings = {
+        "project": fs.project,
+        "provider": "local",
+        "registry": {"path": fs.config.registry.path, "cache_ttl_seconds": 0},
+        "online_store": fs.config.online_store.model_dump(mode="json", exclude_unset=True),
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(settings))
+    code = main(["doctor", "--repo", str(repo)])
+    return code, capsys.readouterr().out
