@@ -79,6 +79,19 @@ def repo(search_cluster, tmp_path_factory):
     clients.reset_clients()
 
 
+def retrieve_async(fs, features: list[str], query, top_k: int) -> list:
+    """The store's async retrieval of view `docs` (Feast has none), in an event loop of its own."""
+    online, table = fs._get_provider().online_store, fs.get_feature_view("docs")
+
+    async def run():
+        try:
+            return await online.retrieve_online_documents_v2_async(fs.config, table, features, list(query), top_k)
+        finally:
+            await online.close()
+
+    return asyncio.run(run())
+
+
 def project_indexes(cluster, fs) -> dict[int, list[str]]:
     prefix = f"fs:{fs.project}:"
     return {
@@ -192,15 +205,7 @@ def test_with_the_project_hash_tag_one_primary_holds_the_index_and_answers(searc
         query = np.random.default_rng(8).normal(size=DIM).astype(np.float32)
         got = fs.retrieve_online_documents_v2(features=["docs:title"], query=list(query), top_k=6).to_dict()
         assert ranked_ids(got) == nearest(data, query, 6)
-        online, table = fs._get_provider().online_store, fs.get_feature_view("docs")
-
-        async def run():
-            try:
-                return await online.retrieve_online_documents_v2_async(fs.config, table, ["item_id"], list(query), 6)
-            finally:
-                await online.close()
-
-        assert len(asyncio.run(run())) == 6
+        assert len(retrieve_async(fs, ["item_id"], query, 6)) == 6
     finally:
         fs.teardown()
         clients.reset_clients()

@@ -5,15 +5,13 @@ leaves the search to its primary, as reads do. Proved by each node's INFO comman
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
 
 from devsupport.topologies import SentinelGroup, admin, wait_until
 from feast_redis_hexpire import clients
 from tests.support.store import command_calls
-from tests.test_vector_cluster import DIM, ITEM, VIEW, frame, nearest, ranked_ids
+from tests.test_vector_cluster import DIM, ITEM, VIEW, frame, nearest, ranked_ids, retrieve_async
 
 pytestmark = [pytest.mark.topology, pytest.mark.timeout(300)]
 
@@ -78,15 +76,7 @@ def searches(fs) -> list[dict]:
     knn = fs.retrieve_online_documents_v2(features=["docs:title", "docs:rating"], query=list(QUERY), top_k=7)
     words = fs.retrieve_online_documents_v2(features=["docs:title"], query_string="gamma", top_k=500)
     hybrid = fs.retrieve_online_documents_v2(features=["docs:title"], query=list(QUERY), query_string="beta", top_k=6)
-    online, table = fs._get_provider().online_store, fs.get_feature_view("docs")
-
-    async def run():
-        try:
-            return await online.retrieve_online_documents_v2_async(fs.config, table, ["title"], list(QUERY), 7)
-        finally:
-            await online.close()
-
-    return [knn.to_dict(), words.to_dict(), hybrid.to_dict(), {"rows": asyncio.run(run())}]
+    return [knn.to_dict(), words.to_dict(), hybrid.to_dict(), {"rows": retrieve_async(fs, ["title"], QUERY, 7)}]
 
 
 def calls(ports: list[int], command: str) -> list[int]:

@@ -7,7 +7,6 @@ primary's copy back. On a cluster of its own (slots move for good here)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import numpy as np
@@ -20,7 +19,7 @@ from devsupport.topologies import Cluster, admin
 from feast_redis_hexpire import clients
 from feast_redis_hexpire.cli.main import main
 from feast_redis_hexpire.errors import SearchUnavailable
-from tests.test_vector_cluster import DIM, ITEM, VIEW, N, frame, nearest, ranked_ids
+from tests.test_vector_cluster import DIM, ITEM, VIEW, N, frame, nearest, ranked_ids, retrieve_async
 
 pytestmark = [pytest.mark.topology, pytest.mark.timeout(300)]
 
@@ -49,15 +48,7 @@ QUERIES = [np.random.default_rng(40 + i).normal(size=DIM).astype(np.float32) for
 
 
 def search_async(fs, query, top_k: int) -> list[str]:
-    online, table = fs._get_provider().online_store, fs.get_feature_view("docs")
-
-    async def run():
-        try:
-            return await online.retrieve_online_documents_v2_async(fs.config, table, ["item_id"], list(query), top_k)
-        finally:
-            await online.close()
-
-    rows = asyncio.run(run())
+    rows = retrieve_async(fs, ["item_id"], query, top_k)
     ranked = sorted(rows, key=lambda row: (row[2]["distance"].float_val, row[2]["item_id"].string_val))
     return [row[2]["item_id"].string_val for row in ranked]
 
