@@ -461,13 +461,20 @@ def _relocatable(shard: Shard, exc: redis.ResponseError) -> bool:
     return shard.tagged and (isinstance(exc, redis.exceptions.MovedError) or _no_index(exc))
 
 
+def _unrelocated(shard: Shard, plan: SearchPlan, exc: redis.ResponseError) -> None:
+    """A shard's failure that FT._LIST cannot mend: a cluster node without the index is
+    named (the slot of `hash_tag: project` moved, or apply never ran); others go on."""
+    if shard.nodes and _no_index(exc):
+        raise _unindexed(shard, plan, exc) from exc
+
+
 def _unindexed(shard: Shard, plan: SearchPlan, cause: BaseException) -> SearchUnavailable:
     view = plan.layout.name
     return SearchUnavailable(
         f"view {view!r} has no search index that Redis Cluster node {shard.name} can serve: its slots changed "
-        "since the last feast apply (resharding, or a new primary), and a node takes index commands only for "
-        "names in its own slots. Run feast apply: it builds the index on every primary. (A search without this "
-        "node would leave out its documents.)",
+        "since the last feast apply (resharding, or a new primary; a node takes index commands only for names "
+        "in its own slots), or feast apply has not run with vector_enabled: true. Run feast apply: it builds "
+        "the index on every primary. (A search without this node would leave out its documents.)",
         view=view,
         node=shard.name,
         cause=cause,
@@ -493,6 +500,7 @@ def search(client: Any, plan: SearchPlan, where: str, attempts: int, query: Sequ
             return send(shard, tag)
         except redis.ResponseError as exc:
             if not _relocatable(shard, exc):
+                _unrelocated(shard, plan, exc)
                 raise
             return send(shard, _relocated(client, shard, plan, tag, _listed(client, shard.primary), exc))
 
@@ -528,6 +536,7 @@ async def search_async(
             return await send(shard, tag)
         except redis.ResponseError as exc:
             if not _relocatable(shard, exc):
+                _unrelocated(shard, plan, exc)
                 raise
             listed = _listed_names(await _on_async(client, shard.primary, "FT._LIST"))
             return await send(shard, _relocated(client, shard, plan, tag, listed, exc))

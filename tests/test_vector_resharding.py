@@ -179,3 +179,24 @@ def doctor(capsys, fs, tmp_path) -> tuple[int, str]:
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(settings))
     code = main(["doctor", "--repo", str(repo)])
     return code, capsys.readouterr().out
+
+
+def test_with_the_project_hash_tag_a_moved_project_slot_fails_naming_its_new_primary_until_apply(cluster, tmp_path):
+    clients.reset_clients()
+    fs = feature_store(cluster, tmp_path, redis_type="redis_cluster", vector_enabled=True, hash_tag="project")
+    try:
+        fs.apply([ITEM, VIEW])
+        data = frame()
+        fs.write_to_online_store("docs", data)
+        assert_complete(fs, data)
+        slot = key_slot(f"{{{fs.project}}}".encode())
+        source = cluster.port_for_slot(slot)
+        target = next(port for port in cluster.primary_ports() if port != source)
+        assert cluster.move_slot(slot, target) == N + 1  # the documents and the views record
+        cluster.wait_healthy()
+        assert_refused_naming(fs, f"127.0.0.1:{target}")
+        fs.apply([ITEM, VIEW])
+        assert_complete(fs, data)
+    finally:
+        fs.teardown()
+        clients.reset_clients()
