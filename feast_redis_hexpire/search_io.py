@@ -230,7 +230,7 @@ def choose_tag(listed: set[str], shard: Shard, alias: str, current: str | None) 
         if not name.startswith(alias + "#") or not shard.owns(name):
             continue
         match = _TAGGED_NAME.search(name)
-        if match and name[: len(alias)] == alias:
+        if match:
             tag = match.group(1)
             tags[tag] = tags.get(tag, False) or (current is not None and name == current + tag)
     for pool in ({t for t, cur in tags.items() if cur}, set(tags)):
@@ -242,7 +242,7 @@ def choose_tag(listed: set[str], shard: Shard, alias: str, current: str | None) 
 
 
 def _listed_names(reply: Any) -> set[str]:
-    return {n.decode() if isinstance(n, bytes) else str(n) for n in reply or []}
+    return {_text(name) for name in reply or []}
 
 
 def _on(client: Any, node: Any, *args: Any) -> Any:
