@@ -5,6 +5,9 @@ leaves the search to its primary, as reads do. Proved by each node's INFO comman
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -121,3 +124,52 @@ def test_a_replica_down_leaves_the_search_to_its_primary(topology, repo):
             wait_until(
                 lambda: admin(replicas[0]).info("replication").get("master_link_status") == "up", 60, "replica sync"
             )
+
+
+def test_replica_searches_keep_the_global_top_k_through_a_cluster_failover(search_cluster, tmp_path):
+    from devsupport.feature_stores import feature_store
+
+    clients.reset_clients()
+    fs = feature_store(
+        search_cluster, tmp_path, redis_type="redis_cluster", vector_enabled=True, read_from_replicas=True
+    )
+    try:
+        fs.apply([ITEM, VIEW])
+        data = frame()
+        fs.write_to_online_store("docs", data)
+        for port in search_cluster.primary_ports():
+            assert admin(port).execute_command("WAIT", 1, 5000) >= 1
+        expected = nearest(data, QUERY, 5)
+        outcomes: list[object] = []
+        stop = threading.Event()
+
+        def searching() -> None:
+            while not stop.is_set():
+                try:
+                    got = fs.retrieve_online_documents_v2(features=["docs:title"], query=list(QUERY), top_k=5)
+                    outcomes.append(ranked_ids(got.to_dict()) == expected)
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    outcomes.append(exc)
+
+        worker = threading.Thread(target=searching)
+        worker.start()
+        try:
+            time.sleep(0.5)
+            before = len(outcomes)
+            primary = search_cluster.primary_ports()[-1]
+            search_cluster.failover(search_cluster.replica_of(primary))
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            worker.join(timeout=60)
+        assert before > 0 and len(outcomes) > before + 3
+        assert all(outcome is True for outcome in outcomes), [o for o in outcomes if o is not True][:3]
+        assert primary not in search_cluster.primary_ports()
+        assert (
+            ranked_ids(fs.retrieve_online_documents_v2(features=["docs:title"], query=list(QUERY), top_k=5).to_dict())
+            == expected
+        )
+    finally:
+        fs.config.online_store.read_from_replicas = False
+        fs.teardown()
+        clients.reset_clients()
