@@ -320,8 +320,16 @@ class LocalRedisServer:
         self.crash(how)
         if down_for:
             time.sleep(down_for)
-        self._launch(Path(self._binary), self._port)
+        self.revive()
         return time.monotonic() - started
+
+    def revive(self) -> LocalRedisServer:
+        """Start a crashed server again on its port, workdir and arguments."""
+        if self._port is None or self._binary is None:
+            raise RedisProvisioningError("revive() needs a server that was started")
+        if not self.running:
+            self._launch(Path(self._binary), self._port)
+        return self
 
     def pause(self) -> None:
         """SIGSTOP: the process holds its port and open connections but answers nothing;

@@ -57,6 +57,9 @@ class Topology:
         server.start()
         return server
 
+    def server(self, port: int) -> LocalRedisServer:
+        return next(server for server in self.servers if server.port == port)
+
     def stop(self) -> None:
         errors = []
         for server in reversed(self.servers):
@@ -90,24 +93,24 @@ class Cluster(Topology):
         self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
 
+    def _node_args(self) -> list[str]:
+        return [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            str(self.node_timeout_ms),
+            # Explicit bus port: the default (port + 10000) may be out of range or taken.
+            "--cluster-port",
+            str(free_port()),
+            *(search_module_args() if self.search else ()),
+        ]
+
     def start(self) -> Cluster:
         try:
             for i in range(self.primaries_count * (1 + self.replicas)):
-                self.start_server(
-                    f"node{i}",
-                    [
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        str(self.node_timeout_ms),
-                        # Explicit bus port: the default (port + 10000) may be out of range or taken.
-                        "--cluster-port",
-                        str(free_port()),
-                        *(search_module_args() if self.search else ()),
-                    ],
-                )
+                self.start_server(f"node{i}", self._node_args())
             redis_cli(
                 "--cluster",
                 "create",
@@ -166,11 +169,45 @@ class Cluster(Topology):
         return next(n["port"] for n in self.nodes() if n["master"] == primary_id)
 
     def port_for_key(self, key: bytes) -> int:
-        slot = admin(self.ports[0]).execute_command("CLUSTER", "KEYSLOT", key)
+        return self.port_for_slot(admin(self.ports[0]).execute_command("CLUSTER", "KEYSLOT", key))
+
+    def port_for_slot(self, slot: int) -> int:
         for entry in admin(self.ports[0]).execute_command("CLUSTER", "SLOTS"):
             if entry[0] <= slot <= entry[1]:
                 return int(entry[2][1])
         raise AssertionError(f"slot {slot} is not covered")
+
+    def move_slot(self, slot: int, target: int) -> int:
+        """Move one slot and its keys to the primary at `target`, as `redis-cli --cluster
+        reshard` does slot by slot; returns how many keys moved."""
+        source = self.port_for_slot(slot)
+        if source == target:
+            return 0
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        admin(target).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        admin(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        moved = 0
+        while keys := admin(source).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            admin(source).execute_command("MIGRATE", HOST, target, "", 0, 5000, "KEYS", *keys)
+            moved += len(keys)
+        for port in dict.fromkeys([target, source, *self.primary_ports()]):
+            admin(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        return moved
+
+    def add_primary(self) -> int:
+        """A new empty primary (no slots yet) joined to the cluster; returns its port."""
+        server = self.start_server(f"node{len(self.servers)}", self._node_args())
+        redis_cli("--cluster", "add-node", f"{HOST}:{server.port}", f"{HOST}:{self.primary_ports()[0]}")
+        known = f":{server.port}@".encode()
+        wait_until(
+            lambda: (
+                all(known in admin(port).execute_command("CLUSTER", "NODES") for port in self.ports)
+                and b"cluster_state:ok" in admin(server.port).execute_command("CLUSTER", "INFO")
+            ),
+            30,
+            "every node to know the new primary, and it the cluster",
+        )
+        return server.port
 
     def wait_healthy(self, timeout: float = 30) -> None:
         """Every node says cluster_state:ok, agrees on the slot map, lists every replica in
@@ -216,16 +253,18 @@ class Cluster(Topology):
 class SentinelGroup(Topology):
     """One primary, one replica, `sentinels` sentinels monitoring them as `master_name`."""
 
-    def __init__(self, root: Path, sentinels: int = 3, master_name: str = "mymaster") -> None:
+    def __init__(self, root: Path, sentinels: int = 3, master_name: str = "mymaster", search: bool = False) -> None:
         super().__init__(root)
+        self.search = search  # the data nodes load the Query Engine (redis_server.search_module_args)
         self.sentinel_count = sentinels
         self.master_name = master_name
         self.sentinel_ports: list[int] = []
 
     def start(self) -> SentinelGroup:
         try:
-            primary = self.start_server("primary")
-            self.start_server("replica", ["--replicaof", HOST, str(primary.port)])
+            module = search_module_args() if self.search else []
+            primary = self.start_server("primary", module)
+            self.start_server("replica", ["--replicaof", HOST, str(primary.port), *module])
             quorum = self.sentinel_count // 2 + 1
             sentinel_binary, sentinel_flag = sentinel_launch()
             for i in range(self.sentinel_count):

@@ -21,8 +21,9 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -97,6 +98,18 @@ own retries under ours with the same policy: a pool checkout connects under
 `connection.retry`, and so does a send on a dropped connection. Nested, budgets multiply:
 a server that is down (connections refused) cost a warm process about 41 s per call, 7
 checkouts of 7 connects each, instead of one budget's 3.5-7 s."""
+
+
+@contextmanager
+def tried_once() -> Iterator[None]:
+    """The store's retries inside this block try once: for a caller that retries itself,
+    elsewhere (a search falls back from a replica to its primary, and refreshes the
+    cluster's topology before trying again)."""
+    outer = _RETRYING.set(True)
+    try:
+        yield
+    finally:
+        _RETRYING.reset(outer)
 
 
 class StoreRetry(Retry):

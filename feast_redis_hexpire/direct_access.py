@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from . import feast_hooks
@@ -137,21 +137,29 @@ class PerRegistryVersion(Generic[T]):
 
 class StoreClients:
     """The store's shared clients for one config, looked up once (sync_client builds its
-    cache key from the whole config on every call), the async one once per event loop."""
+    cache key from the whole config on every call), the async one once per event loop.
+    `for_reads`: the clients a search uses, on replicas with `read_from_replicas`, and
+    the primaries' to fall back to (`primary_sync`, `primary_async`; None without)."""
 
-    def __init__(self, store_config: RedisHexpireOnlineStoreConfig) -> None:
+    def __init__(self, store_config: RedisHexpireOnlineStoreConfig, *, for_reads: bool = False) -> None:
         self.store_config = store_config
+        self.for_reads = for_reads
         self._client: Any = None
         self._async_client: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        replicas = for_reads and store_config.read_from_replicas
+        self.primary_sync: Callable[[], Any] | None = (lambda: sync_client(store_config)) if replicas else None
+        self.primary_async: Callable[[], Awaitable[Any]] | None = (
+            (lambda: async_client(store_config)) if replicas else None
+        )
 
     @classmethod
-    def of(cls, store: Any) -> StoreClients:
-        return cls(store_config_of(store.config))
+    def of(cls, store: Any, *, for_reads: bool = False) -> StoreClients:
+        return cls(store_config_of(store.config), for_reads=for_reads)
 
     def sync_client(self) -> Any:
         client = self._client
         if client is None:
-            client = self._client = sync_client(self.store_config)
+            client = self._client = sync_client(self.store_config, for_reads=self.for_reads)
         return client
 
     async def async_client(self) -> Any:
@@ -159,6 +167,6 @@ class StoreClients:
         cached = self._async_client
         if cached is not None and cached[0] is loop:
             return cached[1]
-        client = await async_client(self.store_config)
+        client = await async_client(self.store_config, for_reads=self.for_reads)
         self._async_client = (loop, client)
         return client

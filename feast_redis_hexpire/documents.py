@@ -223,7 +223,7 @@ class _Search:
                 + "): use FeatureStore.retrieve_online_documents_v2 (its results come in join-key order)"
             )
         self.online_store = online_store_of(store, "DocumentSearch")
-        self.clients = StoreClients.of(store)
+        self.clients = StoreClients.of(store, for_reads=True)  # replicas with read_from_replicas
         self.where = self.clients.store_config.where
         self.attempts = self.clients.store_config.retry_attempts
         self._store = store
@@ -309,7 +309,7 @@ class DocumentSearch(_Facade):
         search = self._search
         client = search.clients.sync_client()
         resolved, plan = search.plan(client, _Request(embedding, top_k, query_string, filters, distance_metric))
-        hits = search_io.run_search(client, plan, search.where, search.attempts)
+        hits = search_io.run_search(client, plan, search.where, search.attempts, search.clients.primary_sync)
         return DocumentResponse(resolved, plan, plan.results(hits), include_feature_view_version_metadata)
 
 
@@ -332,5 +332,7 @@ class AsyncDocumentSearch(_Facade):
         search = self._search
         client = await search.clients.async_client()
         resolved, plan = search.plan(client, _Request(embedding, top_k, query_string, filters, distance_metric))
-        hits = await search_io.run_search_async(client, plan, search.where, search.attempts)
+        hits = await search_io.run_search_async(
+            client, plan, search.where, search.attempts, search.clients.primary_async
+        )
         return DocumentResponse(resolved, plan, plan.results(hits), include_feature_view_version_metadata)

@@ -184,4 +184,11 @@ class CorruptStoredValue(HexpireError):
 
 class SearchUnavailable(ServerCheckError):
     """Retrieval needs the Redis Query Engine (FT.* commands), and the server has none, or
-    the view has no index yet. Every other feature of the store keeps working."""
+    the view has no index yet. Every other feature of the store keeps working. `node` is
+    the cluster node (`host:port`) without a usable index, when it is one node's."""
+
+    node: str | None = None
+
+    def __init__(self, message: str, *, node: str | None = None, **facts: Any) -> None:
+        super().__init__(message, **facts)
+        self.node = node

@@ -82,12 +82,13 @@ ROLES: dict[str, tuple[Command, ...]] = {"reader": READER, "writer": WRITER, "op
 SEARCH_READER = (
     # retrieve_online_documents_v2 (search_io.search); on a cluster the hits' fields come by HMGET
     Command("ft.search", ("FT.SEARCH", KEY, "*")),
+    # on a cluster, which copy of the index a node can serve after its slots moved
+    Command("ft._list", ("FT._LIST",)),
 )
 
 SEARCH_WRITER = (
     *SEARCH_READER,
     # feast apply and teardown keep the indexes (search_io.sync_indexes, drop_project_indexes)
-    Command("ft._list", ("FT._LIST",)),
     Command("ft.create", ("FT.CREATE", KEY, "ON", "HASH", "SCHEMA")),
     Command("ft.info", ("FT.INFO", KEY)),
     Command("ft.aliasupdate", ("FT.ALIASUPDATE", KEY, KEY)),

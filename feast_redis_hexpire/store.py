@@ -647,10 +647,11 @@ class RedisHexpireOnlineStore(OnlineStore):
         `L1` is exact over an L2-indexed field: L2 candidates, widened until their L1 ranking
         is settled (exact on a FLAT index; on HNSW as approximate as its L2 neighbours)."""
         store_config = store_config_of(config)
-        client = sync_client(store_config)
+        client = sync_client(store_config, for_reads=True)  # replicas answer with read_from_replicas
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
-        hits = search_io.run_search(client, plan, store_config.where, store_config.retry_attempts)
+        primary = (lambda: sync_client(store_config)) if store_config.read_from_replicas else None
+        hits = search_io.run_search(client, plan, store_config.where, store_config.retry_attempts, primary)
         return plan.rows(hits, self._entity_types(table))
 
     async def retrieve_online_documents_v2_async(
@@ -666,10 +667,12 @@ class RedisHexpireOnlineStore(OnlineStore):
         include_feature_view_version_metadata: bool = False,
     ) -> list[ResultRow]:
         store_config = store_config_of(config)
-        client = await async_client(store_config)
+        client = await async_client(store_config, for_reads=True)
         request = (requested_features, embedding, top_k, distance_metric, query_string, filters)
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
-        hits = await search_io.run_search_async(client, plan, store_config.where, store_config.retry_attempts)
+        primary_async = (lambda: async_client(store_config)) if store_config.read_from_replicas else None
+        where, attempts = store_config.where, store_config.retry_attempts
+        hits = await search_io.run_search_async(client, plan, where, attempts, primary_async)
         return plan.rows(hits, self._entity_types(table))
 
     def retrieve_online_documents(

@@ -79,6 +79,19 @@ def repo(search_cluster, tmp_path_factory):
     clients.reset_clients()
 
 
+def retrieve_async(fs, features: list[str], query, top_k: int) -> list:
+    """The store's async retrieval of view `docs` (Feast has none), in an event loop of its own."""
+    online, table = fs._get_provider().online_store, fs.get_feature_view("docs")
+
+    async def run():
+        try:
+            return await online.retrieve_online_documents_v2_async(fs.config, table, features, list(query), top_k)
+        finally:
+            await online.close()
+
+    return asyncio.run(run())
+
+
 def project_indexes(cluster, fs) -> dict[int, list[str]]:
     prefix = f"fs:{fs.project}:"
     return {
@@ -174,3 +187,25 @@ def test_searches_keep_returning_the_global_top_k_through_a_failover(search_clus
     query = np.random.default_rng(5).normal(size=DIM).astype(np.float32)
     got = fs.retrieve_online_documents_v2(features=["docs:title"], query=list(query), top_k=10).to_dict()
     assert ranked_ids(got) == nearest(data, query, 10)
+
+
+def test_with_the_project_hash_tag_one_primary_holds_the_index_and_answers(search_cluster, tmp_path):
+    fs = feature_store(search_cluster, tmp_path, redis_type="redis_cluster", vector_enabled=True, hash_tag="project")
+    try:
+        fs.apply([ITEM, VIEW])
+        data = frame()
+        fs.write_to_online_store("docs", data)
+        holders = {port: names for port, names in project_indexes(search_cluster, fs).items() if names}
+        assert holders == {}  # the names carry the tag: `fs:{project}:...`, not `fs:project:...`
+        tagged = {
+            port: [n for n in admin(port).execute_command("FT._LIST") if f"{{{fs.project}}}".encode() in n]
+            for port in search_cluster.primary_ports()
+        }
+        assert sorted(len(names) for names in tagged.values()) == [0, 0, 1]
+        query = np.random.default_rng(8).normal(size=DIM).astype(np.float32)
+        got = fs.retrieve_online_documents_v2(features=["docs:title"], query=list(query), top_k=6).to_dict()
+        assert ranked_ids(got) == nearest(data, query, 6)
+        assert len(retrieve_async(fs, ["item_id"], query, 6)) == 6
+    finally:
+        fs.teardown()
+        clients.reset_clients()

@@ -67,7 +67,8 @@ def _check_server(report: _Report, repo: Any, args_role: str | None) -> None:
         return
     try:
         started = time.perf_counter()
-        client.execute_command("HELLO")  # what every user may run, unlike PING
+        hello_at = {"target_nodes": client.get_random_node()} if hasattr(client, "get_random_node") else {}
+        client.execute_command("HELLO", **hello_at)  # what every user may run, unlike PING (one node of a cluster)
         report("connect", True, f"{where(repo)} (HELLO {(time.perf_counter() - started) * 1000:.1f} ms)")
         servers = server_infos(client)
         shown = ", ".join(sorted({str(server) for server in servers}))
@@ -80,6 +81,8 @@ def _check_server(report: _Report, repo: Any, args_role: str | None) -> None:
         how = "one HSETEX per row" if expiry is FieldExpiry.hsetex else "HSET + HPEXPIREAT per row"
         report("writes", None, f"write mode {expiry.value}: stream fields and their expiry are set with {how}")
         _check_permissions(report, client, repo, args_role, hsetex=expiry is FieldExpiry.hsetex)
+        if repo.store_config.vector_enabled:
+            _check_indexes(report, client, repo)
     except redis_errors() as exc:
         report("connect", False, f"{where(repo)}: {describe_error(exc)}")
     finally:
@@ -112,6 +115,41 @@ def _check_permissions(report: _Report, client: Any, repo: Any, role: str | None
             report("permissions", False if role else None, f"as {_ARTICLE[name]}, the user may not run: {refused}")
     if not role and not allowed:
         report("permissions", False, "the user may run what none of reader, writer and operator sends")
+
+
+def _check_indexes(report: _Report, client: Any, repo: Any) -> None:
+    """Each view's search index on every primary (FT._LIST, no write): after resharding, a
+    primary without a copy it can serve fails every search of the view until feast apply."""
+    from ..search_io import index_coverage
+    from ..store import index_schema_of
+
+    for fv in sorted(repo.online_views(), key=lambda v: v.name):
+        try:
+            schema = index_schema_of(fv, repo.config)
+        except HexpireError:
+            continue  # _check_views reports the view
+        if schema is None:
+            continue
+        try:
+            served, unserved = index_coverage(client, schema)
+        except HexpireError as exc:
+            report("search", None, f"{fv.name}: not checked: {exc}")
+            continue
+        except redis_errors() as exc:
+            report("search", None, f"{fv.name}: not checked: {describe_error(exc)}")
+            continue
+        if not unserved:
+            on = "the server" if served == ["the server"] else f"every primary ({len(served)})"
+            report("search", True, f"{fv.name}: an index on {on}")
+        elif not served:
+            report("search", None, f"{fv.name}: no index yet (feast apply builds it)")
+        else:
+            report(
+                "search",
+                False,
+                f"{fv.name}: no index that {', '.join(unserved)} can serve (its slots changed since the last "
+                "feast apply: resharding, or a new primary); searches of the view fail until feast apply",
+            )
 
 
 def _check_views(report: _Report, repo: Any) -> None:
