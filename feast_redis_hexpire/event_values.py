@@ -165,6 +165,13 @@ def _timestamp_fast(value: Any) -> Any:
     return _NOT_FAST
 
 
+def _all_nan(items: list[float]) -> bool:
+    """pandas makes each NaN of a pushed list a null, and Feast stores a list of nothing but
+    nulls as zeros (one with a number in it keeps its NaNs): such a list takes the one-row
+    push path, which does what push does."""
+    return all(item != item for item in items)
+
+
 def _items_fast(item_type: type, codec: TypeCodec, check: Callable[[Any], bool] | None = None) -> Callable[[Any], Any]:
     encode_items = codec.encode_items
     assert encode_items is not None
@@ -175,6 +182,8 @@ def _items_fast(item_type: type, codec: TypeCodec, check: Callable[[Any], bool] 
         for item in value:
             if type(item) is not item_type or (check is not None and not check(item)):
                 return _NOT_FAST
+        if item_type is float and _all_nan(value):
+            return _NOT_FAST
         return encode_items(value)
 
     return fast
@@ -190,6 +199,8 @@ def _float32_items(codec: TypeCodec) -> Callable[[Any], Any]:
         for item in value:
             if type(item) is not float or (abs(item) > _FLOAT32_MAX and not math.isinf(item)):
                 return _NOT_FAST
+        if _all_nan(value):
+            return _NOT_FAST
         items: list[Any] = np.array(value, dtype=np.float32).tolist()
         return encode_items(items)
 
