@@ -42,7 +42,17 @@ from .keys import join_key_head
 from .store import key_prefix_of, layout_of, store_config_of
 from .views import DUMMY_JOIN_KEY, ViewLayout
 from .write_rules import event_ttl_ms
-from .writes import EntityWrite, Shape, WritePlan, WriteReport, count, encode_time, row_outcomes, write_head
+from .writes import (
+    EntityWrite,
+    Shape,
+    WritePlan,
+    WriteReport,
+    count,
+    encode_time,
+    plan_report,
+    row_outcomes,
+    write_head,
+)
 
 __all__ = ["AsyncEventWriter", "EventWriteResult", "EventWriter", "Events"]
 
@@ -94,9 +104,32 @@ class _ViewEvents:
     shapes: dict[tuple[int, int], Shape] = field(default_factory=dict)  # by (set, deleted) feature bits
 
     def row(self, event: Mapping[str, Any], micros: tuple[bytes, bytes | None, bool]) -> EntityWrite | None:
-        """The event's row, or None when it carries none of the view's features. The
-        features it sets and deletes, as bits, pick its shape (interned: a call groups its
-        rows by shape, and field names travel once per script call)."""
+        """The event's row, or None when it carries none of the view's features. An event
+        that sets every feature (the common one) takes one comprehension; any other is
+        walked feature by feature (`_partial_row`)."""
+        try:
+            values = [encode(event[name]) for name, _field, encode in self.features]
+        except KeyError:  # a feature left out (or an encoder's own KeyError, raised again there)
+            return self._partial_row(event, micros)
+        if None in values or not values:  # a null deletes its field: a shape of its own
+            return self._partial_row(event, micros)
+        encoded_time, expire_text, numeric = micros
+        record = [encoded_time, *values] if expire_text is None else [expire_text, encoded_time, *values]
+        return EntityWrite(self.key(event), record, self.full_shape, numeric)
+
+    @property
+    def full_shape(self) -> Shape:
+        """The shape of a row that sets every feature."""
+        shape = self._full_shape
+        if shape is None:
+            shape = self._full_shape = ((self.layout.ts_field, *(field for _, field, _ in self.features)), ())
+        return shape
+
+    _full_shape: Shape | None = None
+
+    def _partial_row(self, event: Mapping[str, Any], micros: tuple[bytes, bytes | None, bool]) -> EntityWrite | None:
+        """The features the event sets and deletes, as bits, pick its shape (interned: a
+        call groups its rows by shape, and field names travel once per script call)."""
         encoded_time, expire_text, numeric = micros
         record: list[Any] = [encoded_time] if expire_text is None else [expire_text, encoded_time]
         append = record.append
@@ -328,8 +361,12 @@ class _Writer:
 
     def plans(self, resolved: _Resolution, events: Sequence[Mapping[str, Any]]) -> list[WritePlan]:
         """Validate and encode every event: a bad one raises before anything is sent."""
-        rows: list[list[EntityWrite]] = [[] for _ in resolved.views]
-        times: dict[Any, tuple[bytes, bytes | None, bool]] = {}
+        by_ttl: dict[int | None, dict[Any, tuple[bytes, bytes | None, bool]]] = {}
+        # each view with its rows and its encoded event times (one cache per TTL: views of
+        # one TTL share them)
+        targets: list[tuple[_ViewEvents, list[EntityWrite], dict[Any, tuple[bytes, bytes | None, bool]]]] = [
+            (view, [], by_ttl.setdefault(view.ttl_ms, {})) for view in resolved.views
+        ]
         known = resolved.known
         stamp = resolved.timestamp
         for number, event in enumerate(events):
@@ -337,21 +374,17 @@ class _Writer:
                 _unknown(resolved, event, number)
             when = event.get(stamp)
             found = False
-            for position, view in enumerate(resolved.views):
-                if not isinstance(when, datetime):
-                    _event_time(view, stamp, when, number)
-                cached = times.get((when, view.ttl_ms))
+            for view, rows, times in targets:
+                cached = times.get(when) if type(when) is datetime else None
                 if cached is None:
-                    cached = times[(when, view.ttl_ms)] = encode_time(
-                        _event_time(view, stamp, when, number), view.ttl_ms
-                    )
+                    cached = times[when] = encode_time(_event_time(view, stamp, when, number), view.ttl_ms)
                 row = view.row(event, cached)
                 if row is not None:
-                    rows[position].append(row)
+                    rows.append(row)
                     found = True
             if not found:
                 _no_features(resolved, event, number)
-        return [WritePlan(view.layout, view.head, found) for view, found in zip(resolved.views, rows) if found]
+        return [WritePlan(view.layout, view.head, rows) for view, rows, _ in targets if rows]
 
     def table_plans(self, resolved: _Resolution, table: pa.Table) -> list[WritePlan]:
         """An Arrow table, column by column (arrow_writes: push's own encoders)."""
@@ -429,12 +462,8 @@ class _Writer:
         position = 0
         where = self.where
         for plan, calls in zip(plans, per_plan):
-            report = WriteReport()
-            for _row, outcome in row_outcomes(plan, calls, replies[position : position + len(calls)], where):
-                if isinstance(outcome, HexpireError):
-                    failure = failure or outcome
-                else:
-                    count(report, outcome)
+            report, refused = plan_report(plan, calls, replies[position : position + len(calls)], where)
+            failure = failure or refused
             position += len(calls)
             reports.append(report)
         if failure is not None:
