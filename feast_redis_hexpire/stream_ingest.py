@@ -113,7 +113,7 @@ class _Batch:
     result: StepResult
     ids: list[bytes]
     parsed: ParsedBatch
-    fields_of: dict[bytes, Any]
+    live: Sequence[Entry]  # the entries not deleted since they were added, as read
 
 
 class StreamIngester:
@@ -339,7 +339,8 @@ class StreamIngester:
             if entries and isinstance(entries[0], list) and entries[0] and isinstance(entries[0][0], (list, tuple)):
                 entries = entries[0]  # redis-py's parsed form nests them once more
             return [(entry[0], entry[1]) for entry in entries]
-        return [(entry[0], entry[1]) for entry in reply[0][1]]
+        sent: list[Entry] = reply[0][1]  # [id, fields] lists as Redis sent them: no tuple per entry
+        return sent
 
     def _claim(self) -> list[Entry]:
         """Entries idle with any consumer for `claim_idle_ms`, a page at a time; a full pass
@@ -410,14 +411,16 @@ class StreamIngester:
     def _prepare(self, source: str, entries: Sequence[Entry]) -> _Batch:
         """Entries read as events (no I/O)."""
         result = StepResult(source, entries=len(entries))
-        live = [(entry_id, fields) for entry_id, fields in entries if fields]
+        # no new object per entry when none was deleted (the common batch): a batch's
+        # containers live until it is written, and each one is more garbage-collector work
+        live = entries if all(fields for _, fields in entries) else [entry for entry in entries if entry[1]]
         result.deleted = len(entries) - len(live)
         parsed = self.entry_reader().read(live)
-        return _Batch(result, [entry_id for entry_id, _ in entries], parsed, dict(live))
+        return _Batch(result, [entry_id for entry_id, _ in entries], parsed, live)
 
     def _complete(self, batch: _Batch) -> StepResult:
         """The batch written and its dead letters stored."""
-        self._write(batch.parsed, batch.result, batch.fields_of)
+        self._write(batch.parsed, batch.result, batch.live)
         batch.result.dead_letters = batch.parsed.rejected
         self._store_dead_letters(batch.parsed.rejected)
         return batch.result
@@ -430,7 +433,7 @@ class StreamIngester:
         self._count(batch.result)
         return batch.result
 
-    def _write(self, parsed: ParsedBatch, result: StepResult, fields_of: dict[bytes, Any]) -> None:
+    def _write(self, parsed: ParsedBatch, result: StepResult, live: Sequence[Entry]) -> None:
         """Every readable event in one write call (one round trip per node); when the
         writer refuses the batch as input, each event is checked alone, the refused ones
         become dead letters and the rest are written."""
@@ -440,7 +443,7 @@ class StreamIngester:
         try:
             outcome = self._send(groups)
         except REFUSED:
-            groups = self._sift(groups, parsed.rejected, fields_of)
+            groups = self._sift(groups, parsed.rejected, dict(live))
             if not groups:
                 return
             outcome = self._send(groups)
