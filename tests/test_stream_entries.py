@@ -223,6 +223,29 @@ def test_event_times_in_mixed_forms_in_one_batch() -> None:
     assert group.event_micros == [1796683899_123000] * 3
 
 
+@pytest.mark.parametrize(
+    "texts, micros",
+    [
+        (["1796683899", "1796683900"], [1796683899_000000, 1796683900_000000]),  # all seconds
+        (["1796683899123", "1796683899124"], [1796683899_123000, 1796683899_124000]),  # all milliseconds
+        (["1796683899123456", "1796683899123457"], [MICROS, MICROS + 1]),  # all microseconds
+        (["1796683899123456789", "1796683899123457999"], [MICROS, MICROS + 1]),  # all nanoseconds
+        (  # every unit in one batch: each read by its own magnitude
+            ["1796683899", "1796683899123", "1796683899123456", "1796683899123456789", "99999999999", "100000000000"],
+            [1796683899_000000, 1796683899_123000, MICROS, MICROS, 99999999999_000000, 100000000000_000],
+        ),
+    ],
+)
+def test_whole_digit_event_times_of_a_batch_by_magnitude(texts: list[str], micros: list[int]) -> None:
+    """A column of whole digits is read in one pass when its values share a unit, one by
+    one when not: the same times either way."""
+    batch = reader().read([flat(entry(n, event_timestamp=text)) for n, text in enumerate(texts)])
+    assert batch.rejected == []
+    (group,) = batch.groups
+    assert group.event_micros == micros
+    assert group.event_micros == [event_micros(text.encode()) for text in texts]
+
+
 def flat(entry_id_and_fields: tuple[bytes, dict[bytes, bytes]], reverse: bool = False) -> tuple[bytes, list[bytes]]:
     """An entry as Redis sends it: [name, value, name, value, ...]."""
     entry_id, fields = entry_id_and_fields
