@@ -35,6 +35,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
@@ -522,20 +523,20 @@ def _by_field(entries: Sequence[Any]) -> tuple[Sequence[Any], Callable[[bytes], 
     if entries and all(type(fields) is list for _, fields in entries):
         lists = [fields for _, fields in entries]
         names = lists[0][0::2]
-        if len(set(map(len, lists))) == 1:
-            # one tuple per position, across the entries: a pass in C instead of a slice
-            # per entry and a list per column
-            at_position = list(zip(*lists))
-            if all(at_position[2 * index].count(name) == len(lists) for index, name in enumerate(names)):
-                at = {name: 2 * index + 1 for index, name in enumerate(names)}
+        # a position's value in every entry, taken in C: no slice per entry (nor, as a
+        # zip(*lists) would, an iterator per entry, which the garbage collector counts)
+        if len(set(map(len, lists))) == 1 and all(
+            list(map(itemgetter(2 * index), lists)).count(name) == len(lists) for index, name in enumerate(names)
+        ):
+            at = {name: 2 * index + 1 for index, name in enumerate(names)}
 
-                def by_position(name: bytes) -> list[bytes | None]:
-                    index = at.get(name)
-                    if index is None:
-                        return [None] * len(entries)
-                    return list(at_position[index])
+            def by_position(name: bytes) -> list[bytes | None]:
+                index = at.get(name)
+                if index is None:
+                    return [None] * len(entries)
+                return list(map(itemgetter(index), lists))
 
-                return entries, by_position
+            return entries, by_position
         entries = [(entry_id, as_mapping(fields)) for entry_id, fields in entries]
     elif any(type(fields) is list for _, fields in entries):
         entries = [(entry_id, as_mapping(fields)) for entry_id, fields in entries]
