@@ -107,6 +107,8 @@ class _ViewEvents:
         """The event's row, or None when it carries none of the view's features. An event
         that sets every feature (the common one) takes one comprehension; any other is
         walked feature by feature (`_partial_row`)."""
+        if type(event) is not dict:  # a mapping's [] may make a missing value (defaultdict)
+            return self._partial_row(event, micros)
         try:
             values = [encode(event[name]) for name, _field, encode in self.features]
         except KeyError:  # a feature left out (or an encoder's own KeyError, raised again there)

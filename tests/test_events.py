@@ -12,8 +12,10 @@ one round trip. Real Redis / Valkey, real Feast.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import struct
+import types
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -322,6 +324,22 @@ def test_a_left_out_feature_is_kept_and_an_explicit_none_deletes(repo):
     writer.write(event(tx_count_5m=5, last_amount=None))
     assert repo.online("u1") == {"user_id": ["u1"], "tx_count_5m": [5], "last_amount": [None]}
     assert b"user_activity:last_amount" not in repo.hash("u1")
+
+
+def test_a_left_out_feature_of_a_mapping_event_is_kept_too(repo):
+    """An event that is a mapping other than a dict (a defaultdict would make a value for
+    a missing key on []) leaves out what it does not contain, in a batch of every kind."""
+    writer = EventWriter(repo.store, "user_activity_push")
+    writer.write(event(tx_count_5m=3, last_amount=9.5, seconds_ago=2))
+    left_out = collections.defaultdict(lambda: 0.0, event(tx_count_5m=4, seconds_ago=1))
+    proxy = types.MappingProxyType(event(user="u2", tx_count_5m=7))
+    assert writer.write([left_out, proxy, event(user="u3", last_amount=1.5)]) == EventWriteResult(written=3)
+    assert "last_amount" not in left_out  # the writer made no value for it
+    assert repo.online("u1", "u2", "u3") == {
+        "user_id": ["u1", "u2", "u3"],
+        "tx_count_5m": [4, 7, 1],
+        "last_amount": [9.5, None, 1.5],
+    }
 
 
 def test_columns_and_lists_are_one_call(repo):
