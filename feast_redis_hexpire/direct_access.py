@@ -18,10 +18,11 @@ from typing import Any, Generic, TypeVar
 from . import feast_hooks
 from .clients import async_client, sync_client
 from .config import RedisHexpireOnlineStoreConfig
-from .errors import ConfigError
+from .errors import ConfigError, InvalidInput
 from .store import RedisHexpireOnlineStore, store_config_of
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 REGISTRY_CHECK_INTERVAL_S = 0.01
 """How often an API asks Feast's registry cache whether it changed (RegistryVersion): that
@@ -124,6 +125,20 @@ class PerRegistryVersion(Generic[T]):
                 self._value = self._resolve()
                 self._token = token
             return self._value
+
+    def using(self, use: Callable[[T], U]) -> tuple[T, U]:
+        """The value and `use` of it. A value up to REGISTRY_CHECK_INTERVAL_S old that `use`
+        refuses (InvalidInput) makes it look at the registry again at once and try once more
+        on a newer value: a `feast apply` a moment ago (a new feature, say) must not refuse
+        what comes right after it."""
+        value = self.get()
+        try:
+            return value, use(value)
+        except InvalidInput:
+            fresh = self.get(now_or_never=True)
+            if fresh is value:
+                raise
+            return fresh, use(fresh)
 
     def refresh(self) -> T:
         """Re-read the registry now (Feast's refresh_registry) and resolve again."""

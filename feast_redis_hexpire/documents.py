@@ -41,7 +41,7 @@ from .errors import ConfigError, InvalidInput
 from .search_index import IndexSchema
 from .search_query import Hit, SearchPlan, entity_texts, entity_value, plan_search, requested_names
 from .serving import LazyResponse
-from .store import layout_of, searchable_schema
+from .store import entity_types_of, layout_of, searchable_schema
 from .vector_schema import vector_columns
 from .views import ViewLayout
 
@@ -116,7 +116,7 @@ def _resolve(store: Any, features: Features) -> _Resolution:
     layout = layout_of(table, config)
     requested = requested_names(layout, requested)
     feature_types = {f.name: f.dtype.to_value_type() for f in table.features}
-    entity_types = {column.name: column.dtype.to_value_type() for column in table.entity_columns}
+    entity_types = entity_types_of(table)
     columns = []
     for name in requested:
         feature = layout.features.get(name)
@@ -222,7 +222,7 @@ class _Search:
                 + "; ".join(f"{p.name} is {p.problem}" for p in changed)
                 + "): use FeatureStore.retrieve_online_documents_v2 (its results come in join-key order)"
             )
-        self.online_store = online_store_of(store, "DocumentSearch")
+        online_store_of(store, "DocumentSearch")  # this store's, or a ConfigError now
         self.clients = StoreClients.of(store, for_reads=True)  # replicas with read_from_replicas
         self.where = self.clients.store_config.where
         self.attempts = self.clients.store_config.retry_attempts
@@ -232,16 +232,9 @@ class _Search:
         self.resolved.get()  # an unknown view or feature fails here, not at the first query
 
     def plan(self, client: Any, request: _Request) -> tuple[_Resolution, SearchPlan]:
-        resolved = self.resolved.get()
-        try:
-            return resolved, request.plan(resolved, client)
-        except InvalidInput:
-            # Refused by a view up to 10 ms old: a filter on a feature `feast apply` added a
-            # moment ago must not fail. Look again, once.
-            fresh = self.resolved.get(now_or_never=True)
-            if fresh is resolved:
-                raise
-            return fresh, request.plan(fresh, client)
+        """The plan on the view last resolved (a filter on a feature `feast apply` added a
+        moment ago looks again: PerRegistryVersion.using)."""
+        return self.resolved.using(lambda resolved: request.plan(resolved, client))
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,10 @@ class _ViewEvents:
     encoder: ArrowViewEncoder  # for Arrow tables: arrow_writes, column by column
     mapping: dict[str, str]  # input name -> the view's column name (batch_source.field_mapping)
     shapes: dict[tuple[int, int], Shape] = field(default_factory=dict)  # by (set, deleted) feature bits
+    full_shape: Shape = field(init=False)  # the shape of a row that sets every feature
+
+    def __post_init__(self) -> None:
+        self.full_shape = self._shape((1 << len(self.features)) - 1, 0)
 
     def row(self, event: Mapping[str, Any], micros: tuple[bytes, bytes | None, bool]) -> EntityWrite | None:
         """The event's row, or None when it carries none of the view's features. An event
@@ -118,16 +122,6 @@ class _ViewEvents:
         encoded_time, expire_text, numeric = micros
         record = [encoded_time, *values] if expire_text is None else [expire_text, encoded_time, *values]
         return EntityWrite(self.key(event), record, self.full_shape, numeric)
-
-    @property
-    def full_shape(self) -> Shape:
-        """The shape of a row that sets every feature."""
-        shape = self._full_shape
-        if shape is None:
-            shape = self._full_shape = ((self.layout.ts_field, *(field for _, field, _ in self.features)), ())
-        return shape
-
-    _full_shape: Shape | None = None
 
     def _partial_row(self, event: Mapping[str, Any], micros: tuple[bytes, bytes | None, bool]) -> EntityWrite | None:
         """The features the event sets and deletes, as bits, pick its shape (interned: a
@@ -427,16 +421,7 @@ class _Writer:
         return await self.clients.async_client()
 
     def prepare(self, events: Events) -> tuple[_Resolution, list[WritePlan]]:
-        resolved = self._resolution()
-        try:
-            return resolved, self._planned(resolved, events)
-        except InvalidInput:
-            # Refused by views up to 10 ms old: a `feast apply` a moment ago (a new feature,
-            # say) must not refuse the events written right after it. Look again, once.
-            fresh = self._resolution(now_or_never=True)
-            if fresh is resolved:
-                raise
-            return fresh, self._planned(fresh, events)
+        return self._resolved.using(lambda resolved: self._planned(resolved, events))
 
     def _planned(self, resolved: _Resolution, events: Events) -> list[WritePlan]:
         if type(events) is list:  # the common shapes first: ABC isinstance checks cost µs

@@ -60,6 +60,11 @@ class StoreStats:
         return asdict(self)
 
 
+def entity_types_of(table: FeatureView) -> dict[str, Any]:
+    """The view's join keys and their value types, as a search's entity keys are typed."""
+    return {column.name: column.dtype.to_value_type() for column in table.entity_columns}
+
+
 def store_config_of(config: RepoConfig) -> RedisHexpireOnlineStoreConfig:
     store_config = config.online_store
     if not isinstance(store_config, RedisHexpireOnlineStoreConfig):
@@ -627,10 +632,6 @@ class RedisHexpireOnlineStore(OnlineStore):
             inline=inline,
         )
 
-    @staticmethod
-    def _entity_types(table: FeatureView) -> dict[str, Any]:
-        return {column.name: column.dtype.to_value_type() for column in table.entity_columns}
-
     def retrieve_online_documents_v2(
         self,
         config: RepoConfig,
@@ -652,7 +653,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         plan = self._search_plan(config, table, *request, inline=not search_io.is_cluster(client))
         primary = (lambda: sync_client(store_config)) if store_config.read_from_replicas else None
         hits = search_io.run_search(client, plan, store_config.where, store_config.retry_attempts, primary)
-        return plan.rows(hits, self._entity_types(table))
+        return plan.rows(hits, entity_types_of(table))
 
     async def retrieve_online_documents_v2_async(
         self,
@@ -673,7 +674,7 @@ class RedisHexpireOnlineStore(OnlineStore):
         primary_async = (lambda: async_client(store_config)) if store_config.read_from_replicas else None
         where, attempts = store_config.where, store_config.retry_attempts
         hits = await search_io.run_search_async(client, plan, where, attempts, primary_async)
-        return plan.rows(hits, self._entity_types(table))
+        return plan.rows(hits, entity_types_of(table))
 
     def retrieve_online_documents(
         self,
