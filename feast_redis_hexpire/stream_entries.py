@@ -155,11 +155,16 @@ def _json_items(raw: bytes) -> list[Any]:
     return items
 
 
-def _int_items(raw: bytes) -> list[int]:
+def _items_of(raw: bytes, kinds: tuple[type, ...], what: str) -> list[Any]:
+    """A JSON array whose every item is exactly of one of `kinds` (bool is not an int here)."""
     items = _json_items(raw)
-    if not all(type(item) is int for item in items):
-        raise ValueError(f"not an array of integers: {short_repr(raw)}")
+    if not all(type(item) in kinds for item in items):
+        raise ValueError(f"not an array of {what}: {short_repr(raw)}")
     return items
+
+
+def _int_items(raw: bytes) -> list[int]:
+    return _items_of(raw, (int,), "integers")
 
 
 def _int64_items(raw: bytes) -> list[int]:
@@ -171,31 +176,19 @@ def _int64_items(raw: bytes) -> list[int]:
 
 
 def _float_items(raw: bytes) -> list[float]:
-    items = _json_items(raw)
-    if not all(type(item) in (int, float) for item in items):
-        raise ValueError(f"not an array of numbers: {short_repr(raw)}")
-    return [float(item) for item in items]
+    return [float(item) for item in _items_of(raw, (int, float), "numbers")]
 
 
 def _bool_items(raw: bytes) -> list[bool]:
-    items = _json_items(raw)
-    if not all(type(item) is bool for item in items):
-        raise ValueError(f"not an array of true/false: {short_repr(raw)}")
-    return items
+    return _items_of(raw, (bool,), "true/false")
 
 
 def _str_items(raw: bytes) -> list[str]:
-    items = _json_items(raw)
-    if not all(type(item) is str for item in items):
-        raise ValueError(f"not an array of strings: {short_repr(raw)}")
-    return items
+    return _items_of(raw, (str,), "strings")
 
 
 def _time_items(raw: bytes) -> list[datetime]:
-    items = _json_items(raw)
-    if not all(type(item) in (int, str) for item in items):
-        raise ValueError(f"not an array of times: {short_repr(raw)}")
-    return [_time(str(item).encode()) for item in items]
+    return [_time(str(item).encode()) for item in _items_of(raw, (int, str), "times")]
 
 
 def _stored(value_type: ValueType) -> Parse:
