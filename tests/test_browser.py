@@ -10,10 +10,13 @@ id format and the default user. Saves test-artifacts/demo.png (and demo-10k.png)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,29 +55,36 @@ TIMEOUT_MS = 15_000
 LOAD_TIMEOUT_MS = 150_000  # 10,000 users by materialization on 2 busy cores
 
 
-@pytest.fixture(scope="module")
-def demo(redis_server, tmp_path_factory):
-    if not CHROMIUM.exists():
-        _MISSING(f"{CHROMIUM} not installed (Debian: apt-get install chromium)")
+@contextlib.contextmanager
+def served_demo(server: Any, tmp_path_factory: Any, name: str, users: int, stream_ttl: int) -> Iterator[Any]:
+    """A demo runtime on `server`, served in the background (worker every 0.5 s)."""
     runtime = DemoRuntime(
-        redis_server.connection_string,
-        tmp_path_factory.mktemp("demo_browser"),
-        project=f"t_{uuid.uuid4().hex[:8]}_browser",
-        users=USERS,
-        stream_ttl_seconds=STREAM_TTL,
+        server.connection_string,
+        tmp_path_factory.mktemp(f"demo_{name}"),
+        project=f"t_{uuid.uuid4().hex[:8]}_{name}",
+        users=users,
+        stream_ttl_seconds=stream_ttl,
         worker_interval=0.5,
         worker_batch_size=5,
         log=lambda message: None,
     ).setup()
-    server = BackgroundServer(runtime).start()
-    server.runtime = runtime
-    server.started_at = time.monotonic()
+    background = BackgroundServer(runtime).start()
+    background.runtime = runtime
+    background.started_at = time.monotonic()
     try:
-        yield server
+        yield background
     finally:
-        server.stop()
+        background.stop()
         runtime.close()
         clients.reset_clients()  # the demo's threads grew the shared client's pool
+
+
+@pytest.fixture(scope="module")
+def demo(redis_server, tmp_path_factory):
+    if not CHROMIUM.exists():
+        _MISSING(f"{CHROMIUM} not installed (Debian: apt-get install chromium)")
+    with served_demo(redis_server, tmp_path_factory, "browser", USERS, STREAM_TTL) as server:
+        yield server
 
 
 @pytest.fixture
@@ -370,24 +380,8 @@ SEARCH_STREAM_TTL = 8
 @pytest.fixture(scope="module")
 def search_demo(search_server, tmp_path_factory):
     """A second demo, on a Redis with the Query Engine: the similar-users panel's results."""
-    runtime = DemoRuntime(
-        search_server.connection_string,
-        tmp_path_factory.mktemp("demo_search"),
-        project=f"t_{uuid.uuid4().hex[:8]}_search",
-        users=SEARCH_USERS,
-        stream_ttl_seconds=SEARCH_STREAM_TTL,
-        worker_interval=0.5,
-        worker_batch_size=5,
-        log=lambda message: None,
-    ).setup()
-    server = BackgroundServer(runtime).start()
-    server.runtime = runtime
-    try:
+    with served_demo(search_server, tmp_path_factory, "search", SEARCH_USERS, SEARCH_STREAM_TTL) as server:
         yield server
-    finally:
-        server.stop()
-        runtime.close()
-        clients.reset_clients()
 
 
 def similar_rows(page) -> list[dict]:
